@@ -1,0 +1,13 @@
+"""Tasks: what is learned. Importing this package registers every task."""
+
+from .base import Task, TaskParams
+from . import boolean  # noqa: F401  (registers)
+
+__all__ = ["Task", "TaskParams", "make_task"]
+
+
+def make_task(name: str, params: dict | None = None) -> Task:
+    from ..registry import TASKS
+
+    cls = TASKS.get(name)
+    return cls.from_dict(dict(params or {}), prefix=name)

@@ -1,0 +1,54 @@
+"""Training losses, each with the map from raw outputs to predictions used for accuracy.
+
+``mse``: MSE against {0,1} (or real) targets, the sharpness paper's choice; prediction = output.
+``mse_pm1``: MSE against {-1,+1} labels (targets mapped 2y-1); prediction = (output+1)/2.
+``bce``: binary cross-entropy on a logit; prediction = sigmoid(output).
+``ce``: cross-entropy over classes; prediction = logits (the task takes argmax).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import InputError
+
+
+@dataclass(frozen=True)
+class Loss:
+    name: str
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    predict: Callable[[torch.Tensor], torch.Tensor]
+
+
+def _mse(out, y):
+    return (out - y.to(out.dtype)).pow(2).mean()
+
+
+def _mse_pm1(out, y):
+    return (out - (2 * y.to(out.dtype) - 1)).pow(2).mean()
+
+
+def _bce(out, y):
+    return F.binary_cross_entropy_with_logits(out, y.to(out.dtype))
+
+
+def _ce(out, y):
+    return F.cross_entropy(out, y)
+
+
+LOSSES = {
+    "mse": Loss("mse", _mse, lambda o: o),
+    "mse_pm1": Loss("mse_pm1", _mse_pm1, lambda o: (o + 1) / 2),
+    "bce": Loss("bce", _bce, torch.sigmoid),
+    "ce": Loss("ce", _ce, lambda o: o),
+}
+
+
+def get_loss(name: str) -> Loss:
+    if name not in LOSSES:
+        raise InputError("train.loss", f"unknown loss {name!r}", ", ".join(LOSSES))
+    return LOSSES[name]

@@ -1,0 +1,119 @@
+"""A stack: M members of one architecture, their parameters stacked along a leading dim.
+
+Each member is built exactly as it would be alone (same seed -> same weights), then
+``torch.func.stack_module_state`` stacks them; a meta-device copy of the module runs through
+``functional_call`` under ``vmap``. Members may differ in seed, gamma, learning rate, weight
+decay, clip norm and task state (random tables, training subsets), never in shapes.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from torch.func import functional_call, stack_module_state, vmap
+
+from ..errors import InputError
+from ..models import build_model
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member's identity and hyperparameters."""
+
+    seed: int
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    gamma: Optional[float] = None
+    clip_norm: Optional[float] = None
+    task_seed: Optional[int] = None  # seed of the task state; defaults to ``seed``
+    tag: dict = field(default_factory=dict, compare=False)
+
+
+def stack_states(states: list[dict], device) -> dict[str, torch.Tensor]:
+    keys = set(states[0])
+    for s in states[1:]:
+        if set(s) != keys:
+            raise ValueError("task states of one stack must have the same keys")
+    return {k: torch.stack([s[k] for s in states]).to(device) for k in sorted(keys)}
+
+
+class Stack:
+    def __init__(self, model_name: str, model_values: dict, tasks, members: list[Member],
+                 device: str | torch.device = "cpu"):
+        if not members:
+            raise InputError("members", "a stack needs at least one member")
+        if not isinstance(tasks, (list, tuple)):
+            tasks = [tasks] * len(members)
+        if len({t.shape_key() for t in tasks}) != 1:
+            raise ValueError("all members of a stack need tasks of one shape")
+        self.device = torch.device(device)
+        self.model_name = model_name
+        self.model_values = dict(model_values)
+        self.task = tasks[0]
+        self.tasks = list(tasks)
+        self.members = list(members)
+        modules = [
+            build_model(model_name, model_values, t, seed=m.seed, gamma=m.gamma)
+            for t, m in zip(tasks, members)
+        ]
+        params, buffers = stack_module_state(modules)
+        self.params = {k: v.detach().to(self.device) for k, v in params.items()}
+        self.buffers = {k: v.detach().to(self.device) for k, v in buffers.items()}
+        self._template = modules[0]
+        self.base = copy.deepcopy(modules[0]).to("meta")
+        self.task_states = stack_states(
+            [t.make_state(m.task_seed if m.task_seed is not None else m.seed) for t, m in
+             zip(tasks, members)],
+            self.device,
+        )
+        self.seed_keys = torch.tensor([m.seed & 0xFFFFFFFF for m in members], dtype=torch.int64,
+                                      device=self.device)
+
+    @property
+    def M(self) -> int:
+        return len(self.members)
+
+    def hyper(self, name: str, default: float = float("inf")) -> torch.Tensor:
+        """An [M] tensor of a member hyperparameter (None -> ``default``)."""
+        vals = [getattr(m, name) for m in self.members]
+        return torch.tensor([default if v is None else float(v) for v in vals],
+                            dtype=torch.float32, device=self.device)
+
+    # -- functional forward -----------------------------------------------------------------
+    def apply(self, params: dict, buffers: dict, x: torch.Tensor, acts: bool = False):
+        """Forward of ONE member (call under vmap for the stack)."""
+        return functional_call(self.base, (params, buffers), (x,), {"acts": acts})
+
+    def forward(self, x: torch.Tensor, acts: bool = False, shared_input: bool = True,
+                params: dict | None = None):
+        """Forward of every member: x [B, L] shared, or [M, B, L] per member."""
+        p = self.params if params is None else params
+        return vmap(lambda pp, bb, xx: self.apply(pp, bb, xx, acts),
+                    in_dims=(0, 0, None if shared_input else 0))(p, self.buffers, x)
+
+    # -- members as plain modules -------------------------------------------------------------
+    def member(self, i: int) -> torch.nn.Module:
+        """Member i as an ordinary ``nn.Module`` (a copy, on the stack's device)."""
+        module = copy.deepcopy(self._template).to(self.device)
+        state = {k: v[i].detach().clone() for k, v in self.params.items()}
+        state.update({k: v[i].detach().clone() for k, v in self.buffers.items()})
+        module.load_state_dict(state)
+        return module
+
+    def member_state(self, i: int) -> dict[str, torch.Tensor]:
+        return {k: v[i].detach().contiguous().cpu() for k, v in self.params.items()}
+
+    def select(self, idx: list[int]) -> "Stack":
+        """A new stack holding members ``idx`` (parameters copied, task states sliced)."""
+        new = copy.copy(self)
+        ix = torch.tensor(idx, device=self.device)
+        new.members = [self.members[i] for i in idx]
+        new.tasks = [self.tasks[i] for i in idx]
+        new.params = {k: v[ix].clone() for k, v in self.params.items()}
+        new.buffers = {k: v[ix].clone() for k, v in self.buffers.items()}
+        new.task_states = {k: v[ix] for k, v in self.task_states.items()}
+        new.seed_keys = self.seed_keys[ix]
+        return new
