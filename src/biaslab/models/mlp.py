@@ -27,7 +27,9 @@ class MLP(nn.Module):
 
     def forward(self, x, acts: bool = False):
         record = {}
-        h = nn.functional.one_hot(x, self.vocab_size).float().flatten(1)
+        # one_hot() checks its input on the host, which vmap forbids; a comparison does not.
+        vocab = torch.arange(self.vocab_size, device=x.device)
+        h = (x[..., None] == vocab).to(self.hidden[0].weight.dtype).flatten(1)
         for i, layer in enumerate(self.hidden):
             h = torch.relu(layer(h))
             record[f"hidden.{i}"] = h

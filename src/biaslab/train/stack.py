@@ -42,7 +42,7 @@ def stack_states(states: list[dict], device) -> dict[str, torch.Tensor]:
 
 class Stack:
     def __init__(self, model_name: str, model_values: dict, tasks, members: list[Member],
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
         if not members:
             raise InputError("members", "a stack needs at least one member")
         if not isinstance(tasks, (list, tuple)):
@@ -59,6 +59,8 @@ class Stack:
             build_model(model_name, model_values, t, seed=m.seed, gamma=m.gamma)
             for t, m in zip(tasks, members)
         ]
+        if dtype != torch.float32:  # float64 for exactness tests and curvature oracles
+            modules = [m.to(dtype) for m in modules]
         params, buffers = stack_module_state(modules)
         self.params = {k: v.detach().to(self.device) for k, v in params.items()}
         self.buffers = {k: v.detach().to(self.device) for k, v in buffers.items()}

@@ -83,6 +83,11 @@ def _autocast(cfg: TrainConfig, device: torch.device):
     return torch.autocast(device.type, enabled=False)
 
 
+def _upcast(out: torch.Tensor) -> torch.Tensor:
+    """Losses in at least fp32: bf16 outputs are upcast, fp64 ones kept (exactness tests)."""
+    return out.float() if out.dtype in (torch.bfloat16, torch.float16) else out
+
+
 def eval_batch(stack: Stack, cfg: TrainConfig, split: str | None = None):
     """The fixed evaluation batch of every member: [M, B, L] inputs and [M, B] targets.
 
@@ -105,7 +110,7 @@ def evaluate(stack: Stack, cfg: TrainConfig, params=None, split: str | None = No
     x, y = eval_batch(stack, cfg, split)
     p = stack.params if params is None else params
     with torch.no_grad(), _autocast(cfg, stack.device):
-        out = vmap(stack.apply)(p, stack.buffers, x).float()
+        out = _upcast(vmap(stack.apply)(p, stack.buffers, x))
     losses = vmap(loss.fn)(out, y)
     pred = loss.predict(out)
     acc = stack.task.correct(pred, y).float().mean(-1)
@@ -122,7 +127,7 @@ def make_step(stack: Stack, cfg: TrainConfig):
         x, y = task.sample(state, key, cfg.batch, "train")
         with _autocast(cfg, stack.device):
             out = stack.apply(params, buffers, x)
-        return loss.fn(out.float(), y)
+        return loss.fn(_upcast(out), y)
 
     grad_fn = vmap(grad_and_value(member_loss))
 

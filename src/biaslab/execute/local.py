@@ -1,0 +1,71 @@
+"""The local executor: trains each group of unfinished runs as one stack, in this process.
+
+Finished runs (by id) are skipped, so an interrupted sweep resumes where it stopped. Every run
+is written to the store in one transaction after its stack finishes; artifacts are written
+first, under temporary names renamed into place, so the store never points at half a file.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import OrderedDict
+
+import torch
+
+from ..errors import InputError
+from ..store.artifacts import save_array, save_tensors
+from ..store.db import Store
+
+
+def resolve_device(name: str | None) -> torch.device:
+    name = name or "auto"
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise InputError("device", f"unknown device {name!r}", "auto, cpu, cuda")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("device", "CUDA is not available on this machine", "cpu, auto")
+    return torch.device(name)
+
+
+def plan_groups(plans, max_members: int | None):
+    groups: "OrderedDict[tuple, list]" = OrderedDict()
+    for p in plans:
+        groups.setdefault(p.group, []).append(p)
+    for key, members in groups.items():
+        step = max_members or len(members)
+        for i in range(0, len(members), step):
+            yield key, members[i:i + step]
+
+
+def run_experiment(experiment, spec, store: Store, device="auto", progress=True,
+                   max_members: int | None = None, log=None) -> dict:
+    """Run every unfinished run of ``experiment`` under ``spec``; returns counts."""
+    dev = resolve_device(device) if not isinstance(device, torch.device) else device
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    plans = experiment.plan(spec)
+    done = store.finished(p.id for p in plans)
+    todo = [p for p in plans if p.id not in done]
+    log(f"{experiment.name}: {len(plans)} runs, {len(done)} already in the store, {len(todo)} to train")
+    t0 = time.perf_counter()
+    trained = 0
+    groups = list(plan_groups(todo, max_members))
+    for gi, (key, members) in enumerate(groups):
+        label = f"[{gi + 1}/{len(groups)}] {experiment.name} " + " ".join(str(k) for k in key)
+        store.mark_running(experiment.name, [(p.id, p.config) for p in members], dev.type)
+        outcomes = experiment.run_group(spec, members, dev, progress=label if progress else False)
+        for out in outcomes:
+            paths = {}
+            base = store.artifact_dir / out.plan.id
+            for name, tensors in out.tensors.items():
+                paths[name] = save_tensors(base / f"{name}.safetensors", tensors)
+            for name, arr in out.arrays.items():
+                paths[name] = save_array(base / f"{name}.npy", arr)
+            store.save_run(out.plan.id, experiment.name, out.plan.config, status="done",
+                           metrics=out.metrics, series=out.series, artifacts=paths,
+                           seconds=out.seconds, device=str(dev))
+        trained += len(members)
+        log(f"{label}: {len(members)} runs stored ({time.perf_counter() - t0:.0f}s elapsed)")
+    return {"planned": len(plans), "skipped": len(done), "trained": trained,
+            "seconds": time.perf_counter() - t0}

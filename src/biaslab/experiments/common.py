@@ -1,0 +1,70 @@
+"""Pieces shared by experiments: model choice in a spec, fitting Boolean subsets, statistics."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Optional
+
+import torch
+from pydantic import Field
+
+from ..registry import MODELS
+from ..tasks import make_task
+from ..tasks.boolean import all_inputs
+from ..train import Member, Stack, TrainConfig, train
+from ..train.losses import get_loss
+from .base import SpecBase
+
+
+class ModelChoice(SpecBase):
+    """A registered model name and its config values (see ``biaslab list``)."""
+
+    name: str = Field(default="transformer", description="registered model name")
+    params: dict = Field(default_factory=dict, description="model config fields")
+    lr: Optional[float] = Field(default=None, gt=0, description="learning rate (None: the spec's)")
+
+    def validate_now(self, field: str) -> None:
+        """Raise a one-line InputError now, before anything is trained, if the model is bad."""
+        from ..errors import InputError
+
+        try:
+            MODELS.get(self.name).config(self.params)
+        except InputError as exc:
+            raise InputError(f"{field}.{exc.field}" if exc.field != "model" else f"{field}.name",
+                             exc.problem, exc.accepted) from None
+
+
+def learned_tables(stack: Stack, loss_name: str, n: int, chunk: int = 1 << 14) -> torch.Tensor:
+    """Every member's thresholded prediction on all of {0,1}^n: [M, 2^n] float in {0,1}."""
+    predict = get_loss(loss_name).predict
+    xs = all_inputs(n, stack.device)
+    outs = []
+    with torch.no_grad():
+        for i in range(0, xs.shape[0], chunk):
+            outs.append(predict(stack.forward(xs[i:i + chunk]).float()))
+    return (torch.cat(outs, -1) > 0.5).float()
+
+
+def fit_boolean(task_name: str, task_params: list[dict], members: list[Member], model: ModelChoice,
+                train_cfg: TrainConfig, device, progress=False):
+    """Train one stack on per-member Boolean tasks; returns (stack, TrainResult, seconds)."""
+    tasks = [make_task(task_name, p) for p in task_params]
+    t0 = time.perf_counter()
+    stack = Stack(model.name, model.params, tasks, members, device)
+    result = train(stack, train_cfg, progress=progress)
+    return stack, result, time.perf_counter() - t0
+
+
+def mean_sd(values: list[float]) -> tuple[float, float, int]:
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    if not vals:
+        return float("nan"), float("nan"), 0
+    m = sum(vals) / len(vals)
+    sd = math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
+    return m, sd, len(vals)
+
+
+def stderr(values: list[float]) -> float:
+    _, sd, k = mean_sd(values)
+    return sd / math.sqrt(k) if k > 1 else float("inf")

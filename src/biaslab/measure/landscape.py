@@ -1,0 +1,478 @@
+"""Loss-landscape measures: perturbation sharpness, Hessian-vector products, Hutchinson trace,
+Lanczos top eigenvalues, and 1-D loss slices.
+
+Every measure is written once as a pure *member* function of ``(params, buffers, batch, key)``
+and run two ways:
+
+* on one plain ``nn.Module`` -- its parameters are pulled out into a dict and the forward runs
+  through ``torch.func.functional_call``;
+* on a ``Stack`` -- the same member function is ``vmap``-ed over the M members in ONE call
+  (``*_stack`` variants), returning [M] (or [M, k]) tensors.
+
+Randomness comes from :mod:`biaslab.rng` (counter-based, vmappable): the noise of parameter
+``name`` is keyed by (key, draw, crc32(name)), so it does not depend on which other parameters
+are included, on the number of members, or on the device. A stacked call with a scalar key gives
+every member the same noise (common random numbers, as the other stacked measures do): member i
+of ``f_stack(stack, ..., key=k)`` equals ``f(stack.member(i), ..., key=k)``. Pass an [M] key
+tensor to give members their own noise.
+
+Conventions: ``loss_fn(outputs, targets) -> scalar`` (a ``biaslab.train.losses`` name or
+``Loss`` object is accepted too); ``batch = (x, y)``; stacked batches are shared (x [B, L]) or
+per member (x [M, B, L], y [M, B]), inferred from ``x.dim() == 3`` unless ``shared`` is given.
+``chunk`` bounds how many draws / probes / alphas one vmap evaluates at once (memory),
+``member_chunk`` the same over members.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, grad, jvp, vmap
+from torch.overrides import TorchFunctionMode
+
+from .. import rng
+from ..models.base import POSITION_PREFIX
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+# -- plumbing ------------------------------------------------------------------------------------
+def _loss(loss_fn) -> Callable:
+    """Accept a callable, a ``Loss`` object, or a loss name."""
+    if isinstance(loss_fn, str):
+        from ..train.losses import get_loss
+
+        return get_loss(loss_fn).fn
+    return getattr(loss_fn, "fn", loss_fn)
+
+
+def _module_fn(model: nn.Module):
+    """A plain module as (apply(params, buffers, x), params, buffers) with detached tensors."""
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    buffers = {n: b.detach() for n, b in model.named_buffers()}
+
+    def apply(p, b, x):
+        return functional_call(model, (p, b), (x,))
+
+    return apply, params, buffers
+
+
+def _device(params: dict) -> torch.device:
+    return next(iter(params.values())).device
+
+
+def _included(params: dict, exclude: Sequence[str]) -> list[str]:
+    """Names of the parameters a measure acts on (those not starting with an excluded prefix)."""
+    return [n for n in params if not n.startswith(tuple(exclude))]
+
+
+def _salt(name: str) -> int:
+    """A stable per-parameter salt, so a parameter's noise ignores which others are included."""
+    return zlib.crc32(name.encode())
+
+
+def _key(key, device) -> torch.Tensor:
+    """An int64 key tensor. ``None`` draws a seed from torch's global generator: fresh noise on
+    every call, reproducible under ``torch.manual_seed``; pass a key to record it."""
+    if key is None:
+        key = int(torch.randint(0, 2**31 - 1, ()))
+    if isinstance(key, torch.Tensor):
+        return key.to(device=device, dtype=torch.int64)
+    return rng.key_of(key, device)
+
+
+def _stack_keys(stack, key) -> torch.Tensor:
+    """[M] keys: a scalar key is shared by all members (common random numbers)."""
+    k = _key(key, stack.device)
+    return k.expand(stack.M).contiguous() if k.dim() == 0 else k
+
+
+def _as_batches(batch) -> list[Batch]:
+    """One (x, y) batch or a list of them -> list of (x, y)."""
+    if isinstance(batch[0], torch.Tensor):
+        return [tuple(batch)]
+    return [tuple(b) for b in batch]
+
+
+def _batch_dims(batches: list[Batch], shared: bool | None):
+    """vmap in_dims for stacked batches: None (shared by members) or 0 (one per member)."""
+    dims = []
+    for x, _ in batches:
+        per_member = x.dim() == 3 if shared is None else not shared
+        dims.append((0, 0) if per_member else (None, None))
+    return dims
+
+
+def _rademacher(key, shape, dtype):
+    return ((rng.bits32(key, shape) & 1) * 2 - 1).to(dtype)
+
+
+def _flatten(tree: dict) -> torch.Tensor:
+    return torch.cat([t.reshape(-1) for t in tree.values()])
+
+
+def _unflatten(vec: torch.Tensor, like: dict) -> dict:
+    out, i = {}, 0
+    for n, t in like.items():
+        out[n] = vec[i:i + t.numel()].view_as(t)
+        i += t.numel()
+    return out
+
+
+# -- perturbation sharpness ---------------------------------------------------------------------
+def _sharpness_member(apply, loss_fn, params, buffers, batches, key, sigma, draws, names,
+                      same_noise, chunk):
+    """mean over batches of [mean_r L(theta + eps_r) - L(theta)] for one member."""
+    total = 0.0
+    for b, (x, y) in enumerate(batches):
+        # Fresh noise per batch (the reference reused one draw for every batch: same_noise).
+        bkey = key if same_noise else rng.derive(key, b)
+
+        def noisy_loss(dkey):
+            p = dict(params)
+            for n in names:
+                t = params[n]
+                p[n] = t + sigma * rng.normal(rng.derive(dkey, _salt(n)), t.shape, t.dtype)
+            return loss_fn(apply(p, buffers, x), y)
+
+        dkeys = rng.derive(bkey, torch.arange(draws, device=x.device))
+        noisy = vmap(noisy_loss, chunk_size=chunk)(dkeys)
+        total = total + noisy.mean() - loss_fn(apply(params, buffers, x), y)
+    return total / len(batches)
+
+
+def perturbation_sharpness(model: nn.Module, loss_fn, batch, sigma: float = 0.02,
+                           draws: int = 10, key=None, label_scale: float = 1.0,
+                           exclude: Sequence[str] = (POSITION_PREFIX,), same_noise: bool = False,
+                           chunk: int | None = None) -> torch.Tensor:
+    """Hahn & Rofin's sharpness: mean_r L(theta + eps_r) - L(theta), eps_r ~ N(0, sigma^2 I).
+
+    Every parameter is perturbed except those whose name starts with a prefix in ``exclude``
+    (the positional embeddings, as in the paper). ``batch`` may be a list of batches: the result
+    is the mean over batches, each with fresh noise (``same_noise=True`` reuses one set of draws
+    for every batch, the reference code's quirk). ``label_scale`` multiplies the result: 4.0
+    turns MSE on {0,1} targets into MSE on {-1,+1} labels, the paper's plotted scale. Near a
+    minimum the expectation is sigma^2/2 tr(H) over the perturbed parameters. Returns a scalar.
+    """
+    apply, params, buffers = _module_fn(model)
+    k = _key(key, _device(params))
+    with torch.no_grad():
+        s = _sharpness_member(apply, _loss(loss_fn), params, buffers, _as_batches(batch), k,
+                              sigma, draws, _included(params, exclude), same_noise, chunk)
+    return s * label_scale
+
+
+def perturbation_sharpness_stack(stack, loss_fn, batches, sigma: float = 0.02, draws: int = 10,
+                                 key=None, label_scale: float = 1.0,
+                                 exclude: Sequence[str] = (POSITION_PREFIX,),
+                                 same_noise: bool = False, shared: bool | None = None,
+                                 chunk: int | None = None,
+                                 member_chunk: int | None = None) -> torch.Tensor:
+    """``perturbation_sharpness`` of every member of ``stack`` in one vmapped call -> [M]."""
+    bs = _as_batches(batches)
+    names = _included(stack.params, exclude)
+    loss = _loss(loss_fn)
+
+    def member(p, b, batch_list, k):
+        return _sharpness_member(stack.apply, loss, p, b, batch_list, k, sigma, draws, names,
+                                 same_noise, chunk)
+
+    with torch.no_grad():
+        s = vmap(member, in_dims=(0, 0, _batch_dims(bs, shared), 0), chunk_size=member_chunk)(
+            stack.params, stack.buffers, bs, _stack_keys(stack, key))
+    return s * label_scale
+
+
+# -- Hessian-vector products --------------------------------------------------------------------
+def _restricted_loss(apply, loss_fn, params, buffers, batch, names):
+    """The loss as a function of the parameters ``names`` only (the others held fixed)."""
+    x, y = batch
+    fixed = {n: p for n, p in params.items() if n not in names}
+
+    def f(theta):
+        return loss_fn(apply({**fixed, **theta}, buffers, x), y)
+
+    return f, {n: params[n] for n in names}
+
+
+class composite_layer_norm(TorchFunctionMode):
+    """Inside this context ``F.layer_norm`` runs as plain mean/var/rsqrt ops.
+
+    Why: under torch.func (grad, jvp, jacrev, hessian) the second derivative of the fused
+    ``layer_norm`` is wrong in torch 2.13 -- the block d(grad of the LN gain)/d(input) comes out
+    wrong, so Hessians of any model with LayerNorm are off by a few percent and are not even
+    symmetric (plain ``torch.autograd`` double backward is right; see pytorch/pytorch#196700 for
+    the forward-mode face of it). The composite form has exact derivatives of every order. Every
+    Hessian measure here runs inside it; use it for reference Hessians too.
+    """
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.layer_norm or func is torch.layer_norm:
+            return _layer_norm(*args, **kwargs)
+        return func(*args, **kwargs)
+
+
+def _layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5, *_args, **_kw):
+    dims = tuple(range(-len(normalized_shape), 0))
+    mu = input.mean(dims, keepdim=True)
+    var = (input - mu).pow(2).mean(dims, keepdim=True)  # biased, as LayerNorm
+    out = (input - mu) * torch.rsqrt(var + eps)
+    if weight is not None:
+        out = out * weight
+    if bias is not None:
+        out = out + bias
+    return out
+
+
+def _hvp(f, theta, v):
+    # Forward-over-reverse: one jvp through the gradient. Cheaper in memory than reverse-over-
+    # reverse and it composes with vmap over probes and members.
+    with composite_layer_norm():
+        return jvp(grad(f), (theta,), (v,))[1]
+
+
+def hvp(model: nn.Module, loss_fn, batch: Batch, v: dict) -> dict:
+    """H v for the Hessian of the batch loss w.r.t. the parameters named in ``v`` (a dict
+    name -> tensor shaped like the parameter; the others are held fixed). Returns a dict."""
+    apply, params, buffers = _module_fn(model)
+    f, theta = _restricted_loss(apply, _loss(loss_fn), params, buffers, batch, list(v))
+    return _hvp(f, theta, {n: v[n] for n in theta})
+
+
+def hvp_stack(stack, loss_fn, batch: Batch, v: dict, shared: bool | None = None,
+              member_chunk: int | None = None) -> dict:
+    """``hvp`` of every member: ``v`` holds [M, ...] tensors; returns a dict of [M, ...]."""
+    loss = _loss(loss_fn)
+    (bd,) = _batch_dims([tuple(batch)], shared)
+
+    def member(p, b, bt, vv):
+        f, theta = _restricted_loss(stack.apply, loss, p, b, bt, list(vv))
+        return _hvp(f, theta, vv)
+
+    return vmap(member, in_dims=(0, 0, bd, 0), chunk_size=member_chunk)(
+        stack.params, stack.buffers, tuple(batch), v)
+
+
+# -- Hutchinson trace ---------------------------------------------------------------------------
+def _trace_member(apply, loss_fn, params, buffers, batch, key, names, probes, chunk):
+    """Per-probe values z^T H z with Rademacher z; their mean is an unbiased trace estimate."""
+    f, theta = _restricted_loss(apply, loss_fn, params, buffers, batch, names)
+
+    def one(pkey):
+        z = {n: _rademacher(rng.derive(pkey, _salt(n)), t.shape, t.dtype) for n, t in theta.items()}
+        hz = _hvp(f, theta, z)
+        return sum((z[n] * hz[n]).sum() for n in theta)
+
+    pkeys = rng.derive(key, torch.arange(probes, device=key.device))
+    return vmap(one, chunk_size=chunk)(pkeys)
+
+
+def hessian_trace(model: nn.Module, loss_fn, batch: Batch, probes: int = 100, key=None,
+                  exclude: Sequence[str] = (), chunk: int | None = 16,
+                  return_samples: bool = False) -> torch.Tensor:
+    """Hutchinson estimate of tr(H) of the batch loss, H over all parameters except ``exclude``
+    (pass ``(POSITION_PREFIX,)`` to match the parameters perturbation sharpness perturbs).
+
+    Rademacher probes minimise the estimator's variance, 2 (||H||_F^2 - sum_i H_ii^2) / probes.
+    ``return_samples`` gives the [probes] values z^T H z (for a standard error) instead.
+    """
+    apply, params, buffers = _module_fn(model)
+    k = _key(key, _device(params))
+    with torch.no_grad():
+        s = _trace_member(apply, _loss(loss_fn), params, buffers, tuple(batch), k,
+                          _included(params, exclude), probes, chunk)
+    return s if return_samples else s.mean()
+
+
+def hessian_trace_stack(stack, loss_fn, batch: Batch, probes: int = 100, key=None,
+                        exclude: Sequence[str] = (), chunk: int | None = 16,
+                        return_samples: bool = False, shared: bool | None = None,
+                        member_chunk: int | None = None) -> torch.Tensor:
+    """``hessian_trace`` of every member in one vmapped call -> [M] (or [M, probes])."""
+    loss = _loss(loss_fn)
+    names = _included(stack.params, exclude)
+    (bd,) = _batch_dims([tuple(batch)], shared)
+
+    def member(p, b, bt, k):
+        return _trace_member(stack.apply, loss, p, b, bt, k, names, probes, chunk)
+
+    with torch.no_grad():
+        s = vmap(member, in_dims=(0, 0, bd, 0), chunk_size=member_chunk)(
+            stack.params, stack.buffers, tuple(batch), _stack_keys(stack, key))
+    return s if return_samples else s.mean(-1)
+
+
+# -- Lanczos top eigenvalues --------------------------------------------------------------------
+def _lanczos_member(apply, loss_fn, params, buffers, batch, key, names, k, iters):
+    """Top-k (largest algebraic) Hessian eigenvalues by Lanczos with full reorthogonalisation.
+
+    A fixed number of iterations and no data-dependent branches: the whole loop stays on the
+    device and vmaps over members. On breakdown (the Krylov space is exhausted, e.g. a Hessian
+    of low rank) the next vector is a fresh random one orthogonal to the basis and the coupling
+    is set to 0, so T stays a valid projection of H.
+    """
+    f, theta = _restricted_loss(apply, loss_fn, params, buffers, batch, names)
+    n = sum(t.numel() for t in theta.values())
+    m = min(iters, n)
+    if k > m:
+        raise ValueError(f"k={k} eigenvalues need iters >= k (got {m})")
+    dtype = next(iter(theta.values())).dtype
+    tol = 100 * torch.finfo(dtype).eps
+
+    def orthonormal(w, Q):
+        # Classical Gram-Schmidt twice ("twice is enough") against the whole basis; without it
+        # Lanczos loses orthogonality and reports ghost copies of converged eigenvalues.
+        for _ in range(2):
+            w = w - Q.T @ (Q @ w)
+        return w
+
+    q = rng.normal(rng.derive(key, 0), (n,), dtype)
+    Q = (q / q.norm())[None]
+    alphas, betas = [], []
+    for j in range(m):
+        hq = _flatten(_hvp(f, theta, _unflatten(Q[-1], theta)))
+        alphas.append(hq @ Q[-1])
+        if j == m - 1:
+            break
+        w = orthonormal(hq, Q)
+        b = w.norm()
+        ok = b > tol * hq.norm()
+        r = orthonormal(rng.normal(rng.derive(key, j + 1), (n,), dtype), Q)
+        nxt = torch.where(ok, w / torch.where(ok, b, 1.0), r / r.norm())
+        betas.append(torch.where(ok, b, torch.zeros_like(b)))
+        Q = torch.cat([Q, nxt[None]])
+    a = torch.stack(alphas)
+    T = torch.diag(a)
+    if betas:
+        bt = torch.stack(betas)
+        T = T + torch.diag(bt, 1) + torch.diag(bt, -1)
+    return torch.linalg.eigvalsh(T).flip(-1)[:k]
+
+
+def hessian_top_eigenvalues(model: nn.Module, loss_fn, batch: Batch, k: int = 1, iters: int = 32,
+                            key=None, exclude: Sequence[str] = ()) -> torch.Tensor:
+    """The k largest (algebraic) eigenvalues of the batch-loss Hessian, descending, [k].
+
+    Lanczos with ``iters`` Hessian-vector products (clipped to the parameter count). Extremal
+    eigenvalues converge first; raise ``iters`` when the top of the spectrum is clustered.
+    """
+    apply, params, buffers = _module_fn(model)
+    kk = _key(key, _device(params))
+    with torch.no_grad():
+        return _lanczos_member(apply, _loss(loss_fn), params, buffers, tuple(batch), kk,
+                               _included(params, exclude), k, iters)
+
+
+def hessian_top_eigenvalues_stack(stack, loss_fn, batch: Batch, k: int = 1, iters: int = 32,
+                                  key=None, exclude: Sequence[str] = (),
+                                  shared: bool | None = None,
+                                  member_chunk: int | None = None) -> torch.Tensor:
+    """``hessian_top_eigenvalues`` of every member in one vmapped call -> [M, k]."""
+    loss = _loss(loss_fn)
+    names = _included(stack.params, exclude)
+    (bd,) = _batch_dims([tuple(batch)], shared)
+
+    def member(p, b, bt, kk):
+        return _lanczos_member(stack.apply, loss, p, b, bt, kk, names, k, iters)
+
+    with torch.no_grad():
+        return vmap(member, in_dims=(0, 0, bd, 0), chunk_size=member_chunk)(
+            stack.params, stack.buffers, tuple(batch), _stack_keys(stack, key))
+
+
+# -- 1-D loss slices ----------------------------------------------------------------------------
+def _direction(params, names, key, filter_normalize):
+    """A random direction over ``names``.
+
+    Filter normalisation (Li et al., 2018): each row of a >= 2-D parameter (an output unit of a
+    Linear, a token's embedding) is rescaled to the norm of the same row of the weights, so the
+    slice is comparable across layers and scale-invariant parts. 1-D parameters (biases,
+    LayerNorm gains) get a zero direction, as in Li et al.'s default. Without filter
+    normalisation the direction is Gaussian over all included parameters, unit norm overall.
+    """
+    d = {n: rng.normal(rng.derive(key, _salt(n)), params[n].shape, params[n].dtype)
+         for n in names}
+    if not filter_normalize:
+        norm = torch.sqrt(sum(t.pow(2).sum() for t in d.values()))
+        return {n: t / norm for n, t in d.items()}
+    out = {}
+    for n, t in d.items():
+        p = params[n]
+        if p.dim() <= 1:
+            out[n] = torch.zeros_like(p)
+            continue
+        rows, prow = t.flatten(1), p.flatten(1)
+        scale = prow.norm(dim=1, keepdim=True) / rows.norm(dim=1, keepdim=True).clamp_min(1e-30)
+        out[n] = (rows * scale).view_as(p)
+    return out
+
+
+def _slice_member(apply, loss_fn, params, buffers, batch, key, alphas, names, filter_normalize,
+                  chunk):
+    x, y = batch
+    d = _direction(params, names, key, filter_normalize)
+
+    def at(alpha):
+        p = dict(params)
+        for n in names:
+            p[n] = params[n] + alpha * d[n]
+        return loss_fn(apply(p, buffers, x), y)
+
+    return vmap(at, chunk_size=chunk)(alphas)
+
+
+def loss_slice(model: nn.Module, loss_fn, batch: Batch, alphas, key=None,
+               filter_normalize: bool = True, exclude: Sequence[str] = (),
+               chunk: int | None = None) -> torch.Tensor:
+    """Loss along theta + alpha d for a random (filter-normalised) direction d -> [len(alphas)]."""
+    apply, params, buffers = _module_fn(model)
+    dev = _device(params)
+    dtype = next(iter(params.values())).dtype
+    a = torch.as_tensor(alphas, dtype=dtype, device=dev)
+    with torch.no_grad():
+        return _slice_member(apply, _loss(loss_fn), params, buffers, tuple(batch), _key(key, dev),
+                             a, _included(params, exclude), filter_normalize, chunk)
+
+
+def loss_slice_stack(stack, loss_fn, batch: Batch, alphas, key=None, filter_normalize: bool = True,
+                     exclude: Sequence[str] = (), shared: bool | None = None,
+                     chunk: int | None = None, member_chunk: int | None = None) -> torch.Tensor:
+    """``loss_slice`` of every member in one vmapped call -> [M, len(alphas)]."""
+    loss = _loss(loss_fn)
+    names = _included(stack.params, exclude)
+    dtype = next(iter(stack.params.values())).dtype
+    a = torch.as_tensor(alphas, dtype=dtype, device=stack.device)
+    (bd,) = _batch_dims([tuple(batch)], shared)
+
+    def member(p, b, bt, k):
+        return _slice_member(stack.apply, loss, p, b, bt, k, a, names, filter_normalize, chunk)
+
+    with torch.no_grad():
+        return vmap(member, in_dims=(0, 0, bd, 0), chunk_size=member_chunk)(
+            stack.params, stack.buffers, tuple(batch), _stack_keys(stack, key))
+
+
+def _register() -> None:
+    from ..registry import MEASURES
+
+    for fn, stacked in [(perturbation_sharpness, perturbation_sharpness_stack),
+                        (hessian_trace, hessian_trace_stack),
+                        (hessian_top_eigenvalues, hessian_top_eigenvalues_stack),
+                        (loss_slice, loss_slice_stack)]:
+        fn.stacked = stacked  # the vmapped variant, for generic runners
+    MEASURES.add("perturbation_sharpness", perturbation_sharpness,
+                 "mean loss increase under N(0, sigma^2) weight noise (Hahn & Rofin sharpness)")
+    MEASURES.add("hessian_trace", hessian_trace,
+                 "Hutchinson estimate of the loss-Hessian trace (Rademacher probes, fwd-over-rev)")
+    MEASURES.add("hessian_top_eigenvalues", hessian_top_eigenvalues,
+                 "largest loss-Hessian eigenvalues by Lanczos on Hessian-vector products")
+    MEASURES.add("loss_slice", loss_slice,
+                 "1-D loss along a random filter-normalised direction (Li et al. 2018)")
+
+
+_register()

@@ -1,0 +1,137 @@
+"""Norm measures: LayerNorm blow-up, parameter norm, stable rank.
+
+Hahn & Rofin's Corollary 5: a transformer can only represent a sensitive function with a large
+parameter norm or a large LayerNorm blow-up (inverse std of the LayerNorm inputs). Both are
+computed as in the reference code, from activations the model returns explicitly (never hooks:
+PyTorch's fused encoder path can skip LayerNorms, and hooks do not vmap).
+
+Each measure has a ``*_stack`` variant that runs all members of a ``Stack`` in one call.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+import torch
+from torch import nn
+from torch.func import vmap
+
+from ..models.base import POSITION_PREFIX
+
+LN_INPUTS = ("ln1_in", "ln2_in")
+
+
+# -- LayerNorm blow-up --------------------------------------------------------------------------
+def blowup_from_acts(acts: dict, reduce: Literal["max", "mean"] = "max") -> dict:
+    """The blow-up of one model from its activations (each [B, L, d]); see ``layernorm_blowup``."""
+    names = [n for n in acts if n.rsplit(".", 1)[-1] in LN_INPUTS]
+    if not names:
+        raise ValueError("the model returned no LayerNorm inputs (*.ln1_in / *.ln2_in); "
+                         "a model without LayerNorm has no blow-up")
+    if reduce not in ("max", "mean"):
+        raise ValueError(f"reduce must be 'max' or 'mean', got {reduce!r}")
+    # The last layer is the one whose LayerNorm comes last in the forward (dict order).
+    last = names[-1].rsplit(".", 1)[0]
+    per_ln, product = {}, None
+    for n in names:
+        # Unbiased std over the hidden units, no epsilon: the reference code's definition.
+        inv = 1.0 / acts[n].std(-1)  # [B, L]
+        if n.rsplit(".", 1)[0] == last:
+            inv = inv[:, -1:]  # only the read-out position feeds the output in the last layer
+        r = inv.amax(-1) if reduce == "max" else inv.mean(-1)  # [B]
+        per_ln[n] = r.mean()
+        product = r if product is None else product * r
+    return {"blowup": product.mean(), "per_ln": per_ln}
+
+
+def layernorm_blowup(model: nn.Module, x: torch.Tensor,
+                     reduce: Literal["max", "mean"] = "max") -> dict:
+    """LayerNorm blow-up of Hahn & Rofin on inputs x [B, L].
+
+    For the input of every LayerNorm (``*.ln1_in``, ``*.ln2_in``): per token 1/std over the
+    hidden dim; in the last layer only the final (read-out) position; per example the max (or
+    mean) over positions; the product over all LayerNorms; the mean over the batch.
+    Returns {"blowup": scalar, "per_ln": {name: batch mean of that LayerNorm's factor}}.
+    """
+    with torch.no_grad():
+        _, acts = model(x, acts=True)
+        return blowup_from_acts(acts, reduce)
+
+
+def layernorm_blowup_stack(stack, x: torch.Tensor, reduce: Literal["max", "mean"] = "max",
+                           shared: bool | None = None, member_chunk: int | None = None) -> dict:
+    """``layernorm_blowup`` of every member: x [B, L] shared or [M, B, L] -> [M] tensors."""
+    per_member = x.dim() == 3 if shared is None else not shared
+
+    def member(p, b, xx):
+        # Reduce inside the vmap, so only scalars (not every activation) leave it.
+        return blowup_from_acts(stack.apply(p, b, xx, acts=True)[1], reduce)
+
+    with torch.no_grad():
+        return vmap(member, in_dims=(0, 0, 0 if per_member else None),
+                    chunk_size=member_chunk)(stack.params, stack.buffers, x)
+
+
+# -- parameter norm -----------------------------------------------------------------------------
+def _params_of(model_or_params) -> dict:
+    if isinstance(model_or_params, nn.Module):
+        return {n: p.detach() for n, p in model_or_params.named_parameters()}
+    return dict(model_or_params)
+
+
+def parameter_norm(model_or_params, exclude: Sequence[str] = (POSITION_PREFIX,)) -> torch.Tensor:
+    """L2 norm over all parameters except names starting with a prefix in ``exclude``
+    (the positional embeddings by default, as in the paper). A module or a name->tensor dict."""
+    p = _params_of(model_or_params)
+    return torch.sqrt(sum(t.pow(2).sum() for n, t in p.items() if not n.startswith(tuple(exclude))))
+
+
+def parameter_norm_stack(stack_or_params, exclude: Sequence[str] = (POSITION_PREFIX,)
+                         ) -> torch.Tensor:
+    """``parameter_norm`` of every member, from a Stack or its [M, ...] params dict -> [M]."""
+    p = getattr(stack_or_params, "params", stack_or_params)
+    return torch.sqrt(sum(t.flatten(1).pow(2).sum(1) for n, t in p.items()
+                          if not n.startswith(tuple(exclude))))
+
+
+# -- stable rank --------------------------------------------------------------------------------
+def stable_rank(weight: torch.Tensor) -> torch.Tensor:
+    """||W||_F^2 / sigma_max(W)^2 of the matrices in the last two dims (batched over the rest).
+
+    Between 1 (rank one) and rank(W) (all singular values equal); unlike the rank it is
+    insensitive to tiny singular values.
+    """
+    fro2 = weight.pow(2).sum((-2, -1))
+    return fro2 / torch.linalg.matrix_norm(weight, ord=2).pow(2)
+
+
+def stable_ranks(model_or_params, exclude: Sequence[str] = ()) -> dict[str, torch.Tensor]:
+    """Stable rank of every 2-D parameter (Linear weights, embedding tables): name -> scalar."""
+    p = _params_of(model_or_params)
+    return {n: stable_rank(t) for n, t in p.items()
+            if t.dim() == 2 and not n.startswith(tuple(exclude))}
+
+
+def stable_ranks_stack(stack_or_params, exclude: Sequence[str] = ()) -> dict[str, torch.Tensor]:
+    """``stable_ranks`` of every member: name -> [M] (stable_rank is already batched)."""
+    p = getattr(stack_or_params, "params", stack_or_params)
+    return {n: stable_rank(t) for n, t in p.items()
+            if t.dim() == 3 and not n.startswith(tuple(exclude))}
+
+
+def _register() -> None:
+    from ..registry import MEASURES
+
+    for fn, stacked in [(layernorm_blowup, layernorm_blowup_stack),
+                        (parameter_norm, parameter_norm_stack),
+                        (stable_ranks, stable_ranks_stack)]:
+        fn.stacked = stacked  # the vmapped variant, for generic runners
+    MEASURES.add("layernorm_blowup", layernorm_blowup,
+                 "product over LayerNorms of the max inverse std of their inputs (Hahn & Rofin)")
+    MEASURES.add("parameter_norm", parameter_norm,
+                 "L2 norm of all parameters except the positional embeddings")
+    MEASURES.add("stable_rank", stable_ranks,
+                 "||W||_F^2 / sigma_max^2 of every 2-D weight")
+
+
+_register()

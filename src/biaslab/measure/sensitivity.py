@@ -1,0 +1,278 @@
+"""Sensitivity of Boolean functions and of trained models.
+
+Average sensitivity of g on {0,1}^n (on the ±1 scale for Boolean g):
+
+    as(g) = 1/4 E_x sum_i (g(x) - g(x^i))^2 = sum_S |S| ĝ(S)^2,
+
+x^i being x with bit i flipped. For ±1-valued g each term is 1 exactly when flipping bit i
+changes g, so as counts sensitive bits; for real-valued g the identity still holds (Parseval,
+since g(x) - g(x^i) = 2 sum_{S ∋ i} ĝ(S) chi_S(x)), which is what we report for raw outputs.
+
+Three routes: ``average_sensitivity`` (exact, spectral, n <= 24), ``bitflip_sensitivity``
+(exact, brute force, the test oracle) and ``sampled_sensitivity`` (Monte-Carlo, any n).
+``tokenwise_sensitivity`` is the perturbation measure of Vasudeva et al. for any sequence model.
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+from typing import Callable, Optional, Sequence
+
+import torch
+from torch.func import vmap
+
+from .. import rng
+from ..errors import InputError
+from ..tasks.boolean import all_inputs
+from .fourier import _log2_length, fourier_spectrum, subset_sizes, to_pm1
+
+SAMPLE_STREAM = 0x5E45  # rng stream of sampled_sensitivity's inputs
+TOKEN_STREAM = 0x70CE  # rng stream of tokenwise_sensitivity's replacement tokens
+
+
+# -- exact, from a truth table -------------------------------------------------------------------
+def average_sensitivity(table: torch.Tensor, scale: str = "auto") -> torch.Tensor:
+    """Exact as = sum_S |S| ĝ(S)^2 of ``to_pm1(table)``: float64 [...] for a [..., 2^n] table.
+
+    One fast Walsh-Hadamard transform (n 2^n operations) per table. For a real-valued table
+    (kept as is by ``to_pm1``) this equals 1/4 E_x sum_i (f(x) - f(x^i))^2 by Parseval.
+    """
+    coef = fourier_spectrum(table, scale)
+    size = subset_sizes(_log2_length(coef.shape[-1]), coef.device).to(coef.dtype)
+    return (coef.square() * size).sum(-1)
+
+
+def bitflip_sensitivity(table: torch.Tensor, scale: str = "auto") -> torch.Tensor:
+    """Brute-force 1/4 E_x sum_i (g(x) - g(x^i))^2 by index XOR; the oracle of the tests.
+
+    Shares nothing with the spectral route except ``to_pm1``: the neighbour of index x across
+    bit i is x ^ (1 << i) because tables are little-endian.
+    """
+    g = to_pm1(table, scale)
+    n = _log2_length(g.shape[-1])
+    idx = torch.arange(1 << n, device=g.device)
+    total = g.new_zeros(g.shape[:-1])
+    for i in range(n):
+        total += (g - g[..., idx ^ (1 << i)]).square().mean(-1)
+    return total / 4
+
+
+def closed_form_majority(n: int) -> float:
+    """as(MAJORITY_n) for odd n: n C(n-1, (n-1)/2) / 2^(n-1).
+
+    Bit i is sensitive exactly when the other n-1 bits are tied, probability C(n-1,(n-1)/2)/2^(n-1).
+    """
+    if n < 1 or n % 2 == 0:
+        raise InputError("n", f"{n} is not an odd positive integer", "odd n >= 1")
+    return n * math.comb(n - 1, (n - 1) // 2) / 2 ** (n - 1)
+
+
+# -- Monte-Carlo, for inputs too long to enumerate -----------------------------------------------
+def _as_rows(out: torch.Tensor, rows: int) -> torch.Tensor:
+    """Outputs of a [rows, L] batch as [..., rows]: drops a trailing width-1 output dim."""
+    if out.dim() >= 2 and out.shape[-1] == 1 and out.shape[-2] == rows:
+        out = out.squeeze(-1)
+    if out.shape[-1] != rows:
+        raise InputError("fn", f"output shape {tuple(out.shape)} has no dim of {rows} rows",
+                         "[..., B] or [..., B, 1]")
+    return out
+
+
+@torch.no_grad()
+def sampled_sensitivity(fn: Callable[[torch.Tensor], torch.Tensor], n: int, samples: int,
+                        key: torch.Tensor, confidence: float = 0.95, scale: str = "pm1_from_01",
+                        threshold: Optional[float] = None, chunk: Optional[int] = None) -> dict:
+    """Monte-Carlo estimate of average sensitivity with a normal-approximation CI.
+
+    Draws ``samples`` uniform x from {0,1}^n (counter RNG on ``key``'s device), evaluates
+    ``fn`` on each x and its n single-bit flips -- one [samples (n+1), n] batch, or ``chunk``
+    samples per batch to bound memory -- and averages s(x) = 1/4 sum_i (g(x) - g(x^i))^2.
+    ``scale='pm1_from_01'`` takes g = 1 - 2 fn (so {0,1} outputs count 1 per sensitive bit);
+    ``'raw'`` takes g = fn. ``threshold`` first maps outputs to (fn > threshold) in {0,1}.
+    ``fn`` may return [B], [B, 1] or [..., B] (e.g. ``stack.forward``: [M, B] -> results [M]).
+
+    Returns {"mean", "stderr", "low", "high"} as float64 tensors; s(x) is bounded, so for a few
+    hundred samples the normal interval is a fair approximation.
+    """
+    if scale not in ("pm1_from_01", "raw"):
+        raise InputError("scale", f"unknown scale {scale!r}", "pm1_from_01, raw")
+    if samples < 2:
+        raise InputError("samples", f"{samples} is too few for a standard error", ">= 2")
+    if not 0 < confidence < 1:
+        raise InputError("confidence", f"{confidence} is not a probability", "0 < confidence < 1")
+    key = torch.as_tensor(key, dtype=torch.int64)
+    x = rng.randint(rng.derive(key, SAMPLE_STREAM), (samples, n), 2)
+    flip = torch.eye(n, dtype=torch.int64, device=x.device)
+    parts = []
+    for xs in x.split(chunk or samples):
+        # row 0 of each block is x itself, row 1 + i is x with bit i flipped
+        block = torch.cat((xs[:, None, :], xs[:, None, :] ^ flip), dim=1)
+        out = _as_rows(fn(block.reshape(-1, n)), block.shape[0] * (n + 1))
+        if threshold is not None:
+            out = out > threshold
+        parts.append(out.to(torch.float64).reshape(*out.shape[:-1], xs.shape[0], n + 1))
+    g = torch.cat(parts, dim=-2)
+    diff = g[..., 1:] - g[..., :1]
+    if scale == "pm1_from_01":
+        diff = 2 * diff  # (1 - 2a) - (1 - 2b) = -2 (a - b)
+    s = diff.square().sum(-1) / 4  # [..., samples]
+    mean = s.mean(-1)
+    stderr = s.std(-1) / math.sqrt(samples)
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    return {"mean": mean, "stderr": stderr, "low": mean - z * stderr, "high": mean + z * stderr}
+
+
+# -- trained models --------------------------------------------------------------------------------
+def _is_stack(obj) -> bool:
+    # Duck-typed so this module does not import the trainer.
+    return hasattr(obj, "params") and hasattr(obj, "apply") and hasattr(obj, "forward") and \
+        hasattr(obj, "members")
+
+
+def _model_device(model) -> torch.device:
+    if _is_stack(model):
+        return model.device
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def default_predict(threshold: Optional[float]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Outputs of ONE model -> labels: argmax over a class dim [B, C>1], else (out > threshold)
+    in {0,1}, or the raw output when threshold is None. Works under vmap."""
+
+    def predict(out: torch.Tensor) -> torch.Tensor:
+        if out.dim() == 2 and out.shape[-1] > 1:
+            return out.argmax(-1).float()
+        if out.dim() == 2:
+            out = out.squeeze(-1)
+        return out.float() if threshold is None else (out > threshold).float()
+
+    return predict
+
+
+@torch.no_grad()
+def learned_table(model, n: int, threshold: Optional[float] = 0.5,
+                  predict: Optional[Callable] = None, batch: int = 1 << 16) -> torch.Tensor:
+    """A trained model on all of {0,1}^n: [2^n] for an ``nn.Module``, [M, 2^n] for a ``Stack``.
+
+    The model maps LongTensor [B, n] to [B] (or [B, C]); the cube is fed in chunks of ``batch``
+    so n up to 24 fits. ``predict`` maps one model's outputs to table values (e.g.
+    ``get_loss('bce').predict`` composed with a threshold); by default class outputs give their
+    argmax, others (out > threshold) in {0,1}, or the raw outputs when ``threshold`` is None.
+    A stack runs all members in one vmapped forward per chunk.
+    """
+    predict = predict or default_predict(threshold)
+    x = all_inputs(n, _model_device(model))
+    if _is_stack(model):
+        run = lambda xs: vmap(predict)(model.forward(xs))  # noqa: E731
+    else:
+        run = lambda xs: predict(model(xs))  # noqa: E731
+    return torch.cat([run(xs) for xs in x.split(batch)], dim=-1)
+
+
+def learned_sensitivity(model, n: int, threshold: Optional[float] = 0.5,
+                        predict: Optional[Callable] = None, batch: int = 1 << 16,
+                        scale: Optional[str] = None) -> torch.Tensor:
+    """``average_sensitivity`` of ``learned_table``: a scalar, or [M] for a Stack.
+
+    ``scale`` defaults to 'raw' for raw outputs (threshold None, no predict) -- so a real
+    output that happens to be {0,1} is not rescaled -- and to 'auto' otherwise.
+    """
+    table = learned_table(model, n, threshold, predict, batch)
+    if scale is None:
+        scale = "raw" if threshold is None and predict is None else "auto"
+    return average_sensitivity(table, scale)
+
+
+# -- token-wise perturbation sensitivity (Vasudeva et al.) -----------------------------------------
+@torch.no_grad()
+def _flip_rates(labels_of: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                vocab_size: int, key, draws: int, positions: Optional[Sequence[int]],
+                exclude_same: bool) -> dict:
+    """Core of the token-wise measure. ``labels_of`` maps [N, L] -> labels [..., N]."""
+    if x.dim() != 2:
+        raise InputError("x", f"shape {tuple(x.shape)} is not [B, L]", "LongTensor [B, L]")
+    if draws < 1:
+        raise InputError("draws", f"{draws} draws", ">= 1")
+    if exclude_same and vocab_size < 2:
+        raise InputError("vocab_size", "exclude_same needs at least two tokens", ">= 2")
+    B, L = x.shape
+    pos = torch.arange(L, device=x.device) if positions is None else \
+        torch.as_tensor(list(positions), dtype=torch.int64, device=x.device)
+    P = pos.numel()
+    key = torch.as_tensor(key, dtype=torch.int64, device=x.device)
+    base = labels_of(x)  # [..., B]
+    # Row (b, j) of the perturbed batch is example b with token pos[j] replaced.
+    rows = x[:, None, :].expand(B, P, L)
+    index = pos.view(1, P, 1).expand(B, P, 1)
+    original = x[:, pos]  # [B, P]
+    flips = torch.zeros(base.shape + (P,), dtype=torch.float64, device=x.device)
+    for d in range(draws):
+        k = rng.derive(key, TOKEN_STREAM, d)
+        if exclude_same:
+            # a uniform draw among the other V-1 tokens: shift the original by 1..V-1 (mod V)
+            new = (original + rng.randint(k, (B, P), vocab_size, low=1)) % vocab_size
+        else:
+            new = rng.randint(k, (B, P), vocab_size)
+        perturbed = rows.scatter(2, index, new.to(x.dtype)[..., None])
+        labels = labels_of(perturbed.reshape(B * P, L))
+        flips += (labels.reshape(base.shape + (P,)) != base[..., None]).to(torch.float64)
+    per_position = flips.mean(-2) / draws  # [..., P]: mean over examples and draws
+    return {"mean": per_position.mean(-1), "per_position": per_position, "positions": pos}
+
+
+def tokenwise_sensitivity(model_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                          vocab_size: int, key, draws: int = 1,
+                          positions: Optional[Sequence[int]] = None, exclude_same: bool = False,
+                          predict: Optional[Callable] = None) -> dict:
+    """Token-wise perturbation sensitivity (Vasudeva et al.) of any sequence classifier.
+
+    For each example of x [B, L] and each position i (all, or ``positions``), token i is
+    replaced by a token drawn uniformly from the whole vocabulary, ``draws`` times; the result
+    is the rate at which the predicted label changes. As in the paper a draw may equal the
+    original token (a non-perturbation that never flips), so with vocabulary V the rate of a
+    position that always matters is (V-1)/V; ``exclude_same=True`` draws from the other V-1
+    tokens instead, making that rate 1.
+
+    Labels: ``predict(model_fn(x))`` if given; else argmax for outputs [B, C>1], else
+    (output > 0.5). All B * P perturbations of one draw go through ``model_fn`` as one
+    [B * P, L] batch. Returns {"mean": scalar, "per_position": [P], "positions": [P]}, with
+    P = L unless ``positions`` is given; float64 tensors on x's device.
+    """
+    predict = predict or default_predict(0.5)
+    return _flip_rates(lambda xs: predict(model_fn(xs)), x, vocab_size, key, draws, positions,
+                       exclude_same)
+
+
+def tokenwise_sensitivity_stack(stack, x: torch.Tensor, key, draws: int = 1,
+                                positions: Optional[Sequence[int]] = None,
+                                exclude_same: bool = False,
+                                predict: Optional[Callable] = None) -> dict:
+    """``tokenwise_sensitivity`` of every member of a Stack in one vmapped forward per draw.
+
+    All members see the same x and the same replacement tokens (common random numbers), so
+    the result equals the per-member loop with the same key and differences between members
+    are not sampling noise. ``predict`` acts on one member's outputs (it is vmapped).
+    Returns {"mean": [M], "per_position": [M, P], "positions": [P]}.
+    """
+    predict = predict or default_predict(0.5)
+    return _flip_rates(lambda xs: vmap(predict)(stack.forward(xs)), x.to(stack.device),
+                       stack.task.vocab_size, key, draws, positions, exclude_same)
+
+
+def _register() -> None:
+    from ..registry import MEASURES
+
+    MEASURES.add("average_sensitivity", average_sensitivity,
+                 "exact average sensitivity sum_S |S| ĝ(S)^2 of a truth table (n <= 24)")
+    MEASURES.add("sampled_sensitivity", sampled_sensitivity,
+                 "Monte-Carlo average sensitivity of a function on {0,1}^n, with a CI (any n)")
+    MEASURES.add("learned_sensitivity", learned_sensitivity,
+                 "average sensitivity of a trained model's (or stack's) table on all of {0,1}^n")
+    MEASURES.add("tokenwise_sensitivity", tokenwise_sensitivity,
+                 "label-flip rate under random single-token replacement (Vasudeva et al.)")
+
+
+_register()

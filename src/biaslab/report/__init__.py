@@ -1,0 +1,1 @@
+"""Figures (pure functions: table -> matplotlib Figure) and the one-page HTML report."""

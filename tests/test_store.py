@@ -1,0 +1,61 @@
+"""The SQLite store: atomic runs, resume by id, corrupt files refused."""
+
+import sqlite3
+
+import pytest
+
+from biaslab.errors import InputError
+from biaslab.store import Store, run_id
+
+
+def test_run_id_is_stable_and_config_sensitive():
+    a = run_id("exp", {"n": 3, "lr": 0.1})
+    assert a == run_id("exp", {"lr": 0.1, "n": 3})
+    assert a != run_id("exp", {"n": 4, "lr": 0.1})
+    assert a != run_id("other", {"n": 3, "lr": 0.1})
+
+
+def test_save_and_read_back(tmp_store):
+    with Store(tmp_store) as s:
+        s.mark_running("e", [("r1", {"n": 3})], "cpu")
+        assert s.finished(["r1"]) == set()
+        s.save_run("r1", "e", {"n": 3, "model": {"d": 4}}, status="done", metrics={"acc": 1.0},
+                   series=[(10, "loss", 0.5), (20, "loss", 0.25)])
+        assert s.finished(["r1", "r2"]) == {"r1"}
+        rows = s.table("e")
+        assert rows == [{"run_id": "r1", "n": 3, "model.d": 4, "acc": 1.0}]
+        assert s.series(["r1"], "loss") == {"r1": [(10, 0.5), (20, 0.25)]}
+        # saving again replaces, never duplicates
+        s.save_run("r1", "e", {"n": 3, "model": {"d": 4}}, status="done", metrics={"acc": 0.5})
+        assert len(s.runs()) == 1 and s.table("e")[0]["acc"] == 0.5
+
+
+def test_failed_transaction_leaves_nothing(tmp_store):
+    with Store(tmp_store) as s:
+        # The runs row is inserted first; the bad metric fails after it, inside the transaction.
+        with pytest.raises((sqlite3.Error, TypeError)):
+            s.save_run("r1", "e", {}, status="done", metrics={"acc": object()})  # unstorable
+        assert s.runs() == []
+
+
+def test_corrupt_and_foreign_files_are_refused(tmp_path):
+    bad = tmp_path / "bad.sqlite"
+    bad.write_bytes(b"this is not a database at all, just some bytes" * 10)
+    with pytest.raises(InputError) as e:
+        Store(bad)
+    assert "not a SQLite database" in str(e.value)
+    assert bad.read_bytes().startswith(b"this is not")  # untouched
+    with pytest.raises(InputError):
+        Store(tmp_path)  # a directory
+    with pytest.raises(InputError):
+        Store(tmp_path / "missing.sqlite", create=False)
+    assert not (tmp_path / "missing.sqlite").exists()
+
+
+def test_export_csv(tmp_store, tmp_path):
+    with Store(tmp_store) as s:
+        s.save_run("r1", "e", {"n": 3}, status="done", metrics={"acc": 1.0})
+        out = s.export(tmp_path / "t.csv")
+    text = out.read_text().splitlines()
+    assert text[0].split(",") == ["acc", "experiment", "n", "run_id"]
+    assert text[1] == "1.0,e,3,r1"
