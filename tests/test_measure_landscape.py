@@ -124,6 +124,22 @@ def test_hvp_restricted_to_named_parameters(model, batch, H_random):
         torch.testing.assert_close(hv[a].reshape(-1), ref)
 
 
+def test_vmapped_hvp_matches_exact_hessian(model, batch, H_random):
+    # The path Hutchinson and the stacks take: hvp vmapped over many tangents at once.
+    g = torch.Generator().manual_seed(2)
+    Z = torch.randn(6, H_random.shape[0], generator=g, dtype=torch.float64)
+    params = dict(model.named_parameters())
+
+    def one(z):
+        v, i = {}, 0
+        for n, p in params.items():
+            v[n] = z[i:i + p.numel()].view_as(p)
+            i += p.numel()
+        return torch.cat([t.reshape(-1) for t in L.hvp(model, mse, batch, v).values()])
+
+    torch.testing.assert_close(torch.vmap(one)(Z), Z @ H_random)
+
+
 def test_exact_hessian_matches_finite_differences(model, batch, H_random):
     # The reference Hessian itself: symmetric and equal to finite differences of gradients.
     assert (H_random - H_random.T).abs().max() < 1e-10

@@ -202,12 +202,12 @@ def _restricted_loss(apply, loss_fn, params, buffers, batch, names):
 class composite_layer_norm(TorchFunctionMode):
     """Inside this context ``F.layer_norm`` runs as plain mean/var/rsqrt ops.
 
-    Why: under torch.func (grad, jvp, jacrev, hessian) the second derivative of the fused
-    ``layer_norm`` is wrong in torch 2.13 -- the block d(grad of the LN gain)/d(input) comes out
-    wrong, so Hessians of any model with LayerNorm are off by a few percent and are not even
-    symmetric (plain ``torch.autograd`` double backward is right; see pytorch/pytorch#196700 for
-    the forward-mode face of it). The composite form has exact derivatives of every order. Every
-    Hessian measure here runs inside it; use it for reference Hessians too.
+    Why: in torch 2.13, ``torch.func.jacrev`` (hence ``torch.func.hessian``) gets the second
+    derivative of the fused ``layer_norm`` wrong -- the block d(grad of the LN gain)/d(input) is
+    off, so the "exact" Hessian of a model with LayerNorm is a few percent wrong and not even
+    symmetric. (Plain ``torch.autograd`` double backward and ``jvp(grad(f))``, which ``hvp``
+    uses, are right, also under vmap; the tests check them against finite differences.) The
+    composite form has exact derivatives of every order: use it for reference Hessians.
     """
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
@@ -231,9 +231,9 @@ def _layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5, *_arg
 
 def _hvp(f, theta, v):
     # Forward-over-reverse: one jvp through the gradient. Cheaper in memory than reverse-over-
-    # reverse and it composes with vmap over probes and members.
-    with composite_layer_norm():
-        return jvp(grad(f), (theta,), (v,))[1]
+    # reverse and it composes with vmap over probes and members. (It is exact with LayerNorm,
+    # unlike torch.func.hessian / jacrev: see composite_layer_norm.)
+    return jvp(grad(f), (theta,), (v,))[1]
 
 
 def hvp(model: nn.Module, loss_fn, batch: Batch, v: dict) -> dict:

@@ -1,0 +1,30 @@
+# The two commands of the README: `make demo` (main job) and `make test` (the test suite).
+# Both create .venv and install biaslab into it first; torch is pinned to the 2.13.0 CPU wheel.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STORE ?= runs/demo.sqlite
+REPORT ?= report
+
+.PHONY: install demo test bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+install: $(BIN)/.installed
+
+# Reproduce the headline claim (learned completions are less sensitive than random ones) on CPU,
+# store every run in SQLite, and write the HTML report.
+demo: install
+	$(BIN)/biaslab reproduce lowsens-learned-below-random --preset cpu --store $(STORE) --report $(REPORT)
+
+test: install
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python benchmarks/bench_stack.py --device cpu
+
+clean:
+	rm -rf $(VENV) runs report

@@ -1,0 +1,60 @@
+"""SIGKILL in the middle of `biaslab run`, then run again: finished runs are kept, not retrained."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+TINY = ["n=6", "train_sizes=[8,16,24,32,40]", "function_seeds=[0,1]", "random_completions=2",
+        "model.params={d_model: 16, d_ff: 16, n_heads: 2, n_layers: 1}",
+        "train.steps=400", "train.batch=32", "train.eval_every=50"]
+
+
+def _cmd(store):
+    return [sys.executable, "-m", "biaslab", "run", "lowsens-generalization", *TINY, "--store",
+            str(store), "--quiet", "--device", "cpu"]
+
+
+def _env():
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+
+
+def _done(store):
+    if not store.exists():
+        return {}
+    try:
+        con = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=5)
+        rows = dict(con.execute("SELECT id, finished FROM runs WHERE status='done'"))
+        con.close()
+        return rows
+    except sqlite3.OperationalError:
+        return {}
+
+
+def test_sigkill_then_resume(tmp_path):
+    store = tmp_path / "s.sqlite"
+    proc = subprocess.Popen(_cmd(store), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and not _done(store):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = _done(store)
+    assert before, "no run finished before the kill"
+
+    out = subprocess.run(_cmd(store), env=_env(), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert f"{len(before)} already in the store" in out.stderr
+    after = _done(store)
+    assert len(after) == 10  # 5 sizes x 2 tables, each exactly once
+    for rid, finished in before.items():
+        assert after[rid] == finished  # not retrained
+    con = sqlite3.connect(store)
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert con.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 10
+    assert con.execute("SELECT COUNT(*) FROM runs WHERE status != 'done'").fetchone()[0] == 0
+    # a third invocation trains nothing
+    again = subprocess.run(_cmd(store), env=_env(), capture_output=True, text=True, timeout=120)
+    assert "0 to train" in again.stderr
