@@ -57,10 +57,16 @@ def main(argv=None):
     ap.add_argument("--draws", type=int, default=10, help="sharpness noise draws")
     ap.add_argument("--probes", type=int, default=4, help="Hutchinson probes")
     ap.add_argument("--probe-chunk", type=int, default=None,
-                    help="probes per vmapped chunk (memory: forward-over-reverse keeps "
-                         "activations for members x chunk x batch)")
+                    help="probes per vmapped chunk; default all with --small, else 1 "
+                         "(forward-over-reverse keeps activations of members x chunk x batch: "
+                         "~1 GB per member and probe at the reference size)")
     ap.add_argument("--member-chunk", type=int, default=None, help="members per vmapped chunk")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="CPU intra-op threads (default 1 on the CPU: these ops are small, and on "
+                         "a busy machine thread barriers made them ~10x slower)")
     args = ap.parse_args(argv)
+    if args.threads or args.device == "cpu":
+        torch.set_num_threads(args.threads or 1)
 
     cfg = SMALL if args.small else FULL
     device = torch.device(args.device)
@@ -72,7 +78,7 @@ def main(argv=None):
     xs, ys = torch.vmap(lambda s, k: task.sample(s, k, batch))(stack.task_states, keys)
     mods = [stack.member(i) for i in range(M)]
     mse = get_loss("mse").fn
-    pc = args.probe_chunk or args.probes
+    pc = args.probe_chunk or (args.probes if args.small else 1)
     print(f"device {device}, {M} members, model {cfg['model']}, parity n={cfg['n']}, "
           f"batch {batch}, draws {args.draws}, probes {args.probes} (chunk {pc}), "
           f"threads {torch.get_num_threads()}")

@@ -1,5 +1,7 @@
 """LayerNorm blow-up against a hand computation; parameter norm and stable rank."""
 
+import copy
+
 import pytest
 import torch
 
@@ -38,8 +40,8 @@ def hand_blowup(model, x, reduce):
     """Re-run the post-LN forward from the model's modules and reduce by hand."""
     with torch.no_grad():
         L = x.shape[1]
-        h = torch.cat([model.token_embed(x), model.pos_embed(torch.arange(L)).expand(len(x), -1, -1)],
-                      -1)
+        pos = model.pos_embed(torch.arange(L)).expand(len(x), -1, -1)
+        h = torch.cat([model.token_embed(x), pos], -1)  # concatenated embeddings
         factors = []
         for i, layer in enumerate(model.layers):
             last = i == len(model.layers) - 1
@@ -73,8 +75,6 @@ def test_blowup_scales_inversely_with_ln_input(task, x):
     # embeddings x c, query/key weights / c (same attention), value and output biases x c.
     # Then the first factor is exactly 1/c times larger and the others are unchanged -- a check
     # independent of the hand forward above.
-    import copy
-
     # A negligible LayerNorm epsilon, so that the reparametrisation is exact.
     model = build_model("transformer", {**CFG, "ln_eps": 1e-30}, task, seed=0).double()
     c = 0.1

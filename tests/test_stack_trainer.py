@@ -121,3 +121,30 @@ def test_gamma_init_sets_weight_std():
     w = stack.params["hidden.1.weight"]  # d_in = 512
     assert abs(w[0].std().item() - 512 ** -0.5) / 512 ** -0.5 < 0.02
     assert abs(w[1].std().item() - 512 ** -1.0) / 512 ** -1.0 < 0.02
+
+
+def test_compaction_changes_no_result():
+    """Dropping finished members from the stack must not change anyone's trajectory."""
+    task = make_task("first", {"n": 5})
+    members = [Member(seed=s, lr=lr) for s, lr in [(0, 3e-2), (1, 3e-3), (2, 1e-2), (3, 1e-3)]]
+    cfg = TrainConfig(steps=400, batch=32, eval_every=10, converge="acc", converge_acc=1.0)
+    a = Stack("mlp", {"width": 16}, task, members, dtype=torch.float64)
+    ra = train(a, cfg, compact_below=1.01)  # compact at every boundary where someone finished
+    b = Stack("mlp", {"width": 16}, task, members, dtype=torch.float64)
+    rb = train(b, cfg, compact_below=0.0)  # never compact
+    assert torch.equal(ra.converge_step, rb.converge_step)
+    assert len(set(ra.converge_step.tolist())) > 1  # members finished at different times
+    for k in a.params:
+        torch.testing.assert_close(a.params[k], b.params[k], rtol=1e-9, atol=1e-12)
+
+
+def test_step_is_compiled_once_per_shape():
+    from biaslab.train import trainer
+
+    task = make_task("parity", {"n": 5})
+    cfg = TrainConfig(steps=2, batch=8, eval_every=1, converge="none")
+    s1 = Stack("mlp", {"width": 8}, task, [Member(seed=0)])
+    s2 = Stack("mlp", {"width": 8}, task, [Member(seed=5, lr=0.1)])
+    assert trainer.make_step(s1, cfg) is trainer.make_step(s2, cfg)
+    s3 = Stack("mlp", {"width": 16}, task, [Member(seed=0)])
+    assert trainer.make_step(s1, cfg) is not trainer.make_step(s3, cfg)

@@ -118,104 +118,159 @@ def evaluate(stack: Stack, cfg: TrainConfig, params=None, split: str | None = No
     return {"loss": losses, "acc": acc, "mse": mse}
 
 
+_STEP_CACHE: dict = {}
+
+
+def _step_key(stack: Stack, cfg: TrainConfig) -> tuple:
+    """Everything that changes the step's graph; seeds and hyperparameters are tensors, not here."""
+    graph_fields = ("batch", "loss", "schedule", "warmup_steps", "steps", "min_lr_ratio", "beta1",
+                    "beta2", "eps", "precision", "compile")
+    return (stack.model_name, repr(sorted(stack.model_values.items())), stack.task.shape_key(),
+            repr(stack.task.params), str(stack.device),
+            tuple(getattr(cfg, f) for f in graph_fields))
+
+
 def make_step(stack: Stack, cfg: TrainConfig):
-    """The pure training step: (params, opt_state, step, hyper) -> (params, opt_state, loss, gnorm)."""
+    """The pure training step of a stack shape.
+
+    ``step(params, opt, step_t, lr, wd, clip, active, buffers, task_states, seed_keys)`` ->
+    ``(params, opt, losses [M], bad [M])``. Everything that differs between stacks of one shape
+    (seeds, task states, hyperparameters) is an argument, so one compiled step serves every
+    stack of that shape: a sweep compiles once per architecture, not once per seed.
+    """
+    key = _step_key(stack, cfg)
+    if key in _STEP_CACHE:
+        return _STEP_CACHE[key]
     loss = get_loss(cfg.loss)
-    task = stack.task
+    task, apply, device = stack.task, stack.apply, stack.device
 
     def member_loss(params, buffers, state, key):
         x, y = task.sample(state, key, cfg.batch, "train")
-        with _autocast(cfg, stack.device):
-            out = stack.apply(params, buffers, x)
+        with _autocast(cfg, device):
+            out = apply(params, buffers, x)
         return loss.fn(_upcast(out), y)
 
     grad_fn = vmap(grad_and_value(member_loss))
 
-    def step(params, opt_state: AdamWState, step_t, lr, wd, clip, active):
-        keys = rng.derive(stack.seed_keys, step_t)
-        grads, losses = grad_fn(params, stack.buffers, stack.task_states, keys)
+    def step(params, opt_state: AdamWState, step_t, lr, wd, clip, active, buffers, task_states,
+             seed_keys):
+        keys = rng.derive(seed_keys, step_t)
+        grads, losses = grad_fn(params, buffers, task_states, keys)
         ok = torch.isfinite(losses)
         for g in grads.values():
             ok = ok & torch.isfinite(g.flatten(1)).all(1)
         act = active & ok
-        params, opt_state, gnorm = adamw_step(
+        params, opt_state, _ = adamw_step(
             params, grads, opt_state, lr=lr * lr_multiplier(cfg, step_t), weight_decay=wd,
             clip_norm=clip, active=act, beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps)
         return params, opt_state, losses, ~ok
 
+    if cfg.compile:
+        step = torch.compile(step, dynamic=False)
+    if len(_STEP_CACHE) > 64:  # a long-lived process sweeping many shapes: keep memory bounded
+        _STEP_CACHE.clear()
+    _STEP_CACHE[key] = step
     return step
 
 
+def _slice_opt(opt: AdamWState, idx: torch.Tensor) -> AdamWState:
+    return AdamWState({k: v[idx] for k, v in opt.exp_avg.items()},
+                      {k: v[idx] for k, v in opt.exp_avg_sq.items()}, opt.t[idx])
+
+
 def train(stack: Stack, cfg: TrainConfig, progress: bool | Callable = False,
-          on_eval: Optional[Callable[[int, dict], None]] = None) -> TrainResult:
-    """Train ``stack`` in place; returns flags, convergence steps and the evaluation history."""
+          on_eval: Optional[Callable[[int, dict], None]] = None,
+          compact_below: float = 0.5) -> TrainResult:
+    """Train ``stack`` in place; returns flags, convergence steps and the evaluation history.
+
+    Members that converge (with ``stop_on_converge``) or diverge stop updating at once; when the
+    live members fall below ``compact_below`` of the current stack, the stack is compacted to
+    them, so finished members stop costing compute. Results are always reported for all M.
+    """
     import time
 
     t0 = time.perf_counter()
     if cfg.precision == "tf32":
         torch.backends.cuda.matmul.allow_tf32 = True
+    dev, M = stack.device, stack.M
+    full_params = {k: v.clone() for k, v in stack.params.items()}
+    live = stack  # the members still training (a compacted copy of ``stack`` after compaction)
+    live_idx = torch.arange(M, device=dev)
     step_fn = make_step(stack, cfg)
-    if cfg.compile:
-        step_fn = torch.compile(step_fn, dynamic=False)
-    dev = stack.device
-    M = stack.M
     opt = adamw_init(stack.params)
     lr, wd = stack.hyper("lr"), stack.hyper("weight_decay")
     clip = stack.hyper("clip_norm", default=float("inf"))
-    active = torch.ones(M, dtype=torch.bool, device=dev)
-    converged = torch.zeros(M, dtype=torch.bool, device=dev)
+    active = torch.ones(M, dtype=torch.bool, device=dev)  # over live members
+    converged = torch.zeros(M, dtype=torch.bool, device=dev)  # over all members
     diverged = torch.zeros(M, dtype=torch.bool, device=dev)
     converge_step = torch.full((M,), -1, dtype=torch.long, device=dev)
     train_loss = torch.zeros(M, device=dev)
+    last_eval: dict[str, torch.Tensor] = {}
     n_acc = 0
     history: list[dict] = []
     bar = _progress_bar(progress, cfg.steps, M)
     params = stack.params
-    final: dict = {}
     step = 0
     for step in range(cfg.steps):
         step_t = torch.tensor(step, device=dev)
-        params, opt, losses, bad = step_fn(params, opt, step_t, lr, wd, clip, active)
-        diverged = diverged | (bad & active)
+        params, opt, losses, bad = step_fn(params, opt, step_t, lr, wd, clip, active, live.buffers,
+                                           live.task_states, live.seed_keys)
+        diverged[live_idx] |= bad & active
         active = active & ~bad
-        train_loss = train_loss + torch.nan_to_num(losses.detach(), nan=0.0, posinf=0.0)
+        train_loss[live_idx] += torch.nan_to_num(losses.detach(), nan=0.0, posinf=0.0)
         n_acc += 1
         last = step == cfg.steps - 1
         if (step + 1) % cfg.eval_every and not last:
             continue
         # -- evaluation boundary: the only place the host reads device values ---------------
-        ev = evaluate(stack, cfg, params)
+        ev = evaluate(live, cfg, params)
         if cfg.converge == "mse":
             hit = ev["mse"] < cfg.converge_mse
         elif cfg.converge == "acc":
             hit = ev["acc"] >= cfg.converge_acc
         else:
-            hit = torch.zeros_like(converged)
-        hit = hit & ~diverged
-        newly = hit & ~converged
-        converge_step = torch.where(newly, torch.full_like(converge_step, step + 1), converge_step)
-        converged = converged | hit if cfg.stop_on_converge else hit
+            hit = torch.zeros_like(active)
+        hit = hit & ~diverged[live_idx]
+        newly = hit & ~converged[live_idx]
+        converge_step[live_idx] = torch.where(newly, step + 1, converge_step[live_idx])
         if cfg.stop_on_converge:
-            active = active & ~converged
+            converged[live_idx] |= hit
+            active = active & ~converged[live_idx]
+        else:
+            converged[live_idx] = hit
+        for k, v in ev.items():
+            last_eval.setdefault(k, torch.full((M,), float("nan"), device=dev))[live_idx] = v.float()
         record = {"step": step + 1, "train_loss": (train_loss / n_acc).cpu().tolist()}
-        record.update({k: v.detach().float().cpu().tolist() for k, v in ev.items()})
+        record.update({k: v.detach().cpu().tolist() for k, v in last_eval.items()})
         history.append(record)
-        final = ev
         train_loss.zero_()
         n_acc = 0
-        n_conv, n_div = int(converged.sum()), int(diverged.sum())
+        n_active = int(active.sum())
         if on_eval is not None:
             on_eval(step + 1, record)
         if bar is not None:
             bar.update(step + 1 - bar.n)
-            bar.set_postfix(loss=f"{sum(record['loss']) / M:.3g}", conv=f"{n_conv}/{M}", div=n_div)
-        if cfg.stop_on_converge and not bool(active.any()):
+            bar.set_postfix(loss=f"{sum(record['loss']) / M:.3g}", conv=f"{int(converged.sum())}/{M}",
+                            div=int(diverged.sum()), live=n_active)
+        if n_active == 0:
             break
+        if n_active < compact_below * active.numel():
+            # Write finished members back, then keep training only the live ones.
+            for k in full_params:
+                full_params[k][live_idx] = params[k]
+            keep = active.nonzero().squeeze(1)
+            live = live.select(keep.tolist())
+            live_idx = live_idx[keep]
+            params = {k: v[keep] for k, v in params.items()}
+            opt = _slice_opt(opt, keep)
+            lr, wd, clip, active = lr[keep], wd[keep], clip[keep], active[keep]
     if bar is not None:
         bar.close()
-    stack.params = params
+    for k in full_params:
+        full_params[k][live_idx] = params[k]
+    stack.params = full_params
     return TrainResult(step + 1, converged.cpu(), diverged.cpu(), converge_step.cpu(), history,
-                       {k: v.detach().cpu() for k, v in final.items()}, time.perf_counter() - t0)
+                       {k: v.detach().cpu() for k, v in last_eval.items()}, time.perf_counter() - t0)
 
 
 def _progress_bar(progress, total: int, M: int):
