@@ -4,9 +4,15 @@ from .fourier import degree_profile, fourier_degree, fourier_spectrum, fwht
 from .sensitivity import (average_sensitivity, bitflip_sensitivity, learned_sensitivity,
                           learned_table, sampled_sensitivity, tokenwise_sensitivity,
                           tokenwise_sensitivity_stack)
+from .landscape import (hessian_top_eigenvalues, hessian_trace, hvp, loss_slice,
+                        perturbation_sharpness)
+from .norms import layernorm_blowup, parameter_norm, stable_rank
+from . import anchor  # noqa: F401  (registers)
 
 __all__ = [
     "average_sensitivity", "bitflip_sensitivity", "degree_profile", "fourier_degree",
-    "fourier_spectrum", "fwht", "learned_sensitivity", "learned_table", "sampled_sensitivity",
-    "tokenwise_sensitivity", "tokenwise_sensitivity_stack",
+    "fourier_spectrum", "fwht", "hessian_top_eigenvalues", "hessian_trace", "hvp",
+    "layernorm_blowup", "learned_sensitivity", "learned_table", "loss_slice", "parameter_norm",
+    "perturbation_sharpness", "sampled_sensitivity", "stable_rank", "tokenwise_sensitivity",
+    "tokenwise_sensitivity_stack",
 ]
