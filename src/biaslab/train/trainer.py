@@ -18,7 +18,7 @@ from torch.func import grad_and_value, vmap
 
 from .. import rng
 from .losses import get_loss
-from .optim import AdamWState, adamw_init, adamw_step
+from .optim import AdamWState, adamw_init, adamw_step, member_grad_norm
 from .stack import Stack
 
 EVAL_STREAM = 0x5EED
@@ -156,13 +156,11 @@ def make_step(stack: Stack, cfg: TrainConfig):
              seed_keys):
         keys = rng.derive(seed_keys, step_t)
         grads, losses = grad_fn(params, buffers, task_states, keys)
-        ok = torch.isfinite(losses)
-        for g in grads.values():
-            ok = ok & torch.isfinite(g.flatten(1)).all(1)
-        act = active & ok
+        # A member's gradient norm is finite iff all its gradients are: no extra pass needed.
+        ok = torch.isfinite(losses) & torch.isfinite(member_grad_norm(grads))
         params, opt_state, _ = adamw_step(
             params, grads, opt_state, lr=lr * lr_multiplier(cfg, step_t), weight_decay=wd,
-            clip_norm=clip, active=act, beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps)
+            clip_norm=clip, active=active & ok, beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps)
         return params, opt_state, losses, ~ok
 
     if cfg.compile:
