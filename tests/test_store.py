@@ -59,3 +59,30 @@ def test_export_csv(tmp_store, tmp_path):
     text = out.read_text().splitlines()
     assert text[0].split(",") == ["acc", "experiment", "n", "run_id"]
     assert text[1] == "1.0,e,3,r1"
+
+
+def test_out_of_memory_splits_the_stack(tmp_store):
+    """The executor halves a group that does not fit, until it does (M chosen from memory)."""
+    import torch
+
+    from biaslab.execute.local import run_with_backoff
+    from biaslab.experiments.base import RunOutcome, RunPlan
+
+    calls = []
+
+    class Fake:
+        def run_group(self, spec, plans, dev, progress=False):
+            calls.append(len(plans))
+            if len(plans) > 3:
+                raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            return [RunOutcome(p, {"x": 1.0}) for p in plans]
+
+    plans = [RunPlan({"i": i}, ("g",), "e") for i in range(10)]
+    outs = run_with_backoff(Fake(), None, plans, torch.device("cpu"), False, lambda m: None)
+    assert [o.plan.config["i"] for o in outs] == list(range(10))
+    assert calls == [10, 5, 2, 3, 5, 2, 3]
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        class Broken(Fake):
+            def run_group(self, *a, **k):
+                raise RuntimeError("shape mismatch")
+        run_with_backoff(Broken(), None, plans, torch.device("cpu"), False, lambda m: None)

@@ -39,6 +39,30 @@ def plan_groups(plans, max_members: int | None):
             yield key, members[i:i + step]
 
 
+def _is_oom(exc: BaseException) -> bool:
+    oom = getattr(torch.cuda, "OutOfMemoryError", ())
+    return isinstance(exc, oom) or "out of memory" in str(exc).lower()
+
+
+def run_with_backoff(experiment, spec, members, dev, progress, log):
+    """Train a group as one stack; if the device runs out of memory, split it in halves.
+
+    This is how M is chosen from free memory: start with the whole group (or --max-members)
+    and halve on OOM, so a sweep fills the GPU without the user sizing stacks by hand.
+    """
+    try:
+        return experiment.run_group(spec, members, dev, progress=progress)
+    except (RuntimeError, MemoryError) as exc:
+        if not _is_oom(exc) or len(members) == 1:
+            raise
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
+    half = len(members) // 2
+    log(f"out of memory with a stack of {len(members)}; retrying as {half} + {len(members) - half}")
+    return (run_with_backoff(experiment, spec, members[:half], dev, progress, log)
+            + run_with_backoff(experiment, spec, members[half:], dev, progress, log))
+
+
 def run_experiment(experiment, spec, store: Store, device="auto", progress=True,
                    max_members: int | None = None, log=None) -> dict:
     """Run every unfinished run of ``experiment`` under ``spec``; returns counts."""
@@ -54,7 +78,7 @@ def run_experiment(experiment, spec, store: Store, device="auto", progress=True,
     for gi, (key, members) in enumerate(groups):
         label = f"[{gi + 1}/{len(groups)}] {experiment.name} " + " ".join(str(k) for k in key)
         store.mark_running(experiment.name, [(p.id, p.config) for p in members], dev.type)
-        outcomes = experiment.run_group(spec, members, dev, progress=label if progress else False)
+        outcomes = run_with_backoff(experiment, spec, members, dev, label if progress else False, log)
         for out in outcomes:
             paths = {}
             base = store.artifact_dir / out.plan.id

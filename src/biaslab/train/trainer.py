@@ -49,7 +49,9 @@ class TrainConfig(BaseModel):
     beta1: float = Field(default=0.9, ge=0, lt=1)
     beta2: float = Field(default=0.999, ge=0, lt=1)
     eps: float = Field(default=1e-8, gt=0)
-    compile: bool = Field(default=False, description="torch.compile the step")
+    compile: bool = Field(default=False, description="torch.compile the step (once per stack shape)")
+    cuda_graphs: bool = Field(
+        default=False, description="with compile on CUDA: mode='reduce-overhead' (CUDA graphs)")
     precision: Literal["fp32", "tf32", "bf16"] = Field(
         default="fp32", description="bf16 = autocast with fp32 master weights")
 
@@ -124,7 +126,7 @@ _STEP_CACHE: dict = {}
 def _step_key(stack: Stack, cfg: TrainConfig) -> tuple:
     """Everything that changes the step's graph; seeds and hyperparameters are tensors, not here."""
     graph_fields = ("batch", "loss", "schedule", "warmup_steps", "steps", "min_lr_ratio", "beta1",
-                    "beta2", "eps", "precision", "compile")
+                    "beta2", "eps", "precision", "compile", "cuda_graphs")
     return (stack.model_name, repr(sorted(stack.model_values.items())), stack.task.shape_key(),
             repr(stack.task.params), str(stack.device),
             tuple(getattr(cfg, f) for f in graph_fields))
@@ -164,7 +166,8 @@ def make_step(stack: Stack, cfg: TrainConfig):
         return params, opt_state, losses, ~ok
 
     if cfg.compile:
-        step = torch.compile(step, dynamic=False)
+        mode = "reduce-overhead" if cfg.cuda_graphs and device.type == "cuda" else None
+        step = torch.compile(step, dynamic=False, mode=mode)
     if len(_STEP_CACHE) > 64:  # a long-lived process sweeping many shapes: keep memory bounded
         _STEP_CACHE.clear()
     _STEP_CACHE[key] = step
