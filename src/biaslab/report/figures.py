@@ -28,8 +28,11 @@ def strip_with_means(ax, groups: dict[str, list[float]], color_of=None, offset: 
                    label=label if i == 0 else None)
         ax.errorbar(x, vals.mean(), yerr=vals.std(ddof=1) if len(vals) > 1 else 0, fmt="_",
                     color="black", markersize=18, capsize=4, lw=1.2)
+        ax.annotate(f"{vals.mean():.2f}", (x, vals.mean()), xytext=(9, -3),
+                    textcoords="offset points", fontsize=7, color="black")
     ax.set_xticks(range(len(groups)))
     ax.set_xticklabels(list(groups))
+    ax.set_xlim(-0.6, len(groups) - 0.4)
 
 
 def lowsens_figure(table: list[dict]):
