@@ -9,7 +9,7 @@ import time
 
 TINY = ["n=6", "train_sizes=[8,16,24,32,40]", "function_seeds=[0,1]", "random_completions=2",
         "model.params={d_model: 16, d_ff: 16, n_heads: 2, n_layers: 1}",
-        "train.steps=400", "train.batch=32", "train.eval_every=50"]
+        "train.steps=150", "train.batch=32", "train.eval_every=50"]
 
 
 def _cmd(store):
@@ -18,7 +18,7 @@ def _cmd(store):
 
 
 def _env():
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
 
 
 def _done(store):
