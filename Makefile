@@ -18,7 +18,8 @@ install: $(BIN)/.installed
 # Reproduce the headline claim (learned completions are less sensitive than random ones) on CPU,
 # store every run in SQLite, and write the HTML report.
 demo: install
-	$(BIN)/biaslab reproduce lowsens-learned-below-random --preset cpu --store $(STORE) --report $(REPORT)
+	$(BIN)/biaslab reproduce lowsens-learned-below-random --preset cpu --workers 2 --max-members 2 \
+		--store $(STORE) --report $(REPORT)
 
 test: install
 	$(BIN)/python -m pytest

@@ -58,3 +58,13 @@ def test_sigkill_then_resume(tmp_path):
     # a third invocation trains nothing
     again = subprocess.run(_cmd(store), env=_env(), capture_output=True, text=True, timeout=120)
     assert "0 to train" in again.stderr
+
+
+def test_parallel_workers_store_every_run_once(tmp_path):
+    """--workers 2: groups train in worker processes; the driver alone writes the store."""
+    store = tmp_path / "p.sqlite"
+    cmd = _cmd(store)[:-3] + ["--workers", "2", "--max-members", "1", "--device", "cpu"]
+    cmd = [c for c in cmd if c != "train.steps=150"] + ["train.steps=40", "train_sizes=[8,16]"]
+    out = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert len(_done(store)) == 4  # 2 sizes x 2 tables, one stack of one member each

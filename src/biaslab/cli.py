@@ -179,17 +179,32 @@ def _spec_and_experiment(name, preset, spec_file, overrides):
     return exp, spec
 
 
+def _set_threads(n: int) -> None:
+    import torch
+
+    if n <= 0:
+        raise InputError("threads", f"{n} is not positive", "an integer >= 1")
+    torch.set_num_threads(n)
+
+
+def _check_parallel(args) -> None:
+    if args.workers <= 0:
+        raise InputError("workers", f"{args.workers} is not positive", "an integer >= 1")
+    if args.max_members is not None and args.max_members <= 0:
+        raise InputError("max-members", f"{args.max_members} is not positive", "an integer >= 1")
+
+
 def cmd_run(args) -> int:
     from .execute import resolve_device, run_experiment
     from .store import Store
 
+    _set_threads(args.threads)
     exp, spec = _spec_and_experiment(args.experiment, args.preset, args.spec, args.overrides)
     device = resolve_device(args.device)
-    if args.max_members is not None and args.max_members <= 0:
-        raise InputError("max-members", f"{args.max_members} is not positive", "an integer >= 1")
+    _check_parallel(args)
     with Store(args.store) as store:
         summary = run_experiment(exp, spec, store, device, progress=not args.quiet,
-                                 max_members=args.max_members)
+                                 max_members=args.max_members, workers=args.workers)
     _emit(summary, args.json, lambda s: print(
         f"{exp.name}: trained {s['trained']}, skipped {s['skipped']} finished, "
         f"{s['seconds']:.0f}s; store {args.store}"))
@@ -202,6 +217,8 @@ def cmd_reproduce(args) -> int:
     from .store import Store
 
     load_all()
+    _set_threads(args.threads)
+    _check_parallel(args)
     if args.all == bool(args.claims):
         raise InputError("claims", "name claims or pass --all (not both)", ", ".join(CLAIMS.names()))
     claims = [CLAIMS.get(c) for c in (CLAIMS.names() if args.all else args.claims)]
@@ -214,7 +231,8 @@ def cmd_reproduce(args) -> int:
     results = []
     with Store(args.store) as store:
         for name, (exp, spec) in plans.items():
-            run_experiment(exp, spec, store, device, progress=not args.quiet)
+            run_experiment(exp, spec, store, device, progress=not args.quiet,
+                           max_members=args.max_members, workers=args.workers)
         for claim in claims:
             exp, spec = plans[claim.experiment]
             ids = {p.id for p in exp.plan(spec)}
@@ -309,6 +327,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(fn=cmd_measure)
 
+    def threads_arg(sp):
+        sp.add_argument("--threads", type=int, default=int(os.environ.get("BIASLAB_THREADS", 1)),
+                        help="CPU intra-op threads (default 1: the lab's models are small, and "
+                             "extra OpenMP threads cost more than they give, badly so on a busy machine)")
+
+    def parallel_args(sp):
+        sp.add_argument("--workers", type=int, default=1,
+                        help="CPU: train this many stacks at once in worker processes")
+        sp.add_argument("--max-members", type=int, help="largest stack (default: one stack per group)")
+
     def store_arg(sp):
         sp.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite store (default {DEFAULT_STORE})")
 
@@ -319,7 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--spec", help="YAML file with spec values (applied over the preset)")
     store_arg(s)
     s.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    s.add_argument("--max-members", type=int, help="largest stack (default: one stack per group)")
+    threads_arg(s)
+    parallel_args(s)
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_run)
@@ -332,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="spec override key=value applied to every experiment (repeatable)")
     store_arg(s)
     s.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    threads_arg(s)
+    parallel_args(s)
     s.add_argument("--report", help="also write the HTML report to this folder")
     s.add_argument("--quiet", action="store_true")
     s.add_argument("--json", action="store_true")
@@ -358,7 +389,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        # key=value words may come after options (`run exp --preset cpu n=3`); argparse
+        # leaves those over, so hand them to the command's key=value list.
+        target = next((a for a in ("overrides", "params") if hasattr(args, a)), None)
+        rest = [w for w in extra if not (target and "=" in w and not w.startswith("-"))]
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        if target:
+            setattr(args, target, list(getattr(args, target) or []) + [w for w in extra if w not in rest])
         return args.fn(args)
     except InputError as exc:
         print(f"biaslab: error: {exc}", file=sys.stderr)

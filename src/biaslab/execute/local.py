@@ -63,9 +63,36 @@ def run_with_backoff(experiment, spec, members, dev, progress, log):
             + run_with_backoff(experiment, spec, members[half:], dev, progress, log))
 
 
+def _store_outcomes(store: Store, experiment, outcomes, dev) -> None:
+    for out in outcomes:
+        paths = {}
+        base = store.artifact_dir / out.plan.id
+        for name, tensors in out.tensors.items():
+            paths[name] = save_tensors(base / f"{name}.safetensors", tensors)
+        for name, arr in out.arrays.items():
+            paths[name] = save_array(base / f"{name}.npy", arr)
+        store.save_run(out.plan.id, experiment.name, out.plan.config, status="done",
+                       metrics=out.metrics, series=out.series, artifacts=paths,
+                       seconds=out.seconds, device=str(dev))
+
+
+def _worker_init(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _worker_run(experiment, spec, members, dev):
+    """Runs in a worker process: train one group, return its outcomes (plain data, picklable)."""
+    return run_with_backoff(experiment, spec, members, dev, False, lambda msg: None)
+
+
 def run_experiment(experiment, spec, store: Store, device="auto", progress=True,
-                   max_members: int | None = None, log=None) -> dict:
-    """Run every unfinished run of ``experiment`` under ``spec``; returns counts."""
+                   max_members: int | None = None, log=None, workers: int = 1) -> dict:
+    """Run every unfinished run of ``experiment`` under ``spec``; returns counts.
+
+    With ``workers > 1`` (CPU), groups train in parallel worker processes, one intra-op thread
+    each: on a small machine, two single-threaded stacks beat one two-threaded stack by far.
+    Only this process writes the store, so the store stays consistent whatever is killed.
+    """
     dev = resolve_device(device) if not isinstance(device, torch.device) else device
     log = log or (lambda msg: print(msg, file=sys.stderr))
     plans = experiment.plan(spec)
@@ -73,23 +100,31 @@ def run_experiment(experiment, spec, store: Store, device="auto", progress=True,
     todo = [p for p in plans if p.id not in done]
     log(f"{experiment.name}: {len(plans)} runs, {len(done)} already in the store, {len(todo)} to train")
     t0 = time.perf_counter()
-    trained = 0
     groups = list(plan_groups(todo, max_members))
-    for gi, (key, members) in enumerate(groups):
-        label = f"[{gi + 1}/{len(groups)}] {experiment.name} " + " ".join(str(k) for k in key)
-        store.mark_running(experiment.name, [(p.id, p.config) for p in members], dev.type)
-        outcomes = run_with_backoff(experiment, spec, members, dev, label if progress else False, log)
-        for out in outcomes:
-            paths = {}
-            base = store.artifact_dir / out.plan.id
-            for name, tensors in out.tensors.items():
-                paths[name] = save_tensors(base / f"{name}.safetensors", tensors)
-            for name, arr in out.arrays.items():
-                paths[name] = save_array(base / f"{name}.npy", arr)
-            store.save_run(out.plan.id, experiment.name, out.plan.config, status="done",
-                           metrics=out.metrics, series=out.series, artifacts=paths,
-                           seconds=out.seconds, device=str(dev))
-        trained += len(members)
-        log(f"{label}: {len(members)} runs stored ({time.perf_counter() - t0:.0f}s elapsed)")
+    labels = [f"[{i + 1}/{len(groups)}] {experiment.name} " + " ".join(str(k) for k in key)
+              for i, (key, _) in enumerate(groups)]
+    trained = 0
+    if workers > 1 and len(groups) > 1 and dev.type == "cpu":
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                                 initializer=_worker_init, initargs=(1,)) as pool:
+            futures = {}
+            for label, (key, members) in zip(labels, groups):
+                store.mark_running(experiment.name, [(p.id, p.config) for p in members], dev.type)
+                futures[pool.submit(_worker_run, experiment, spec, members, dev)] = (label, members)
+            for fut in as_completed(futures):
+                label, members = futures[fut]
+                _store_outcomes(store, experiment, fut.result(), dev)
+                trained += len(members)
+                log(f"{label}: {len(members)} runs stored ({time.perf_counter() - t0:.0f}s elapsed)")
+    else:
+        for label, (key, members) in zip(labels, groups):
+            store.mark_running(experiment.name, [(p.id, p.config) for p in members], dev.type)
+            outcomes = run_with_backoff(experiment, spec, members, dev, label if progress else False, log)
+            _store_outcomes(store, experiment, outcomes, dev)
+            trained += len(members)
+            log(f"{label}: {len(members)} runs stored ({time.perf_counter() - t0:.0f}s elapsed)")
     return {"planned": len(plans), "skipped": len(done), "trained": trained,
             "seconds": time.perf_counter() - t0}

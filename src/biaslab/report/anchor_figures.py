@@ -41,7 +41,7 @@ def phase_diagrams(cells: dict):
         ax.set_xticklabels([f"{g:g}" for g in gammas])
         ax.set_yticks(range(len(depths)))
         ax.set_yticklabels([str(d) for d in depths])
-        ax.set_xlabel("initialization rate gamma (larger = smaller init)")
+        ax.set_xlabel("gamma (larger = smaller init)")
         ax.set_ylabel("depth")
         ax.set_title(f"{mapping} accuracy on (4,3)")
         fig.colorbar(im, ax=ax, fraction=0.046)

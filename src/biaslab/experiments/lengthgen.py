@@ -1,0 +1,191 @@
+"""length-generalization: train PARITY and MAJORITY at length n, test on longer inputs.
+
+Hahn & Rofin's abstract says their theory explains PARITY's failure to generalize to longer
+inputs; the released code has no such experiment (sheet §1), so the setup is this lab's. The
+transformer uses positional schemes that accept any length -- fixed sinusoidal positions (the
+table sized ``max(test_lengths)``) or none -- and reads out the *mean* over positions, so one
+model runs at every length. After training at n, accuracy is measured on fresh uniform inputs of
+every test length. Test lengths default to n, 2n+1 and 4n+1: odd lengths, so MAJORITY (ties -> 0)
+has no ties when n is odd.
+
+The prediction: MAJORITY (low sensitivity, a threshold of the fraction of ones) extends to longer
+inputs; PARITY (sensitivity n) does not.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+import torch
+from pydantic import Field, model_validator
+
+from .. import rng
+from ..tasks import make_task
+from ..train import Member, Stack, TrainConfig, train
+from .base import Experiment, RunOutcome, SpecBase, Verdict, register_claim, register_experiment
+from .common import ModelChoice, mean_sd
+from .landscape import REFERENCE_MODEL, _combine, _r, history_series, reference_train, train_metrics
+
+LENGTH_STREAM = 0x1E46
+
+
+def _model() -> ModelChoice:
+    return ModelChoice(name="transformer", params=dict(REFERENCE_MODEL))
+
+
+class LengthGenSpec(SpecBase):
+    targets: list[str] = Field(default=["parity", "majority"], min_length=1)
+    n: int = Field(default=21, gt=0, description="training length")
+    positions: list[Literal["sinusoidal", "none"]] = Field(default=["sinusoidal", "none"],
+                                                           min_length=1)
+    readout: Literal["mean", "last"] = Field(default="mean")
+    test_lengths: list[int] = Field(default=[], description="test lengths; [] = n, 2n+1, 4n+1")
+    seeds: list[int] = Field(default=list(range(5)), min_length=1)
+    model: ModelChoice = Field(default_factory=_model,
+                               description="positions, readout and max_len are set per run")
+    lr: float = Field(default=3e-4, gt=0)
+    weight_decay: float = Field(default=0.1, ge=0)
+    train: TrainConfig = Field(default_factory=reference_train)
+    eval_batches: int = Field(default=8, gt=0)
+    eval_batch: int = Field(default=1024, gt=0)
+    fit_acc: float = Field(default=0.99, gt=0, le=1, description="fitted = accuracy at the "
+                           "training length >= this (the reference's convergence criterion)")
+
+    @model_validator(mode="after")
+    def _lengths(self):
+        if any(L <= 0 for L in self.test_lengths):
+            raise ValueError("test lengths must be positive")
+        if self.test_lengths and max(self.test_lengths) < 2 * self.n:
+            raise ValueError(f"test_lengths need one >= 2n = {2 * self.n} (the claim's length)")
+        return self
+
+    def lengths(self) -> list[int]:
+        return sorted(set(self.test_lengths or [self.n, 2 * self.n + 1, 4 * self.n + 1]) | {self.n})
+
+
+def length_2n(n: int, lengths: list[int]) -> int:
+    """The claim's test length: the shortest test length >= 2n."""
+    return min(L for L in lengths if L >= 2 * n)
+
+
+@register_experiment
+class LengthGeneralization(Experiment):
+    name = "length-generalization"
+    description = "accuracy of PARITY and MAJORITY transformers on inputs longer than in training"
+    Spec = LengthGenSpec
+
+    def plan(self, spec: LengthGenSpec):
+        lengths = spec.lengths()
+        plans = []
+        for pos in spec.positions:
+            params = {**spec.model.params, "positions": pos, "readout": spec.readout,
+                      "max_len": max(lengths)}
+            model = ModelChoice(name=spec.model.name, params=params, lr=spec.model.lr)
+            model.validate_now("model")
+            for target in spec.targets:
+                for L in lengths:
+                    make_task(target, {"n": L})
+                for s in spec.seeds:
+                    cfg = {"target": target, "n": spec.n, "positions": pos, "seed": s,
+                           "test_lengths": lengths, "model": model.model_dump(),
+                           "lr": spec.model.lr or spec.lr, "weight_decay": spec.weight_decay,
+                           "train": spec.train.model_dump(), "eval_batches": spec.eval_batches,
+                           "eval_batch": spec.eval_batch, "fit_acc": spec.fit_acc}
+                    plans.append(self._plan(cfg, (target, pos)))
+        return plans
+
+    def run_group(self, spec, plans, device, progress=False):
+        t0 = time.perf_counter()
+        c0 = plans[0].config
+        model = ModelChoice(**c0["model"])
+        members = [Member(seed=p.config["seed"], lr=p.config["lr"],
+                          weight_decay=p.config["weight_decay"]) for p in plans]
+        train_cfg = TrainConfig(**c0["train"])
+        stack = Stack(model.name, model.params, make_task(c0["target"], {"n": c0["n"]}), members,
+                      device)
+        result = train(stack, train_cfg, progress=progress)
+        accs = {L: self.accuracy_at(stack, c0["target"], L, c0["eval_batches"], c0["eval_batch"])
+                for L in c0["test_lengths"]}
+        seconds = time.perf_counter() - t0
+        L2 = length_2n(c0["n"], c0["test_lengths"])
+        outcomes = []
+        for i, p in enumerate(plans):
+            metrics = {f"acc_len_{L}": float(a[i]) for L, a in accs.items()}
+            metrics["train_len_acc"] = float(accs[c0["n"]][i])
+            metrics["fitted"] = float(accs[c0["n"]][i] >= c0["fit_acc"])
+            metrics["acc_2n"] = float(accs[L2][i])
+            metrics["len_2n"] = L2
+            metrics.update(train_metrics(result, train_cfg, i))
+            outcomes.append(RunOutcome(p, metrics, history_series(result, i, ("train_loss", "acc")),
+                                       seconds=seconds / len(plans)))
+        return outcomes
+
+    @staticmethod
+    def accuracy_at(stack: Stack, target: str, L: int, batches: int, batch: int) -> torch.Tensor:
+        """Accuracy of every member on fresh uniform inputs of length L (shared by members): [M]."""
+        task = make_task(target, {"n": L})
+        correct = torch.zeros(stack.M, device=stack.device)
+        with torch.no_grad():
+            for b in range(batches):
+                key = rng.derive(rng.key_of(0, stack.device), LENGTH_STREAM, L, b)
+                x = rng.randint(key, (batch, L), 2)
+                y = task.target({}, x)
+                out = stack.forward(x)  # [M, batch]
+                correct += ((out > 0.5) == (y > 0.5)).float().mean(-1)
+        return (correct / batches).cpu()
+
+    def figures(self, table):
+        from ..report.landscape_figures import lengthgen_figure
+
+        return {"accuracy_vs_length": lengthgen_figure(table)}
+
+
+LENGTH_MIN_FITTED = 2
+LENGTH_MARGIN = 0.2
+
+
+def lengthgen_stats(table) -> dict:
+    out: dict = {}
+    for pos in sorted({r["positions"] for r in table}):
+        cell = {}
+        for t in sorted({r["target"] for r in table}):
+            rows = [r for r in table if r["positions"] == pos and r["target"] == t]
+            fitted = [r for r in rows if r.get("fitted") == 1.0]
+            m, sd, k = mean_sd([r["acc_2n"] for r in fitted])
+            cell[t] = {"fitted": f"{k}/{len(rows)}", "k": k, "acc_2n": _r(m, 4), "sd": _r(sd, 4),
+                       "len_2n": int(rows[0]["len_2n"]) if rows else None,
+                       "acc_by_length": {L: _r(mean_sd([r.get(f"acc_len_{L}") for r in fitted])[0], 4)
+                                         for L in (rows[0]["test_lengths"] if rows else [])}}
+        out[pos] = cell
+    return out
+
+
+@register_claim(
+    "majority-extends-parity-fails",
+    "length-generalization",
+    "trained at length n, MAJORITY transformers extend to inputs of length about 2n far better "
+    "than PARITY ones: mean accuracy at the shortest test length >= 2n, MAJORITY minus PARITY, "
+    "exceeds 0.2 for every positional scheme (fitted runs only)",
+    "Hahn & Rofin (abstract): the theory explains PARITY's length-generalization difficulty; "
+    "no experiment or number is published in the released code or sheet (this setup is the lab's)",
+)
+def check_lengthgen(table):
+    st = lengthgen_stats(table)
+    statuses, parts = [], []
+    for pos, cell in st.items():
+        # Decision rule, fixed before the runs: per positional scheme, >= LENGTH_MIN_FITTED runs
+        # fitted at length n (accuracy >= fit_acc) for each of PARITY and MAJORITY, else
+        # INCONCLUSIVE; PASS when mean acc_2n(MAJORITY) - mean acc_2n(PARITY) > 0.2, else FAIL.
+        p, m = cell.get("parity"), cell.get("majority")
+        if not p or not m or p["k"] < LENGTH_MIN_FITTED or m["k"] < LENGTH_MIN_FITTED:
+            statuses.append("INCONCLUSIVE")
+            parts.append(f"{pos}: too few fitted runs (parity {p and p['fitted']}, majority "
+                         f"{m and m['fitted']})")
+            continue
+        diff = m["acc_2n"] - p["acc_2n"]
+        statuses.append("PASS" if diff > LENGTH_MARGIN else "FAIL")
+        parts.append(f"{pos}: acc at L={m['len_2n']} majority {m['acc_2n']:.3f} vs parity "
+                     f"{p['acc_2n']:.3f} (diff {diff:+.3f})")
+    return Verdict(_combine(statuses), "; ".join(parts) or "no runs", st)
+

@@ -1,0 +1,232 @@
+"""scratchpad: does a scratchpad (prefix parities) remove PARITY's growing sharpness? (E4)
+
+An encoder-decoder (``models/seq2seq.py``; the sheet's 2+2 layers, d_model 32, batch 128) is
+trained with teacher forcing and MSE at every decoder position on ``prefix_parity``: it writes the
+parity of every prefix, so each output is the XOR of the previous output and one input bit. Its
+perturbation sharpness (the same teacher-forced loss, same sigma, draws and batches as E1) is
+measured at several n, and so, in the same experiment, is plain PARITY's with the encoder of
+sharpness-scaling (``parity_*`` fields), so both slopes come from one store and one preset.
+
+Kept runs: the scratchpad model when its greedy decoding (outputs fed back, thresholded at 0.5)
+gets every prefix parity right on more than ``keep_acc`` (0.999, the sheet) of fresh inputs; the
+PARITY encoder when its eval MSE < ``keep_mse`` (1e-3), as in sharpness-scaling. Blow-up of the
+seq2seq model: for every LayerNorm input, the per-token inverse std (unbiased, no eps), max over
+positions (every decoder position emits an output, so none is dropped), the product over the
+encoder's LayerNorms (``blowup_enc``), over the decoder's (``blowup_dec``), and of both
+(``blowup``), averaged over examples.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from pydantic import Field
+from torch.func import vmap
+
+from ..measure.norms import parameter_norm_stack
+from ..models import seq2seq as _seq2seq  # noqa: F401  (registers the `seq2seq` model)
+from ..tasks import make_task
+from ..tasks import prefix_parity as _prefix_parity  # noqa: F401  (registers `prefix_parity`)
+from ..tasks.prefix_parity import BOS
+from ..train import Member, Stack, TrainConfig
+from .base import Experiment, RunOutcome, SpecBase, Verdict, register_claim, register_experiment
+from .common import ModelChoice
+from .landscape import (REFERENCE_MODEL, SCALING_MIN_NS, SCALING_MIN_RUNS, MeasureSpec,
+                        SharpnessScaling, _combine, _r, eval_of, history_series, linfit,
+                        measurement_batches, reference_train, sharpness_of, train_metrics,
+                        train_probed)
+
+CHECK_STREAM = 0xC4EC
+
+
+def _s2s_model() -> ModelChoice:
+    return ModelChoice(name="seq2seq", params={"d_model": 32, "n_heads": 2, "n_enc_layers": 2,
+                                               "n_dec_layers": 2, "d_ff": 128})
+
+
+def _s2s_train() -> TrainConfig:
+    # Sheet §3: batch 128; the reference's 10k steps, lr 3e-4 / wd 0.1 on the members; no early stop.
+    return TrainConfig(steps=10_000, batch=128, eval_every=100, eval_batch=1024, converge="none",
+                       stop_on_converge=False, eval_split="test")
+
+
+def _parity_model() -> ModelChoice:
+    return ModelChoice(name="transformer", params=dict(REFERENCE_MODEL))
+
+
+class ScratchpadSpec(SpecBase):
+    ns: list[int] = Field(default=[8, 16, 32, 64], min_length=1, description="scratchpad lengths")
+    seeds: list[int] = Field(default=list(range(10)), min_length=1)
+    model: ModelChoice = Field(default_factory=_s2s_model)
+    lr: float = Field(default=3e-4, gt=0)
+    weight_decay: float = Field(default=0.1, ge=0)
+    train: TrainConfig = Field(default_factory=_s2s_train, description="stop_on_converge freezes a "
+                               "member once its teacher-forced sequence accuracy >= keep_acc")
+    keep_acc: float = Field(default=0.999, gt=0, le=1, description="kept: greedy accuracy > this")
+    greedy_batches: int = Field(default=2, gt=0, description="measurement batches decoded greedily "
+                                "(n forward passes each)")
+    parity_ns: list[int] = Field(default=[4, 6, 8, 10, 12, 14], description="plain PARITY "
+                                 "baseline lengths ([] = none; the claim is then INCONCLUSIVE)")
+    parity_seeds: list[int] = Field(default=[0, 1, 2])
+    parity_model: ModelChoice = Field(default_factory=_parity_model)
+    parity_lr: float = Field(default=3e-4, gt=0)
+    parity_train: TrainConfig = Field(default_factory=reference_train)
+    measure: MeasureSpec = Field(default_factory=MeasureSpec)
+    keep_mse: float = Field(default=1e-3, gt=0, description="PARITY baseline kept: eval MSE below")
+
+
+def greedy_accuracy(stack: Stack, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Greedy decoding of every member: x [M, B, 2n] (teacher-forced layout; only its encoder
+    half is read), y [M, B, n]. Returns [M] fraction of inputs with every prefix parity right."""
+    n = y.shape[-1]
+    enc = x[..., :n]
+    dec = torch.zeros_like(x[..., n:])
+    dec[..., 0] = BOS
+    with torch.no_grad():
+        for t in range(n):
+            out = stack.forward(torch.cat([enc, dec], -1), shared_input=False)
+            if t + 1 < n:
+                dec[..., t + 1] = (out[..., t] > 0.5).to(dec.dtype)
+    # After the last pass every position saw the model's own (greedy) prefix.
+    return ((out > 0.5) == (y > 0.5)).all(-1).float().mean(-1)
+
+
+def seq2seq_blowup_from_acts(acts: dict) -> dict:
+    def product(prefix):
+        p = None
+        for k, a in acts.items():
+            if k.startswith(prefix) and k.endswith("_in"):
+                r = (1.0 / a.std(-1)).amax(-1)  # [B]: max over positions of 1/std
+                p = r if p is None else p * r
+        return p
+
+    e, d = product("encoder."), product("decoder.")
+    return {"blowup_enc": e.mean(), "blowup_dec": d.mean(), "blowup": (e * d).mean()}
+
+
+def seq2seq_blowups(stack: Stack, batches, member_chunk=None) -> dict:
+    def member(p, b, xx):
+        return seq2seq_blowup_from_acts(stack.apply(p, b, xx, acts=True)[1])
+
+    with torch.no_grad():
+        vals = [vmap(member, chunk_size=member_chunk)(stack.params, stack.buffers, x)
+                for x, _ in batches]
+    return {k: torch.stack([v[k] for v in vals]).mean(0) for k in vals[0]}
+
+
+@register_experiment
+class Scratchpad(Experiment):
+    name = "scratchpad"
+    description = "sharpness of an encoder-decoder writing prefix parities vs plain PARITY, over n"
+    Spec = ScratchpadSpec
+
+    def plan(self, spec: ScratchpadSpec):
+        spec.model.validate_now("model")
+        spec.parity_model.validate_now("parity_model")
+        plans = []
+        for n in spec.ns:
+            make_task("prefix_parity", {"n": n})
+            for s in spec.seeds:
+                cfg = {"kind": "scratchpad", "target": "prefix_parity", "n": n, "seed": s,
+                       "model": spec.model.model_dump(), "lr": spec.model.lr or spec.lr,
+                       "weight_decay": spec.weight_decay, "train": spec.train.model_dump(),
+                       "measure": spec.measure.model_dump(), "keep_acc": spec.keep_acc,
+                       "greedy_batches": spec.greedy_batches}
+                plans.append(self._plan(cfg, ("scratchpad", f"n={n}")))
+        for n in spec.parity_ns:
+            for s in spec.parity_seeds:
+                cfg = {"kind": "parity", "target": "parity", "n": n, "seed": s,
+                       "model": spec.parity_model.model_dump(),
+                       "lr": spec.parity_model.lr or spec.parity_lr,
+                       "weight_decay": spec.weight_decay, "train": spec.parity_train.model_dump(),
+                       "measure": spec.measure.model_dump(), "keep_mse": spec.keep_mse}
+                plans.append(self._plan(cfg, ("parity", f"n={n}")))
+        return plans
+
+    def run_group(self, spec, plans, device, progress=False):
+        if plans[0].config["kind"] == "parity":
+            return SharpnessScaling.run_group(self, spec, plans, device, progress)
+        t0 = time.perf_counter()
+        c0 = plans[0].config
+        model = ModelChoice(**c0["model"])
+        cfg = TrainConfig(**c0["train"])
+        m = MeasureSpec(**c0["measure"])
+        task = make_task("prefix_parity", {"n": c0["n"]})
+        members = [Member(seed=p.config["seed"], lr=p.config["lr"],
+                          weight_decay=p.config["weight_decay"]) for p in plans]
+        stack = Stack(model.name, model.params, task, members, device)
+        check_batch = measurement_batches(stack, m.model_copy(update={"batches": 1,
+                                                                       "batch": cfg.eval_batch}),
+                                          salt=CHECK_STREAM)[0]
+
+        def check():
+            x, y = check_batch
+            out = stack.forward(x, shared_input=False)
+            return task.correct(out, y).float().mean(-1) >= c0["keep_acc"]
+
+        result = train_probed(stack, cfg, check=check, progress=progress)
+        batches = measurement_batches(stack, m)
+        ev = eval_of(stack, cfg.loss, batches)
+        sharp = sharpness_of(stack, cfg.loss, batches, m)
+        greedy = torch.stack([greedy_accuracy(stack, x, y)
+                              for x, y in batches[:c0["greedy_batches"]]]).mean(0)
+        blow = seq2seq_blowups(stack, batches, m.member_chunk)
+        norm = parameter_norm_stack(stack)
+        seconds = time.perf_counter() - t0
+        outcomes = []
+        for i, p in enumerate(plans):
+            metrics = {"sharpness": float(sharp[i]), "sharpness_x4": float(4 * sharp[i]),
+                       "eval_mse": float(ev["eval_mse"][i]), "teacher_acc": float(ev["eval_acc"][i]),
+                       "greedy_acc": float(greedy[i]),
+                       "converged": float(greedy[i] > c0["keep_acc"]),
+                       "param_norm": float(norm[i]),
+                       **{k: float(v[i]) for k, v in blow.items()},
+                       **train_metrics(result, cfg, i)}
+            outcomes.append(RunOutcome(p, metrics, history_series(result, i, ("train_loss",)),
+                                       seconds=seconds / len(plans)))
+        return outcomes
+
+    def figures(self, table):
+        from ..report.landscape_figures import scratchpad_figure
+
+        return {"scratchpad_vs_parity": scratchpad_figure(table)}
+
+
+def scratchpad_fits(table) -> dict:
+    out = {}
+    for kind in ("scratchpad", "parity"):
+        rows = [r for r in table if r["kind"] == kind]
+        kept = [r for r in rows if r.get("converged") == 1.0]
+        fit = linfit([r["n"] for r in kept], [r["sharpness_x4"] for r in kept])
+        fit["ns"] = len({r["n"] for r in kept})
+        fit["kept"] = f"{len(kept)}/{len(rows)}"
+        out[kind] = fit
+    return out
+
+
+@register_claim(
+    "scratchpad-sharpness-flat",
+    "scratchpad",
+    "with a scratchpad (prefix parities, encoder-decoder) the sharpness does not grow with n the "
+    "way plain PARITY's does: |slope of scratchpad sharpness on n| < a fifth of PARITY's slope "
+    "(PARITY measured in the same experiment, slope > 0)",
+    "Hahn & Rofin Fig 11 (E4): no PARITY-like growth of sharpness with the scratchpad, n from 4 "
+    "to 1024; magnitudes not published in the sheet",
+)
+def check_scratchpad(table):
+    fits = scratchpad_fits(table)
+    numbers = {k: {"slope_x4": _r(f["slope"], 5), "r": _r(f["r"], 3), "kept": f["kept"],
+                   "n_values": f["ns"]} for k, f in fits.items()}
+    # Decision rule, fixed before the runs: each kind needs >= SCALING_MIN_RUNS kept runs over
+    # >= SCALING_MIN_NS distinct n (else INCONCLUSIVE). PASS: PARITY slope > 0 and |scratchpad
+    # slope| < PARITY slope / 5. FAIL otherwise.
+    if any(f["k"] < SCALING_MIN_RUNS or f["ns"] < SCALING_MIN_NS for f in fits.values()):
+        return Verdict("INCONCLUSIVE", "too few kept runs / n values (scratchpad "
+                       f"{fits['scratchpad']['kept']} over {fits['scratchpad']['ns']} n, parity "
+                       f"{fits['parity']['kept']} over {fits['parity']['ns']} n; need "
+                       f"{SCALING_MIN_RUNS} over {SCALING_MIN_NS})", numbers)
+    sp, pa = fits["scratchpad"]["slope"], fits["parity"]["slope"]
+    ok = pa > 0 and abs(sp) < pa / 5
+    return Verdict(_combine(["PASS" if ok else "FAIL"]),
+                   f"slope of sharpness x4 on n: scratchpad {sp:.4g}, parity {pa:.4g}", numbers)

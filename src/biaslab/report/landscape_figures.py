@@ -1,0 +1,229 @@
+"""Figures of the loss-landscape experiments (pure functions: stored table -> matplotlib Figure).
+
+Every figure shows converged (kept) runs only, as the reference's plots do, and says so.
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .figures import PALETTE  # noqa: E402
+
+TARGET_COLORS = {"parity": PALETTE[1], "majority": PALETTE[0], "first": PALETTE[2],
+                 "mean": PALETTE[3], "scratchpad": PALETTE[5], "learned": PALETTE[0],
+                 "random": PALETTE[1]}
+
+
+def _color(name, i=0):
+    return TARGET_COLORS.get(name, PALETTE[i % len(PALETTE)])
+
+
+def _finite(v):
+    return v is not None and isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def _mean_band(ax, rows, xkey, ykey, label, color, log=False):
+    """Scatter of every run, mean line and a +-2 sd band per x value."""
+    pts = [(r[xkey], r[ykey]) for r in rows if _finite(r.get(ykey)) and (not log or r[ykey] > 0)]
+    if not pts:
+        return
+    xs = np.array([p[0] for p in pts], float)
+    ys = np.array([p[1] for p in pts], float)
+    ax.scatter(xs, ys, s=10, alpha=0.45, color=color)
+    ux = np.unique(xs)
+    m = np.array([ys[xs == u].mean() for u in ux])
+    sd = np.array([ys[xs == u].std(ddof=1) if (xs == u).sum() > 1 else 0.0 for u in ux])
+    ax.plot(ux, m, "-", color=color, lw=1.6, label=label)
+    lo = np.maximum(m - 2 * sd, m * 0.05) if log else m - 2 * sd
+    ax.fill_between(ux, lo, m + 2 * sd, color=color, alpha=0.12, lw=0)
+
+
+def _empty(ax, text="no converged runs"):
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="grey")
+
+
+def sharpness_scaling_figure(table: list[dict]):
+    """Per sweep (rows): sharpness x4, LayerNorm blow-up (log) and parameter norm against n."""
+    sweeps = sorted({r["sweep"] for r in table}) or ["-"]
+    fig, axes = plt.subplots(len(sweeps), 3, figsize=(13, 3.6 * len(sweeps)), squeeze=False)
+    for row, sw in zip(axes, sweeps):
+        rows = [r for r in table if r.get("sweep") == sw and r.get("converged") == 1.0]
+        targets = sorted({r["target"] for r in table if r.get("sweep") == sw})
+        for ax, (key, title, log) in zip(row, [("sharpness_x4", "sharpness x4 (±1-label MSE scale)", False),
+                                               ("blowup", "LayerNorm blow-up", True),
+                                               ("param_norm", "parameter norm", False)]):
+            for i, t in enumerate(targets):
+                _mean_band(ax, [r for r in rows if r["target"] == t], "n", key, t, _color(t, i), log)
+            if log and rows:
+                ax.set_yscale("log")
+            if not rows:
+                _empty(ax)
+            ax.set_xlabel("n")
+            ax.set_title(f"sweep {sw}: {title}", fontsize=10)
+        if row[0].get_legend_handles_labels()[0]:
+            row[0].legend(frameon=False, fontsize=8)
+    fig.suptitle("Converged runs (eval MSE < keep_mse); mean ± 2 sd", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def tradeoff_figure(table: list[dict]):
+    """One panel per n: parameter norm against blow-up (log x), coloured by target."""
+    ns = sorted({r["n"] for r in table}) or [0]
+    cols = min(len(ns), 2) if len(ns) <= 4 else 3
+    rws = math.ceil(len(ns) / cols)
+    fig, axes = plt.subplots(rws, cols, figsize=(5.2 * cols, 4 * rws), squeeze=False)
+    conv = [r for r in table if r.get("converged") == 1.0]
+    targets = sorted({r["target"] for r in table})
+    for ax, n in zip(axes.flat, ns):
+        any_pts = False
+        for i, t in enumerate(targets):
+            pts = [(r["blowup"], r["param_norm"]) for r in conv if r["n"] == n and r["target"] == t
+                   and _finite(r.get("blowup")) and r["blowup"] > 0]
+            if pts:
+                any_pts = True
+                ax.scatter(*zip(*pts), s=14, alpha=0.6, color=_color(t, i), label=t)
+        if any_pts:
+            ax.set_xscale("log")
+            ax.legend(frameon=False, fontsize=8)
+        else:
+            _empty(ax)
+        ax.set_title(f"n = {n}", fontsize=10)
+        ax.set_xlabel("LayerNorm blow-up (log)")
+        ax.set_ylabel("parameter norm")
+    for ax in list(axes.flat)[len(ns):]:
+        ax.axis("off")
+    fig.suptitle("Norm vs blow-up of converged runs (weight decay and lr varied)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _aligned(row, name):
+    prefix = f"aligned.{name}."
+    pts = sorted((int(k[len(prefix):]), v) for k, v in row.items()
+                 if k.startswith(prefix) and _finite(v))
+    return pts
+
+
+def dynamics_figure(table: list[dict]):
+    """Loss, sharpness x4, blow-up and squared norm against steps from convergence."""
+    names = [("loss", "fixed-batch loss", True), ("sharpness_x4", "sharpness x4", True),
+             ("blowup", "LayerNorm blow-up", True), ("norm_sq", "squared parameter norm", False)]
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6), squeeze=False)
+    wds = sorted({r["weight_decay"] for r in table})
+    for ax, (name, title, log) in zip(axes[0], names):
+        drew = False
+        for i, wd in enumerate(wds):
+            curves = [_aligned(r, name) for r in table if r["weight_decay"] == wd]
+            curves = [c for c in curves if c]
+            if not curves:
+                continue
+            drew = True
+            color = PALETTE[i % len(PALETTE)]
+            for c in curves:
+                ax.plot([p[0] for p in c], [p[1] for p in c], color=color, alpha=0.2, lw=0.7)
+            offs = sorted({p[0] for c in curves for p in c})
+            mean = [np.mean([v for c in curves for o, v in c if o == off]) for off in offs]
+            ax.plot(offs, mean, color=color, lw=2, label=f"wd {wd} ({len(curves)} runs)")
+        if drew:
+            if log:
+                ax.set_yscale("log")
+            ax.axvline(0, color="grey", ls="--", lw=1)
+            ax.legend(frameon=False, fontsize=7)
+        else:
+            _empty(ax, "no run reached the alignment loss")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("steps from convergence")
+    fig.suptitle("Aligned at the first probe with fixed-batch loss < align_loss", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def sensitivity_sharpness_figure(table: list[dict]):
+    """Sharpness x4 against the refit function's average sensitivity, learned vs random."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    kept = [r for r in table if r.get("converged") == 1.0 and r.get("source_fitted") == 1.0]
+    sizes = sorted({r["source.train_size"] for r in kept})
+    markers = ["o", "s", "^", "D", "v"]
+    for kind in ("learned", "random"):
+        for j, m in enumerate(sizes):
+            pts = [(r["as_table"], r["sharpness_x4"]) for r in kept
+                   if r["kind"] == kind and r["source.train_size"] == m]
+            if pts:
+                ax.scatter(*zip(*pts), s=18, alpha=0.65, color=_color(kind), marker=markers[j % 5],
+                           label=f"{kind}, m = {m}")
+    if not kept:
+        _empty(ax)
+    else:
+        ax.legend(frameon=False, fontsize=8)
+    ax.set_xlabel("average sensitivity of the refit table")
+    ax.set_ylabel("sharpness x4")
+    ax.set_title("Refits on the full cube (converged, from fitted sources)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def lengthgen_figure(table: list[dict]):
+    """Mean accuracy against test length, one panel per positional scheme (fitted runs)."""
+    schemes = sorted({r["positions"] for r in table}) or ["-"]
+    fig, axes = plt.subplots(1, len(schemes), figsize=(5.2 * len(schemes), 3.8), squeeze=False)
+    for ax, pos in zip(axes[0], schemes):
+        rows = [r for r in table if r.get("positions") == pos and r.get("fitted") == 1.0]
+        for i, t in enumerate(sorted({r["target"] for r in table})):
+            tr = [r for r in rows if r["target"] == t]
+            if not tr:
+                continue
+            lengths = sorted(tr[0]["test_lengths"])
+            accs = [[r.get(f"acc_len_{L}") for r in tr] for L in lengths]
+            ax.plot(lengths, [np.mean(a) for a in accs], "o-", color=_color(t, i),
+                    label=f"{t} ({len(tr)} fitted)")
+            for L, a in zip(lengths, accs):
+                ax.scatter([L] * len(a), a, s=8, alpha=0.35, color=_color(t, i))
+            ax.axvline(tr[0]["n"], color="grey", ls=":", lw=1)
+        if not rows:
+            _empty(ax, "no fitted runs")
+        else:
+            ax.legend(frameon=False, fontsize=8)
+        ax.axhline(0.5, color="grey", ls="--", lw=0.8)
+        ax.set_ylim(0.3, 1.02)
+        ax.set_xlabel("test length (dotted: training length)")
+        ax.set_ylabel("accuracy")
+        ax.set_title(f"positions: {pos}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def scratchpad_figure(table: list[dict]):
+    """Sharpness x4, blow-up and norm against n: scratchpad model vs plain PARITY (kept runs)."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), squeeze=False)
+    kept = [r for r in table if r.get("converged") == 1.0]
+    for ax, (key, title, log) in zip(axes[0], [("sharpness_x4", "sharpness x4", False),
+                                               ("blowup", "LayerNorm blow-up", True),
+                                               ("param_norm", "parameter norm", False)]):
+        for kind in ("scratchpad", "parity"):
+            _mean_band(ax, [r for r in kept if r["kind"] == kind], "n", key, kind, _color(kind), log)
+        if key == "blowup":
+            for part, ls in (("blowup_enc", ":"), ("blowup_dec", "--")):
+                rows = [r for r in kept if r["kind"] == "scratchpad" and _finite(r.get(part))]
+                ns = sorted({r["n"] for r in rows})
+                if ns:
+                    ax.plot(ns, [np.mean([r[part] for r in rows if r["n"] == n]) for n in ns], ls,
+                            color=_color("scratchpad"), lw=1, label=part.replace("blowup_", "scratchpad "))
+        if log and kept:
+            ax.set_yscale("log")
+        if not kept:
+            _empty(ax)
+        else:
+            ax.legend(frameon=False, fontsize=8)
+        ax.set_xlabel("n")
+        ax.set_title(title, fontsize=10)
+    fig.suptitle("Kept runs: scratchpad greedy accuracy > keep_acc; PARITY eval MSE < keep_mse",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
