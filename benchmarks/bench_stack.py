@@ -101,7 +101,9 @@ def main():
     ap.add_argument("--steps", type=int, default=None, help="timed steps per configuration")
     ap.add_argument("--compile", action="store_true", help="also torch.compile the stack step")
     ap.add_argument("--json", help="write the rows to this file too")
+    ap.add_argument("--threads", type=int, default=1, help="CPU intra-op threads (default 1)")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     gpu = device.type == "cuda"
     models = ["reference", "tiny"] if (args.full or gpu) else ["tiny"]

@@ -937,7 +937,8 @@ def sens_sharp_stats(table) -> dict:
 @register_claim(
     "sharpness-rises-with-sensitivity",
     "sensitivity-sharpness",
-    "transformers refit (n = 10, full cube) to more sensitive functions are sharper: Spearman "
+    "transformers refit on the full cube (n = 10 in the paper) to more sensitive functions are "
+    "sharper: Spearman "
     "(average sensitivity, sharpness) > 0.3 over converged refits, and refits of random "
     "completions are sharper than refits of learned completions by more than two standard errors",
     "Hahn & Rofin Fig 4 / 15 (E5 step 3): sharpness rises with average sensitivity; random "
