@@ -68,3 +68,31 @@ def test_parallel_workers_store_every_run_once(tmp_path):
     out = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert len(_done(store)) == 4  # 2 sizes x 2 tables, one stack of one member each
+
+
+def test_checkpoints_reload_into_plain_modules(tmp_path):
+    """Every run's member is saved as safetensors and loads back into a plain nn.Module."""
+    import numpy as np
+    import torch
+
+    from biaslab.execute import run_experiment
+    from biaslab.experiments import get_experiment
+    from biaslab.models import build_model
+    from biaslab.spec import resolve
+    from biaslab.store import Store
+    from biaslab.store.artifacts import load_tensors
+    from biaslab.tasks import make_task
+    from biaslab.tasks.boolean import all_inputs
+
+    exp = get_experiment("lowsens-generalization")
+    spec = resolve(exp.Spec, exp.name, "cpu", None, TINY + ["train_sizes=[8]", "train.steps=20"])
+    with Store(tmp_path / "s.sqlite") as store:
+        run_experiment(exp, spec, store, "cpu", progress=False, log=lambda m: None)
+        row = store.table(exp.name)[0]
+        paths = store.artifacts(row["run_id"])
+    task = make_task("random", {"n": 6, "train_size": 8, "function_seed": row["function_seed"]})
+    model = build_model("transformer", spec.model.params, task, seed=0)
+    model.load_state_dict(load_tensors(paths["model"]))
+    with torch.no_grad():
+        learned = (model(all_inputs(6)) > 0.5).float().numpy()
+    assert np.array_equal(learned, np.load(paths["learned_table"]))

@@ -105,6 +105,7 @@ class ArchitectureSensitivity(Experiment):
             }
             series = [(h["step"], "train_loss", h["train_loss"][i]) for h in result.history]
             outcomes.append(RunOutcome(plan, metrics, series,
+                                       tensors={"model": stack.member_state(i)},
                                        arrays={"learned_table": learned[i].cpu().numpy()},
                                        seconds=seconds / len(plans)))
         return outcomes

@@ -100,7 +100,8 @@ class LowSensGeneralization(Experiment):
                 "steps_run": result.steps_run,
             }
             series = [(h["step"], k, h[k][i]) for h in result.history for k in ("train_loss", "acc")]
-            outcomes.append(RunOutcome(plan, metrics, series, arrays={
+            outcomes.append(RunOutcome(plan, metrics, series,
+                                       tensors={"model": stack.member_state(i)}, arrays={
                 "learned_table": learned[i].cpu().numpy(), "random_table": randoms[0].cpu().numpy()},
                 seconds=seconds / len(plans)))
         del task
