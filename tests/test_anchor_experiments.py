@@ -74,7 +74,8 @@ def test_phase_end_to_end(tmp_path):
     assert out["trained"] == 4 and len(table) == 4
     for r in table:
         assert all(k in r for k in SOLUTION)
-        assert math.isclose(sum(r[f"hist_{o:+d}"] for o in range(-16, 17)) + r["hist_outside"], 1, abs_tol=1e-5)
+        shares = sum(r[f"hist_{o:+d}"] for o in range(-16, 17)) + r["hist_outside"]
+        assert math.isclose(shares, 1, abs_tol=1e-5)
     assert set(AI.phase_cells(table)) == {(0.5, 1), (0.8, 1)}
     assert set(figs) == {"phase_diagrams", "deviation_histograms"}
     for claim in ("init-phase-small-gamma-symmetric", "init-phase-large-gamma-inferential"):
@@ -135,8 +136,13 @@ def mrow(gamma, seed, **m):
 
 def test_complexity_claim():
     check = CLAIMS.get("anchor-small-init-low-complexity").check
-    small = lambda s, d=0.0: mrow(0.8, s, sr_wq1=1.3 + d, sr_wem=5 + d, cond_wq1=0.6 + d, sr_wem_used=3)  # noqa: E731
-    large = lambda s, d=0.0: mrow(0.5, s, sr_wq1=2.0 + d, sr_wem=20 + d, cond_wq1=0.1 + d, sr_wem_used=9)  # noqa: E731
+
+    def small(s, d=0.0):
+        return mrow(0.8, s, sr_wq1=1.3 + d, sr_wem=5 + d, cond_wq1=0.6 + d, sr_wem_used=3)
+
+    def large(s, d=0.0):
+        return mrow(0.5, s, sr_wq1=2.0 + d, sr_wem=20 + d, cond_wq1=0.1 + d, sr_wem_used=9)
+
     table = [small(1), small(2, 0.01), large(1), large(2, 0.01)]
     assert check(table).status == "PASS"
     assert check(table[:3]).status == "INCONCLUSIVE"  # one valid gamma-0.5 run

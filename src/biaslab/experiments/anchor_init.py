@@ -220,12 +220,14 @@ def _phase_check(table, gamma: float, mapping: str) -> Verdict:
     other reading or noise dominates); PASS when every valid cell is >= 90%; else INCONCLUSIVE.
     """
     cells = {d: c for (g, d), c in phase_cells(table).items() if g == _g(gamma)}
+    other = "inferential" if mapping == "symmetric" else "symmetric"
     numbers = {f"depth={d}": {mapping: _r(c[mapping]), "seen": _r(c["seen"]), "failed": c["failed"],
-                              "other_reading": _r(c["inferential" if mapping == "symmetric" else "symmetric"]),
+                              other: _r(c[other]),
                               "valid_seeds": f"{c['valid_seeds']}/{c['seeds']}"}
                for d, c in sorted(cells.items())}
     valid = {d: c[mapping] for d, c in cells.items() if not c["failed"]}
-    shown = ", ".join(f"depth {d}: {_r(v)}" for d, v in sorted(valid.items())) or "none"
+    shown = ", ".join(f"depth {d}: {_r(v)} ({other} {_r(cells[d][other])})"
+                      for d, v in sorted(valid.items())) or "none"
     summary = (f"gamma {gamma}: {mapping} accuracy on (4,3), best of lrs, valid cells: {shown}; "
                f"{len(cells) - len(valid)}/{len(cells)} cells failed")
     if not valid:
@@ -354,7 +356,8 @@ class AnchorMechanisms(Experiment):
             arrays = {"deviation_hist": hist[i].numpy(),
                       "attention": flow["attn"][i, :, 0].mean(1).cpu().numpy(),  # [layers, L, L]
                       "probe_tokens": flow_tokens(task, stack.device),
-                      "fused_cos": fused["cos"][i].cpu().numpy(), "fused_values": fused["values"].cpu().numpy(),
+                      "fused_cos": fused["cos"][i].cpu().numpy(),
+                      "fused_values": fused["values"].cpu().numpy(),
                       "query_cos": qcos[i].cpu().numpy(), "embedding_pca": pca[i].cpu().numpy(),
                       "embedding_tokens": items.cpu().numpy()}
             outcomes.append(RunOutcome(plan, m, _series(result, i), arrays=arrays))

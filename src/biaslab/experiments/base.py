@@ -55,6 +55,9 @@ class Experiment:
     def run_group(self, spec, plans: list[RunPlan], device, progress=False) -> list[RunOutcome]:
         raise NotImplementedError
 
+    #: Set by the report before ``figures`` is called, for figures drawn from run artifacts.
+    store = None
+
     def figures(self, table: list[dict]) -> dict:
         """name -> matplotlib Figure, from the stored table (rows of ``Store.table``)."""
         return {}

@@ -201,7 +201,7 @@ def lr_wd_figure(table: list[dict]):
     ax.set_yticklabels([f"{v:g}" for v in wds])
     ax.set_xlabel("peak learning rate")
     ax.set_ylabel("weight decay")
-    ax.set_title("inferential accuracy on (4,3), (3,4) and (4,3) held out", fontsize=9)
+    ax.set_title("inferential acc. on (4,3)\n(3,4), (4,3) held out", fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     return fig

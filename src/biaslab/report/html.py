@@ -68,6 +68,7 @@ def write_report(store, out_dir: str | os.PathLike) -> Path:
     parts.append("</table>")
     for name in experiments:
         exp = EXPERIMENTS.get(name)()
+        exp.store = store  # figures drawn from run artifacts (attention maps, embeddings) read it
         table = tables[name]
         parts.append(f"<h2>{html.escape(name)}</h2><p>{html.escape(exp.description)} "
                      f"&middot; {len(table)} finished runs</p>")
