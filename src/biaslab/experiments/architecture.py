@@ -138,10 +138,12 @@ def check_architecture(table):
     ranks = ranking(table)
     archs = {r["arch"] for r in table}
     numbers = {t: {a: {"as": round(m, 3), "fitted": k} for a, m, k in rows} for t, rows in ranks.items()}
+    measured = "; ".join(f"{t}: " + " < ".join(f"{a} {m:.2f} ({k} fitted)" for a, m, k in rows)
+                         for t, rows in ranks.items())
     if not ranks or any(len(rows) < len(archs) or min(k for _, _, k in rows) < 2
                         for rows in ranks.values()):
-        return Verdict("INCONCLUSIVE", "fewer than 2 fitted runs for some architecture and target",
-                       numbers)
+        return Verdict("INCONCLUSIVE", "fewer than 2 fitted runs for some architecture and target; "
+                       f"ranking of fitted runs: {measured}", numbers)
     statuses = []
     for target, rows in ranks.items():
         if rows[0][0] != "transformer":

@@ -1,4 +1,9 @@
-"""1D CNN over token embeddings: same-padded convolutions, ReLU, global mean pooling.
+"""1D CNN over token embeddings: same-padded convolutions, ReLU, then a read-out.
+
+The default read-out flattens the feature map into a linear head, so the network can fit any
+function of the whole input; ``pool='mean'`` (global average pooling) limits what it sees to a
+receptive field of n_layers * (kernel - 1) + 1 positions, which cannot fit, e.g., a random
+function of 10 bits with 2 layers of kernel 3.
 
 Activations (``acts=True``): ``embed`` [B, L, d], ``layers.{i}.out`` [B, channels, L], ``readout``.
 """
@@ -6,6 +11,8 @@ Activations (``acts=True``): ``embed`` [B, L, d], ``layers.{i}.out`` [B, channel
 from __future__ import annotations
 
 import torch
+from typing import Literal
+
 from pydantic import Field, field_validator
 from torch import nn
 
@@ -17,6 +24,7 @@ class CNNConfig(ModelConfig):
     channels: int = Field(default=128, gt=0, description="channels of every conv layer")
     kernel: int = Field(default=3, gt=0, description="odd kernel size")
     n_layers: int = Field(default=2, ge=1, description="conv layers")
+    pool: Literal["flatten", "mean"] = Field(default="flatten", description="read-out of the feature map")
 
     @field_validator("kernel")
     @classmethod
@@ -34,7 +42,8 @@ class CNN(nn.Module):
         self.convs = nn.ModuleList(
             nn.Conv1d(a, b, cfg.kernel, padding=cfg.kernel // 2) for a, b in zip(dims[:-1], dims[1:])
         )
-        self.head = OutputHead(cfg.channels, n_outputs)
+        self.pool = cfg.pool
+        self.head = OutputHead(cfg.channels * (seq_len if cfg.pool == "flatten" else 1), n_outputs)
 
     def forward(self, x, acts: bool = False):
         record = {}
@@ -44,12 +53,12 @@ class CNN(nn.Module):
         for i, conv in enumerate(self.convs):
             h = torch.relu(conv(h))
             record[f"layers.{i}.out"] = h
-        r = h.mean(-1)
+        r = h.flatten(1) if self.pool == "flatten" else h.mean(-1)
         record["readout"] = r
         out = self.head(r)
         return (out, record) if acts else out
 
 
-@register_model("cnn", CNNConfig, "1D CNN over token embeddings with global mean pooling")
+@register_model("cnn", CNNConfig, "1D CNN over token embeddings, flattened (or mean-pooled) read-out")
 def build_cnn(cfg: CNNConfig, task) -> nn.Module:
     return CNN(cfg, task.vocab_size, task.seq_len, task.n_outputs)
