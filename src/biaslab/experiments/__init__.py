@@ -1,6 +1,6 @@
 """Experiments: declarative grids with measures, figures and claims. Importing registers them."""
 
 from .base import Claim, Experiment, RunOutcome, RunPlan, Verdict, get_experiment
-from . import anchor_init, architecture, lowsens  # noqa: F401  (registers)
+from . import anchor_init, architecture, landscape, lengthgen, lowsens, scratchpad  # noqa: F401  (registers)
 
 __all__ = ["Claim", "Experiment", "RunOutcome", "RunPlan", "Verdict", "get_experiment"]

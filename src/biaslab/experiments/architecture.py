@@ -24,7 +24,7 @@ def _default_archs() -> dict[str, ModelChoice]:
         "transformer": ModelChoice(name="transformer", params={"d_model": 64, "d_ff": 64}),
         "mlp": ModelChoice(name="mlp", params={"width": 256}),
         "lstm": ModelChoice(name="lstm", params={"hidden": 64}),
-        "cnn": ModelChoice(name="cnn", params={"channels": 64}),
+        "cnn": ModelChoice(name="cnn", params={"channels": 64, "kernel": 5, "n_layers": 3}),
     }
 
 

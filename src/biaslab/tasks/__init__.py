@@ -1,7 +1,7 @@
 """Tasks: what is learned. Importing this package registers every task."""
 
 from .base import Task, TaskParams
-from . import anchor, boolean  # noqa: F401  (registers)
+from . import anchor, boolean, prefix_parity, table  # noqa: F401  (registers)
 
 __all__ = ["Task", "TaskParams", "make_task"]
 

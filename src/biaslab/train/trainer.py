@@ -116,7 +116,7 @@ def evaluate(stack: Stack, cfg: TrainConfig, params=None, split: str | None = No
     losses = vmap(loss.fn)(out, y)
     pred = loss.predict(out)
     acc = stack.task.correct(pred, y).float().mean(-1)
-    mse = (pred - y.float()).pow(2).mean(-1) if stack.task.target_kind != "classes" else losses
+    mse = (pred - y.float()).pow(2).flatten(1).mean(-1) if stack.task.target_kind != "classes" else losses
     return {"loss": losses, "acc": acc, "mse": mse}
 
 
