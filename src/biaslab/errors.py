@@ -16,7 +16,26 @@ class InputError(ValueError):
         super().__init__(msg)
 
 
-def pydantic_to_input_error(exc, prefix: str = "") -> InputError:
+def _fields_at(model_cls, loc) -> list[str] | None:
+    """The field names of the (nested) pydantic model that holds ``loc``'s last key."""
+    cls = model_cls
+    for key in loc[:-1]:
+        fields = getattr(cls, "model_fields", None)
+        if fields is None:
+            return None
+        if key in fields:
+            ann = fields[key].annotation
+        else:  # a dict of models (e.g. sweeps.A): step into the value type
+            ann = cls
+        args = getattr(ann, "__args__", ())
+        cls = next((a for a in (ann, *args[::-1]) if hasattr(a, "model_fields")), None)
+        if cls is None:
+            return None
+    fields = getattr(cls, "model_fields", None)
+    return sorted(fields) if fields else None
+
+
+def pydantic_to_input_error(exc, prefix: str = "", model_cls=None) -> InputError:
     """Turn the first error of a pydantic ValidationError into an InputError naming the field."""
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err.get("loc", ()))
@@ -26,7 +45,8 @@ def pydantic_to_input_error(exc, prefix: str = "") -> InputError:
     if "expected" in ctx:
         accepted = str(ctx["expected"])
     elif err.get("type") == "extra_forbidden":
-        accepted = None
+        names = _fields_at(model_cls or getattr(exc, "title", None), tuple(err.get("loc", ())))
+        accepted = ", ".join(names) if names else None
     given = err.get("input")
     problem = err.get("msg", "invalid value")
     if err.get("type") != "extra_forbidden" and given is not None and not isinstance(given, dict):

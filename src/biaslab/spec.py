@@ -104,4 +104,4 @@ def resolve(spec_cls: type[BaseModel], experiment: str, preset: str | None = Non
     try:
         return spec_cls(**values)
     except ValidationError as exc:
-        raise pydantic_to_input_error(exc) from None
+        raise pydantic_to_input_error(exc, model_cls=spec_cls) from None

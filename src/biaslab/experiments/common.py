@@ -31,8 +31,11 @@ class ModelChoice(SpecBase):
         try:
             MODELS.get(self.name).config(self.params)
         except InputError as exc:
-            raise InputError(f"{field}.{exc.field}" if exc.field != "model" else f"{field}.name",
-                             exc.problem, exc.accepted) from None
+            if exc.field == "model":  # unknown model name
+                raise InputError(f"{field}.name", exc.problem, exc.accepted) from None
+            inner = exc.field.removeprefix(f"model.{self.name}").lstrip(".")
+            raise InputError(f"{field}.params" + (f".{inner}" if inner else ""), exc.problem,
+                             exc.accepted) from None
 
 
 def learned_tables(stack: Stack, loss_name: str, n: int, chunk: int = 1 << 14) -> torch.Tensor:

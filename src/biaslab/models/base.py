@@ -42,7 +42,7 @@ class ModelSpec:
         try:
             return self.config_cls(**values)
         except ValidationError as exc:
-            raise pydantic_to_input_error(exc, f"model.{self.name}") from None
+            raise pydantic_to_input_error(exc, f"model.{self.name}", self.config_cls) from None
 
 
 def build_model(name: str, values: dict, task, seed: int, gamma: Optional[float] = None):

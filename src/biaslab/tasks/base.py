@@ -39,7 +39,7 @@ class Task(ABC):
         try:
             params = cls.Params(**values)
         except ValidationError as exc:
-            raise pydantic_to_input_error(exc, prefix) from None
+            raise pydantic_to_input_error(exc, prefix, cls.Params) from None
         return cls(params)
 
     # -- shapes -------------------------------------------------------------------------
