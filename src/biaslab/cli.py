@@ -11,7 +11,6 @@ import json
 import math
 import os
 import sys
-from pathlib import Path
 
 from .errors import InputError
 

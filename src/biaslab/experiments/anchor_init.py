@@ -31,9 +31,10 @@ from ..measure.sensitivity import tokenwise_sensitivity_stack
 from ..models.base import POSITION_PREFIX
 from ..registry import MODELS
 from ..tasks import make_task
-from ..train import Member, Stack, TrainConfig, train
+from ..train import Stack, TrainConfig, train
 from .base import Experiment, RunOutcome, SpecBase, Verdict, register_claim, register_experiment
-from .common import mean_sd, stderr
+from .common import mean_sd, members_of, stderr
+from .stats import spearman
 
 HELDOUT = "4,3"  # the pair scored in every experiment (also when (3,4) is held out too)
 VALID_ACC = 0.9  # the paper's bar: seen pairs with test keys >= 90%, else the run "failed"
@@ -86,9 +87,7 @@ def train_anchor_stack(plans, device, progress=False):
     """One stack of decoders (members differ in seed, gamma, lr, weight decay); trained."""
     c0 = plans[0].config
     task = make_task("anchor", c0["task"])
-    members = [Member(seed=p.config["seed"], lr=p.config["lr"], gamma=p.config["gamma"],
-                      weight_decay=p.config["weight_decay"], clip_norm=p.config["clip_norm"])
-               for p in plans]
+    members = members_of(plans, "gamma", "clip_norm")
     stack = Stack("decoder", c0["model"], task, members, device)
     result = train(stack, TrainConfig(**c0["train"]), progress=progress)
     return stack, result
@@ -542,27 +541,6 @@ class ComplexityControl(Experiment):
         from ..report.anchor_figures import lr_wd_figure
 
         return {"lr_weight_decay": lr_wd_figure(table)}
-
-
-def spearman(xs: list[float], ys: list[float]) -> float:
-    """Spearman correlation with average ranks for ties (NaN if either side is constant)."""
-    def ranks(v):
-        order = sorted(range(len(v)), key=lambda i: v[i])
-        r = [0.0] * len(v)
-        i = 0
-        while i < len(v):
-            j = i
-            while j + 1 < len(v) and v[order[j + 1]] == v[order[i]]:
-                j += 1
-            for k in range(i, j + 1):
-                r[order[k]] = (i + j) / 2
-            i = j + 1
-        return r
-    rx, ry = ranks(xs), ranks(ys)
-    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
-    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
-    vx, vy = sum((a - mx) ** 2 for a in rx), sum((b - my) ** 2 for b in ry)
-    return cov / math.sqrt(vx * vy) if vx > 0 and vy > 0 else float("nan")
 
 
 def axis_trend(table, axis: str) -> dict:

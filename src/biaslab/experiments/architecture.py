@@ -13,10 +13,10 @@ from pydantic import Field
 
 from ..tasks import make_task
 from ..tasks.boolean import index_of
-from ..train import Member, TrainConfig
+from ..train import TrainConfig
 from ..measure.sensitivity import average_sensitivity
 from .base import Experiment, RunOutcome, SpecBase, Verdict, register_claim, register_experiment
-from .common import ModelChoice, fit_boolean, learned_tables, mean_sd, stderr
+from .common import ModelChoice, fit_boolean, learned_tables, mean_sd, stderr, members_of
 
 
 def _default_archs() -> dict[str, ModelChoice]:
@@ -80,8 +80,7 @@ class ArchitectureSensitivity(Experiment):
 
     def run_group(self, spec, plans, device, progress=False):
         c0 = plans[0].config
-        members = [Member(seed=p.config["seed"], lr=p.config["lr"],
-                          weight_decay=p.config["weight_decay"]) for p in plans]
+        members = members_of(plans)
         train_cfg = TrainConfig(**c0["train"])
         stack, result, seconds = fit_boolean(c0["target"], [p.config["task"] for p in plans], members,
                                              ModelChoice(**c0["model"]), train_cfg, device, progress)

@@ -38,6 +38,13 @@ class ModelChoice(SpecBase):
                              exc.accepted) from None
 
 
+def members_of(plans, *extra: str) -> list[Member]:
+    """One Member per run plan, from its config's seed, lr and weight_decay (plus ``extra``
+    Member fields such as gamma or clip_norm)."""
+    names = ("seed", "lr", "weight_decay", *extra)
+    return [Member(**{k: p.config[k] for k in names}) for p in plans]
+
+
 def learned_tables(stack: Stack, loss_name: str, n: int, chunk: int = 1 << 14) -> torch.Tensor:
     """Every member's thresholded prediction on all of {0,1}^n: [M, 2^n] float in {0,1}."""
     predict = get_loss(loss_name).predict

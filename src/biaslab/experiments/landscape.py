@@ -43,13 +43,13 @@ from .. import rng
 from ..measure.landscape import perturbation_sharpness_stack
 from ..measure.norms import layernorm_blowup_stack, parameter_norm_stack
 from ..tasks import make_task
-from ..tasks import table as _table_task  # noqa: F401  (registers the `table` task)
-from ..train import Member, Stack, TrainConfig, train
+from ..train import Stack, TrainConfig, train
 from ..train.losses import get_loss
 from ..train.optim import adamw_init
 from ..train.trainer import TrainResult, make_step
 from .base import Experiment, RunOutcome, SpecBase, Verdict, register_claim, register_experiment
-from .common import ModelChoice, mean_sd, stderr
+from .common import ModelChoice, mean_sd, members_of, stderr
+from .stats import linfit, pearson, ranks, spearman  # noqa: F401  (ranks: re-exported)
 from .lowsens import LowSensGeneralization, LowSensSpec
 
 MEASURE_STREAM = 0x5A4E  # rng stream of the measurement batches
@@ -58,59 +58,6 @@ PROBE_STREAM = 0x7B0B  # rng stream of the fixed probe batch of training-dynamic
 
 #: The reference's model (sheet §3): 2 layers, d 128, 2 heads, FFN 128, post-LN, concat positions.
 REFERENCE_MODEL = {"d_model": 128, "n_heads": 2, "n_layers": 2, "d_ff": 128}
-
-
-# =============================================================================================
-# statistics (no scipy in the lab's dependencies)
-# =============================================================================================
-def _pairs(xs, ys):
-    out = [(float(x), float(y)) for x, y in zip(xs, ys)
-           if x is not None and y is not None and math.isfinite(float(x)) and math.isfinite(float(y))]
-    return [p[0] for p in out], [p[1] for p in out]
-
-
-def pearson(xs, ys) -> float:
-    xs, ys = _pairs(xs, ys)
-    if len(xs) < 2:
-        return float("nan")
-    x, y = np.asarray(xs), np.asarray(ys)
-    sx, sy = x.std(), y.std()
-    if sx == 0 or sy == 0:
-        return float("nan")
-    return float(((x - x.mean()) * (y - y.mean())).mean() / (sx * sy))
-
-
-def linfit(xs, ys) -> dict:
-    """Least-squares line y = a + b x: {"slope", "intercept", "r", "k"} (nan when undefined)."""
-    xs, ys = _pairs(xs, ys)
-    k = len(xs)
-    if k < 2 or len(set(xs)) < 2:
-        return {"slope": float("nan"), "intercept": float("nan"), "r": float("nan"), "k": k}
-    x, y = np.asarray(xs), np.asarray(ys)
-    b = float(((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum())
-    return {"slope": b, "intercept": float(y.mean() - b * x.mean()), "r": pearson(xs, ys), "k": k}
-
-
-def ranks(values) -> list[float]:
-    """Ranks 1..k with ties given their average rank."""
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    out = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for t in range(i, j + 1):
-            out[order[t]] = (i + j) / 2 + 1
-        i = j + 1
-    return out
-
-
-def spearman(xs, ys) -> float:
-    xs, ys = _pairs(xs, ys)
-    if len(xs) < 2:
-        return float("nan")
-    return pearson(ranks(xs), ranks(ys))
 
 
 def _r(v, nd=4):
@@ -290,8 +237,7 @@ class SharpnessScaling(Experiment):
 
     def run_group(self, spec, plans, device, progress=False):
         c0 = plans[0].config
-        members = [Member(seed=p.config["seed"], lr=p.config["lr"],
-                          weight_decay=p.config["weight_decay"]) for p in plans]
+        members = members_of(plans)
         train_cfg = TrainConfig(**c0["train"])
         stack, result, met, seconds = fit_and_measure(
             c0["target"], {"n": c0["n"]}, members, ModelChoice(**c0["model"]), train_cfg,
@@ -650,8 +596,7 @@ class TrainingDynamics(Experiment):
         model = ModelChoice(**c0["model"])
         cfg = TrainConfig(**c0["train"])
         pm = MeasureSpec(**c0["probe"])
-        members = [Member(seed=p.config["seed"], lr=p.config["lr"],
-                          weight_decay=p.config["weight_decay"]) for p in plans]
+        members = members_of(plans)
         stack = Stack(model.name, model.params, make_task(c0["target"], {"n": c0["n"]}), members,
                       device)
         fixed = measurement_batches(stack, pm, salt=PROBE_STREAM)  # the same batch(es) every probe
@@ -883,8 +828,7 @@ class SensitivitySharpness(Experiment):
         tables = self.source_tables(spec, {p.config["source_run"] for p in plans}, device, progress)
         c0 = plans[0].config
         n = c0["source"]["n"]
-        members = [Member(seed=p.config["seed"], lr=p.config["lr"],
-                          weight_decay=p.config["weight_decay"]) for p in plans]
+        members = members_of(plans)
         train_cfg = TrainConfig(**c0["train"])
         with tempfile.TemporaryDirectory(prefix="biaslab_tables_") as tmp:
             params, as_vals = [], []

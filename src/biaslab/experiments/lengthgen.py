@@ -22,9 +22,9 @@ from pydantic import Field, model_validator
 
 from .. import rng
 from ..tasks import make_task
-from ..train import Member, Stack, TrainConfig, train
+from ..train import Stack, TrainConfig, train
 from .base import Experiment, RunOutcome, SpecBase, Verdict, register_claim, register_experiment
-from .common import ModelChoice, mean_sd
+from .common import ModelChoice, mean_sd, members_of
 from .landscape import REFERENCE_MODEL, _combine, _r, history_series, reference_train, train_metrics
 
 LENGTH_STREAM = 0x1E46
@@ -99,8 +99,7 @@ class LengthGeneralization(Experiment):
         t0 = time.perf_counter()
         c0 = plans[0].config
         model = ModelChoice(**c0["model"])
-        members = [Member(seed=p.config["seed"], lr=p.config["lr"],
-                          weight_decay=p.config["weight_decay"]) for p in plans]
+        members = members_of(plans)
         train_cfg = TrainConfig(**c0["train"])
         stack = Stack(model.name, model.params, make_task(c0["target"], {"n": c0["n"]}), members,
                       device)

@@ -15,9 +15,9 @@ from pydantic import Field
 from .. import rng
 from ..measure.sensitivity import average_sensitivity
 from ..tasks.boolean import index_of
-from ..train import Member, TrainConfig
+from ..train import TrainConfig
 from .base import Experiment, RunOutcome, SpecBase, Verdict, register_claim, register_experiment
-from .common import ModelChoice, fit_boolean, learned_tables, mean_sd, stderr
+from .common import ModelChoice, fit_boolean, learned_tables, mean_sd, stderr, members_of
 
 
 def _fit_train_config() -> TrainConfig:
@@ -69,8 +69,7 @@ class LowSensGeneralization(Experiment):
         task_params = [{"n": p.config["n"], "train_size": p.config["train_size"],
                         "function_seed": p.config["function_seed"],
                         "subset_seed": p.config["subset_seed"]} for p in plans]
-        members = [Member(seed=p.config["seed"], lr=p.config["lr"],
-                          weight_decay=p.config["weight_decay"]) for p in plans]
+        members = members_of(plans)
         train_cfg = TrainConfig(**c0["train"])
         model = ModelChoice(**c0["model"])
         stack, result, seconds = fit_boolean("random", task_params, members, model, train_cfg,

@@ -25,13 +25,11 @@ from pydantic import Field
 from torch.func import vmap
 
 from ..measure.norms import parameter_norm_stack
-from ..models import seq2seq as _seq2seq  # noqa: F401  (registers the `seq2seq` model)
 from ..tasks import make_task
-from ..tasks import prefix_parity as _prefix_parity  # noqa: F401  (registers `prefix_parity`)
 from ..tasks.prefix_parity import BOS
-from ..train import Member, Stack, TrainConfig
+from ..train import Stack, TrainConfig
 from .base import Experiment, RunOutcome, SpecBase, Verdict, register_claim, register_experiment
-from .common import ModelChoice
+from .common import ModelChoice, members_of
 from .landscape import (REFERENCE_MODEL, SCALING_MIN_NS, SCALING_MIN_RUNS, MeasureSpec,
                         SharpnessScaling, _combine, _r, eval_of, history_series, linfit,
                         measurement_batches, reference_train, sharpness_of, train_metrics,
@@ -153,8 +151,7 @@ class Scratchpad(Experiment):
         cfg = TrainConfig(**c0["train"])
         m = MeasureSpec(**c0["measure"])
         task = make_task("prefix_parity", {"n": c0["n"]})
-        members = [Member(seed=p.config["seed"], lr=p.config["lr"],
-                          weight_decay=p.config["weight_decay"]) for p in plans]
+        members = members_of(plans)
         stack = Stack(model.name, model.params, task, members, device)
         check_batch = measurement_batches(stack, m.model_copy(update={"batches": 1,
                                                                        "batch": cfg.eval_batch}),

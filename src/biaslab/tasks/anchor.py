@@ -119,7 +119,6 @@ class AnchorTask(Task):
         self.anchor_tokens = sorted(p.anchors)
         self.shifts = [p.anchors[a] for a in self.anchor_tokens]
         self.m = p.modulus if p.modulus is not None else p.seq_len - 2
-        A = len(self.anchor_tokens)
         # trained[i, j]: total shift trained for pair (anchor i, anchor j); held-out pairs keep
         # the composition, which is what their "target" means (the inferential answer).
         trained = torch.tensor([[si + sj for sj in self.shifts] for si in self.shifts])
