@@ -405,6 +405,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("biaslab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # Output piped into `head` and closed early: not an error worth a traceback.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
