@@ -16,7 +16,7 @@ from ..tasks.boolean import index_of
 from ..train import TrainConfig
 from ..measure.sensitivity import average_sensitivity
 from .base import Experiment, RunOutcome, SpecBase, Verdict, register_claim, register_experiment
-from .common import ModelChoice, fit_boolean, learned_tables, mean_sd, stderr, members_of
+from .common import ModelChoice, fit_boolean, fit_subset_train, learned_tables, mean_sd, stderr, members_of
 
 
 def _default_archs() -> dict[str, ModelChoice]:
@@ -26,10 +26,6 @@ def _default_archs() -> dict[str, ModelChoice]:
         "lstm": ModelChoice(name="lstm", params={"hidden": 64}),
         "cnn": ModelChoice(name="cnn", params={"channels": 64, "kernel": 5, "n_layers": 3}),
     }
-
-
-def _fit_train_config() -> TrainConfig:
-    return TrainConfig(steps=5_000, batch=256, converge="acc", converge_acc=1.0, eval_split="train")
 
 
 class TargetChoice(SpecBase):
@@ -48,7 +44,7 @@ class ArchSpec(SpecBase):
     model_seeds: list[int] = Field(default=[0], min_length=1)
     lr: float = Field(default=1e-3, gt=0, description="learning rate unless an architecture sets one")
     weight_decay: float = Field(default=0.0, ge=0)
-    train: TrainConfig = Field(default_factory=_fit_train_config)
+    train: TrainConfig = Field(default_factory=lambda: fit_subset_train(5_000, 256))
 
 
 @register_experiment

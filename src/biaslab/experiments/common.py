@@ -38,6 +38,12 @@ class ModelChoice(SpecBase):
                              exc.accepted) from None
 
 
+def fit_subset_train(steps: int, batch: int) -> TrainConfig:
+    """Train until the fixed training subset is fitted exactly: every one of its inputs is
+    classified correctly (evaluated on the whole subset, not a sample of it)."""
+    return TrainConfig(steps=steps, batch=batch, converge="acc", converge_acc=1.0, eval_split="train")
+
+
 def members_of(plans, *extra: str) -> list[Member]:
     """One Member per run plan, from its config's seed, lr and weight_decay (plus ``extra``
     Member fields such as gamma or clip_norm)."""

@@ -17,12 +17,7 @@ from ..measure.sensitivity import average_sensitivity
 from ..tasks.boolean import index_of
 from ..train import TrainConfig
 from .base import Experiment, RunOutcome, SpecBase, Verdict, register_claim, register_experiment
-from .common import ModelChoice, fit_boolean, learned_tables, mean_sd, stderr, members_of
-
-
-def _fit_train_config() -> TrainConfig:
-    # Fit the training subset exactly: every one of the m inputs classified correctly.
-    return TrainConfig(steps=10_000, batch=1024, converge="acc", converge_acc=1.0, eval_split="train")
+from .common import ModelChoice, fit_boolean, fit_subset_train, learned_tables, mean_sd, stderr, members_of
 
 
 class LowSensSpec(SpecBase):
@@ -37,7 +32,7 @@ class LowSensSpec(SpecBase):
     lr: float = Field(default=3e-4, gt=0)
     weight_decay: float = Field(default=0.1, ge=0)
     random_completions: int = Field(default=8, gt=0, description="random completions per run")
-    train: TrainConfig = Field(default_factory=_fit_train_config)
+    train: TrainConfig = Field(default_factory=lambda: fit_subset_train(10_000, 1024))
 
 
 @register_experiment
