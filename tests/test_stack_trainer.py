@@ -50,19 +50,23 @@ def test_stack_trajectory_float32_within_tolerance():
 
 
 def test_functional_adamw_matches_torch_adamw():
+    # Two tensors of different shapes: the flat [M, P] update must map back onto each.
     torch.manual_seed(0)
-    p = torch.randn(1, 5, 3)
-    grads = [torch.randn(1, 5, 3) for _ in range(5)]
-    ref = torch.nn.Parameter(p[0].clone())
-    opt = torch.optim.AdamW([ref], lr=1e-2, weight_decay=0.1)
-    params, state = {"w": p.clone()}, adamw_init({"w": p})
+    p = {"w": torch.randn(1, 5, 3), "b": torch.randn(1, 4)}
+    grads = [{k: torch.randn_like(v) for k, v in p.items()} for _ in range(5)]
+    ref = {k: torch.nn.Parameter(v[0].clone()) for k, v in p.items()}
+    opt = torch.optim.AdamW(list(ref.values()), lr=1e-2, weight_decay=0.1)
+    params, state = {k: v.clone() for k, v in p.items()}, adamw_init(p)
     one = torch.ones(1)
     for g in grads:
-        ref.grad = g[0].clone()
+        for k in ref:
+            ref[k].grad = g[k][0].clone()
         opt.step()
-        params, state, _ = adamw_step(params, {"w": g}, state, lr=one * 1e-2, weight_decay=one * 0.1,
+        params, state, _ = adamw_step(params, g, state, lr=one * 1e-2, weight_decay=one * 0.1,
                                       clip_norm=one * float("inf"), active=one.bool())
-    torch.testing.assert_close(params["w"][0], ref.detach(), rtol=1e-5, atol=1e-6)
+    for k in ref:
+        assert params[k].shape == p[k].shape
+        torch.testing.assert_close(params[k][0], ref[k].detach(), rtol=1e-5, atol=1e-6)
 
 
 def test_per_member_clipping_does_not_couple_members():
@@ -74,8 +78,8 @@ def test_per_member_clipping_does_not_couple_members():
                              clip_norm=clip, active=torch.ones(2, dtype=torch.bool))
     assert torch.allclose(gnorm, torch.tensor([200.0, 2e-3]))
     # member 0 clipped to norm 1; member 1 untouched by member 0's huge gradient
-    assert torch.allclose(s.exp_avg["w"][0].norm() / 0.1, torch.tensor(1.0), atol=1e-4)
-    assert torch.allclose(s.exp_avg["w"][1], 0.1 * g["w"][1])
+    assert torch.allclose(s.exp_avg[0].norm() / 0.1, torch.tensor(1.0), atol=1e-4)
+    assert torch.allclose(s.exp_avg[1], 0.1 * g["w"][1])
 
 
 def test_diverged_member_is_frozen_and_others_continue():

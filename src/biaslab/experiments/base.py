@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ..registry import CLAIMS, EXPERIMENTS
 from ..store.db import run_id
+from ..train.trainer import EXECUTION_FIELDS
 
 
 class SpecBase(BaseModel):
@@ -31,7 +32,16 @@ class RunPlan:
 
     @property
     def id(self) -> str:
-        return run_id(self.experiment, self.config)
+        return run_id(self.experiment, identity_config(self.config))
+
+
+def identity_config(config: dict) -> dict:
+    """The part of a run's config that decides its result: execution knobs (compile, chunking)
+    are left out, so a sweep resumes whichever of them the restart uses."""
+    train = config.get("train")
+    if not isinstance(train, dict):
+        return config
+    return {**config, "train": {k: v for k, v in train.items() if k not in EXECUTION_FIELDS}}
 
 
 @dataclass

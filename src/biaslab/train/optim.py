@@ -3,6 +3,10 @@
 Every hyperparameter is an [M] tensor, so members of one stack may differ in learning rate,
 weight decay and clip norm, and changing them never triggers a recompile. Gradients are clipped
 per member: a global norm over the whole stack would couple members that must stay independent.
+
+The update works on one flat [M, P] buffer (every parameter of a member side by side), so a step
+is a dozen kernels whatever the number of parameter tensors; issued per tensor, the same update
+cost a 2-layer d 16 transformer three times what torch's foreach AdamW costs.
 """
 
 from __future__ import annotations
@@ -14,19 +18,34 @@ import torch
 
 @dataclass
 class AdamWState:
-    exp_avg: dict[str, torch.Tensor]
-    exp_avg_sq: dict[str, torch.Tensor]
+    exp_avg: torch.Tensor  # [M, P] first moments, parameters flattened in the params' key order
+    exp_avg_sq: torch.Tensor  # [M, P] second moments
     t: torch.Tensor  # [M] number of updates applied to each member
+
+    def select(self, idx: torch.Tensor) -> "AdamWState":
+        """The state of members ``idx`` (for compacting a stack)."""
+        return AdamWState(self.exp_avg[idx], self.exp_avg_sq[idx], self.t[idx])
+
+
+def flatten(tree: dict[str, torch.Tensor]) -> torch.Tensor:
+    """[M, ...] tensors -> one [M, P] tensor, in the dict's key order."""
+    values = list(tree.values())
+    return torch.cat([v.reshape(v.shape[0], -1) for v in values], 1)
+
+
+def unflatten(flat: torch.Tensor, like: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Inverse of ``flatten``: views of ``flat`` shaped as the tensors of ``like``."""
+    sizes = [v[0].numel() for v in like.values()]
+    parts = torch.split(flat, sizes, dim=1)
+    return {k: part.view(v.shape) for (k, v), part in zip(like.items(), parts)}
 
 
 def adamw_init(params: dict[str, torch.Tensor]) -> AdamWState:
-    M = next(iter(params.values())).shape[0]
-    device = next(iter(params.values())).device
-    return AdamWState(
-        {k: torch.zeros_like(v) for k, v in params.items()},
-        {k: torch.zeros_like(v) for k, v in params.items()},
-        torch.zeros(M, device=device),
-    )
+    if len({v.dtype for v in params.values()}) != 1:
+        raise ValueError("the parameters of a stack must share one dtype")
+    flat = flatten(params)
+    return AdamWState(torch.zeros_like(flat), torch.zeros_like(flat),
+                      torch.zeros(flat.shape[0], device=flat.device))
 
 
 def _per_member(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -35,15 +54,19 @@ def _per_member(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return x.to(like.dtype) if x.is_floating_point() else x
 
 
+def flat_norm(flat: torch.Tensor) -> torch.Tensor:
+    """Row norms of an [M, P] tensor, in at least fp32."""
+    return flat.to(torch.promote_types(flat.dtype, torch.float32)).pow(2).sum(1).sqrt()
+
+
 def member_grad_norm(grads: dict[str, torch.Tensor]) -> torch.Tensor:
     """L2 norm of each member's full gradient, [M]."""
-    sq = sum(g.float().pow(2).flatten(1).sum(1) for g in grads.values())
-    return sq.sqrt()
+    return flat_norm(flatten(grads))
 
 
 def adamw_step(
     params: dict[str, torch.Tensor],
-    grads: dict[str, torch.Tensor],
+    grads: dict[str, torch.Tensor] | torch.Tensor,
     state: AdamWState,
     *,
     lr: torch.Tensor,
@@ -53,32 +76,30 @@ def adamw_step(
     beta1: float = 0.9,
     beta2: float = 0.999,
     eps: float = 1e-8,
+    grad_norm: torch.Tensor | None = None,
 ):
     """One AdamW update of every active member; returns (params, state, grad_norm [M]).
 
-    ``clip_norm`` is +inf where a member does not clip. Inactive members (converged, diverged)
-    keep their parameters and moments unchanged: their moment weights and step size are zero,
-    which costs no extra pass over the parameters (a ``where`` per tensor would).
+    ``grads`` is a dict like ``params`` or already ``flatten``ed. ``clip_norm`` is +inf where a
+    member does not clip. Inactive members (converged, diverged) keep their parameters and
+    moments unchanged: their moment weights and step size are zero. ``grad_norm``, if the caller
+    has it already, saves a pass over the gradients.
     """
-    gnorm = member_grad_norm(grads)
+    g = grads if isinstance(grads, torch.Tensor) else flatten(grads)
+    gnorm = flat_norm(g) if grad_norm is None else grad_norm
     scale = torch.clamp(clip_norm / (gnorm + 1e-6), max=1.0)
     act = active.to(lr.dtype)
     t = state.t + act
     bc1 = 1 - beta1 ** t.clamp(min=1)
     bc2 = 1 - beta2 ** t.clamp(min=1)
-    # Per-member coefficients, folded so each tensor sees few elementwise kernels.
-    w1 = act * (1 - beta1)  # lerp weight of the first moment (0: frozen)
-    w2 = act * (1 - beta2)
-    step_size = act * lr / bc1
-    decay = 1 - act * lr * weight_decay
-    new_p, new_m, new_v = {}, {}, {}
-    for k, p in params.items():
-        # Zero the gradient of inactive members: a diverged member's NaNs must not leak into its
-        # (frozen) moments through 0 * NaN.
-        g = torch.where(_per_member(active, p), grads[k] * _per_member(scale, p).to(grads[k].dtype), 0)
-        m = torch.lerp(state.exp_avg[k], g, _per_member(w1, p))
-        v = torch.lerp(state.exp_avg_sq[k], g * g, _per_member(w2, p))
-        denom = (v / _per_member(bc2, p)).sqrt_().add_(eps)
-        new_p[k] = p * _per_member(decay, p) - _per_member(step_size, p) * m / denom
-        new_m[k], new_v[k] = m, v
-    return new_p, AdamWState(new_m, new_v, t), gnorm
+    # Per-member coefficients as [M, 1] columns of the flat buffer.
+    col = lambda x: x.to(g.dtype).unsqueeze(1)  # noqa: E731
+    # Zero the gradient of inactive members: a diverged member's NaNs must not leak into its
+    # (frozen) moments through 0 * NaN.
+    g = torch.where(active.unsqueeze(1), g * col(scale), 0)
+    m = torch.lerp(state.exp_avg, g, col(act * (1 - beta1)))  # lerp weight 0: frozen
+    v = torch.lerp(state.exp_avg_sq, g * g, col(act * (1 - beta2)))
+    denom = (v / col(bc2)).sqrt_().add_(eps)
+    p = flatten(params)
+    new_p = p * col(1 - act * lr * weight_decay) - col(act * lr / bc1) * m / denom
+    return unflatten(new_p, params), AdamWState(m, v, t), gnorm

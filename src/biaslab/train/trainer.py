@@ -14,11 +14,12 @@ from typing import Callable, Literal, Optional
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from torch.func import grad_and_value, vmap
+from torch.func import vmap
 
 from .. import rng
 from .losses import get_loss
-from .optim import AdamWState, adamw_init, adamw_step, member_grad_norm
+from .members import auto_chunk, member_grad_map, member_map, peak_buffer_bytes
+from .optim import AdamWState, adamw_init, adamw_step, flat_norm, flatten
 from .stack import Stack
 
 EVAL_STREAM = 0x5EED
@@ -54,6 +55,14 @@ class TrainConfig(BaseModel):
         default=False, description="with compile on CUDA: mode='reduce-overhead' (CUDA graphs)")
     precision: Literal["fp32", "tf32", "bf16"] = Field(
         default="fp32", description="bf16 = autocast with fp32 master weights")
+    member_chunk: Optional[int] = Field(
+        default=None, ge=1, description="members per vmapped chunk; unset = automatic (the whole "
+        "stack on a GPU, cache-sized chunks on a CPU, 1 = a plain loop)")
+
+
+#: Fields that change how fast a run trains, not what it computes: left out of run ids, so a
+#: store made with one setting resumes under another.
+EXECUTION_FIELDS = ("compile", "cuda_graphs", "member_chunk")
 
 
 @dataclass
@@ -111,8 +120,9 @@ def evaluate(stack: Stack, cfg: TrainConfig, params=None, split: str | None = No
     loss = get_loss(cfg.loss)
     x, y = eval_batch(stack, cfg, split)
     p = stack.params if params is None else params
+    chunk = member_chunk(stack, cfg, x.shape[1], stack.M)
     with torch.no_grad(), _autocast(cfg, stack.device):
-        out = _upcast(vmap(stack.apply)(p, stack.buffers, x))
+        out = _upcast(member_map(stack.apply, chunk)(p, stack.buffers, x))
     losses = vmap(loss.fn)(out, y)
     pred = loss.predict(out)
     acc = stack.task.correct(pred, y).float().mean(-1)
@@ -121,12 +131,47 @@ def evaluate(stack: Stack, cfg: TrainConfig, params=None, split: str | None = No
 
 
 _STEP_CACHE: dict = {}
+_PEAK_PER_EXAMPLE: dict = {}  # step key -> bytes of one member's largest buffer per example
+
+
+def member_chunk(stack: Stack, cfg: TrainConfig, batch: int, n_members: int) -> int | None:
+    """Members mapped at once for ``batch`` examples each (see ``train/members.py``)."""
+    if cfg.member_chunk is not None:
+        if cfg.member_chunk >= n_members:
+            return None if n_members > 1 else 1
+        return max(c for c in range(1, cfg.member_chunk + 1) if n_members % c == 0)
+    if stack.device.type != "cpu":
+        return None
+    key = _step_key(stack, cfg)
+    if key not in _PEAK_PER_EXAMPLE:
+        _PEAK_PER_EXAMPLE[key] = _probe_peak(stack, cfg) / cfg.batch
+    return auto_chunk(stack.device, n_members, int(_PEAK_PER_EXAMPLE[key] * batch))
+
+
+def _member_loss_fn(stack: Stack, cfg: TrainConfig):
+    loss = get_loss(cfg.loss)
+    task, apply, device = stack.task, stack.apply, stack.device
+
+    def member_loss(params, buffers, state, key):
+        x, y = task.sample(state, key, cfg.batch, "train")
+        with _autocast(cfg, device):
+            out = apply(params, buffers, x)
+        return loss.fn(_upcast(out), y)
+    return member_loss
+
+
+def _probe_peak(stack: Stack, cfg: TrainConfig) -> int:
+    """Largest buffer of member 0's training step, measured once per step key."""
+    first = lambda tree: {k: v[0] for k, v in tree.items()}  # noqa: E731
+    key = rng.derive(stack.seed_keys[:1], 0)[0]
+    return peak_buffer_bytes(_member_loss_fn(stack, cfg),
+                             (first(stack.params), first(stack.buffers), first(stack.task_states), key))
 
 
 def _step_key(stack: Stack, cfg: TrainConfig) -> tuple:
     """Everything that changes the step's graph; seeds and hyperparameters are tensors, not here."""
     graph_fields = ("batch", "loss", "schedule", "warmup_steps", "steps", "min_lr_ratio", "beta1",
-                    "beta2", "eps", "precision", "compile", "cuda_graphs")
+                    "beta2", "eps", "precision", "compile", "cuda_graphs", "member_chunk")
     return (stack.model_name, repr(sorted(stack.model_values.items())), stack.task.shape_key(),
             repr(stack.task.params), str(stack.device),
             tuple(getattr(cfg, f) for f in graph_fields))
@@ -143,40 +188,56 @@ def make_step(stack: Stack, cfg: TrainConfig):
     key = _step_key(stack, cfg)
     if key in _STEP_CACHE:
         return _STEP_CACHE[key]
-    loss = get_loss(cfg.loss)
-    task, apply, device = stack.task, stack.apply, stack.device
+    member_loss = _member_loss_fn(stack, cfg)
+    device = stack.device
 
-    def member_loss(params, buffers, state, key):
-        x, y = task.sample(state, key, cfg.batch, "train")
-        with _autocast(cfg, device):
-            out = apply(params, buffers, x)
-        return loss.fn(_upcast(out), y)
-
-    grad_fn = vmap(grad_and_value(member_loss))
-
-    def step(params, opt_state: AdamWState, step_t, lr, wd, clip, active, buffers, task_states,
-             seed_keys):
-        keys = rng.derive(seed_keys, step_t)
-        grads, losses = grad_fn(params, buffers, task_states, keys)
+    def update(params, grads, losses, opt_state: AdamWState, step_t, lr, wd, clip, active):
         # A member's gradient norm is finite iff all its gradients are: no extra pass needed.
-        ok = torch.isfinite(losses) & torch.isfinite(member_grad_norm(grads))
+        flat_grads = flatten(grads)
+        gnorm = flat_norm(flat_grads)
+        ok = torch.isfinite(losses) & torch.isfinite(gnorm)
         params, opt_state, _ = adamw_step(
-            params, grads, opt_state, lr=lr * lr_multiplier(cfg, step_t), weight_decay=wd,
-            clip_norm=clip, active=active & ok, beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps)
+            params, flat_grads, opt_state, lr=lr * lr_multiplier(cfg, step_t), weight_decay=wd,
+            clip_norm=clip, active=active & ok, beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps,
+            grad_norm=gnorm)
         return params, opt_state, losses, ~ok
 
-    if cfg.compile:
+    def compiled(fn):
         mode = "reduce-overhead" if cfg.cuda_graphs and device.type == "cuda" else None
-        step = torch.compile(step, dynamic=False, mode=mode)
+        return torch.compile(fn, dynamic=False, mode=mode)
+
+    def build(chunk):
+        if chunk is None:  # one vmap over the stack: the whole step is one (compiled) graph
+            grad_fn = member_grad_map(member_loss, None)
+
+            def whole(params, opt_state, step_t, lr, wd, clip, active, buffers, task_states,
+                      seed_keys):
+                grads, losses = grad_fn(params, buffers, task_states, rng.derive(seed_keys, step_t))
+                return update(params, grads, losses, opt_state, step_t, lr, wd, clip, active)
+            return compiled(whole) if cfg.compile else whole
+        # Chunked: a Python loop over chunks of one shape, each a call of one (compiled) graph.
+        grad_fn = member_grad_map(member_loss, chunk, wrap=compiled if cfg.compile else None)
+        upd = compiled(update) if cfg.compile else update
+
+        def chunked(params, opt_state, step_t, lr, wd, clip, active, buffers, task_states,
+                    seed_keys):
+            grads, losses = grad_fn(params, buffers, task_states, rng.derive(seed_keys, step_t))
+            return upd(params, grads, losses, opt_state, step_t, lr, wd, clip, active)
+        return chunked
+
+    by_chunk: dict = {}  # compaction changes M, and with it maybe the chunk
+
+    def step(params, opt_state, step_t, lr, wd, clip, active, buffers, task_states, seed_keys):
+        chunk = member_chunk(stack, cfg, cfg.batch, seed_keys.shape[0])
+        if chunk not in by_chunk:
+            by_chunk[chunk] = build(chunk)
+        return by_chunk[chunk](params, opt_state, step_t, lr, wd, clip, active, buffers,
+                               task_states, seed_keys)
+
     if len(_STEP_CACHE) > 64:  # a long-lived process sweeping many shapes: keep memory bounded
         _STEP_CACHE.clear()
     _STEP_CACHE[key] = step
     return step
-
-
-def _slice_opt(opt: AdamWState, idx: torch.Tensor) -> AdamWState:
-    return AdamWState({k: v[idx] for k, v in opt.exp_avg.items()},
-                      {k: v[idx] for k, v in opt.exp_avg_sq.items()}, opt.t[idx])
 
 
 def train(stack: Stack, cfg: TrainConfig, progress: bool | Callable = False,
@@ -263,7 +324,7 @@ def train(stack: Stack, cfg: TrainConfig, progress: bool | Callable = False,
             live = live.select(keep.tolist())
             live_idx = live_idx[keep]
             params = {k: v[keep] for k, v in params.items()}
-            opt = _slice_opt(opt, keep)
+            opt = opt.select(keep)
             lr, wd, clip, active = lr[keep], wd[keep], clip[keep], active[keep]
     if bar is not None:
         bar.close()

@@ -1,0 +1,97 @@
+"""Chunked and looped stacks compute what one vmap over the stack computes."""
+
+import torch
+
+from biaslab.experiments.base import RunPlan
+from biaslab.tasks import make_task
+from biaslab.train import Member, Stack, TrainConfig, train
+from biaslab.train.members import (CPU_CHUNK_BYTES, CPU_LOOP_ABOVE_BYTES, auto_chunk,
+                                   member_grad_map, peak_buffer_bytes)
+
+SMALL = {"d_model": 16, "n_heads": 2, "n_layers": 1, "d_ff": 16}
+MEMBERS = [Member(seed=s, lr=lr, weight_decay=wd, clip_norm=c)
+           for s, lr, wd, c in [(0, 1e-3, 0.0, None), (1, 3e-3, 0.1, 0.5), (2, 2e-3, 0.0, None),
+                                (3, 1e-3, 0.05, 1.0)]]
+
+
+def _trained(chunk, compile_=False):
+    task = make_task("parity", {"n": 6})
+    stack = Stack("transformer", SMALL, task, MEMBERS, dtype=torch.float64)
+    cfg = TrainConfig(steps=20, batch=16, eval_every=5, converge="none", member_chunk=chunk,
+                      compile=compile_)
+    return stack, train(stack, cfg)
+
+
+def test_loop_and_chunks_equal_one_vmap():
+    whole, rw = _trained(8)  # member_chunk >= M: one vmap over the stack
+    for chunk in (1, 2):  # a plain autograd loop; two vmapped chunks of two
+        other, ro = _trained(chunk)
+        for k in whole.params:
+            torch.testing.assert_close(other.params[k], whole.params[k], rtol=1e-9, atol=1e-12)
+        for a, b in zip(rw.history, ro.history):
+            torch.testing.assert_close(torch.tensor(a["train_loss"]), torch.tensor(b["train_loss"]),
+                                       rtol=1e-9, atol=1e-12)
+
+
+def test_member_grad_map_forms_agree():
+    torch.manual_seed(0)
+    params = {"w": torch.randn(6, 5, 3, dtype=torch.float64)}
+    x = torch.randn(6, 7, 3, dtype=torch.float64)
+
+    def loss(p, xx):
+        return (xx @ p["w"].T).tanh().pow(2).mean()
+
+    ref_g, ref_l = member_grad_map(loss, None)(params, x)
+    for chunk in (1, 2, 3):
+        g, l = member_grad_map(loss, chunk)(params, x)
+        torch.testing.assert_close(g["w"], ref_g["w"], rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(l, ref_l, rtol=1e-12, atol=1e-14)
+    # and against each member's own autograd gradient
+    for i in range(6):
+        w = params["w"][i].clone().requires_grad_()
+        (gw,) = torch.autograd.grad(loss({"w": w}, x[i]), [w])
+        torch.testing.assert_close(ref_g["w"][i], gw, rtol=1e-12, atol=1e-14)
+
+
+def test_peak_buffer_is_the_largest_intermediate():
+    # x [100, 3] @ W^T [3, 50]: the product (and its gradient) is the largest buffer, 100 x 50.
+    x = torch.randn(100, 3, dtype=torch.float64)
+    w = {"w": torch.randn(50, 3, dtype=torch.float64)}
+    assert peak_buffer_bytes(lambda p, xx: (xx @ p["w"].T).pow(2).sum(), (w, x)) == 100 * 50 * 8
+
+
+def test_auto_chunk_rule():
+    cpu, gpu = torch.device("cpu"), torch.device("meta")
+    assert auto_chunk(gpu, 64, 10**9) is None  # accelerators: one vmap over the stack
+    assert auto_chunk(cpu, 64, 1024) is None  # small buffers: the whole stack fits
+    assert auto_chunk(cpu, 1, 1024) == 1  # one member: no vmap at all
+    per = CPU_CHUNK_BYTES // 24  # 24 members fit, and 64 = 16 * 4: chunks of 16
+    assert per <= CPU_LOOP_ABOVE_BYTES
+    assert auto_chunk(cpu, 64, per) == 16
+    assert auto_chunk(cpu, 9, per) is None
+    assert auto_chunk(cpu, 25, per) == 5
+    assert auto_chunk(cpu, 29, per) == 1  # a prime M over the budget: a loop
+    assert auto_chunk(cpu, 64, CPU_LOOP_ABOVE_BYTES + 1) == 1  # big members: a loop
+
+
+def test_chunk_is_an_execution_detail_not_part_of_the_run_id():
+    base = {"n": 5, "train": TrainConfig(steps=10).model_dump()}
+    fast = {"n": 5, "train": TrainConfig(steps=10, compile=True, member_chunk=4).model_dump()}
+    other = {"n": 5, "train": TrainConfig(steps=11).model_dump()}
+    assert RunPlan(base, (), "e").id == RunPlan(fast, (), "e").id
+    assert RunPlan(base, (), "e").id != RunPlan(other, (), "e").id
+
+
+def test_compiled_chunks_match_eager():
+    """The compiled step (one graph per chunk shape, reused by every chunk) trains as eager."""
+    task = make_task("parity", {"n": 5})
+    members = [Member(seed=s, lr=1e-2) for s in range(4)]
+    out = []
+    for compile_ in (False, True):
+        stack = Stack("mlp", {"width": 8}, task, members)
+        cfg = TrainConfig(steps=6, batch=16, eval_every=3, converge="none", member_chunk=2,
+                          compile=compile_)
+        train(stack, cfg)
+        out.append(stack.params)
+    for k in out[0]:
+        torch.testing.assert_close(out[1][k], out[0][k], rtol=1e-4, atol=1e-5)
