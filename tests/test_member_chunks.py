@@ -95,3 +95,16 @@ def test_compiled_chunks_match_eager():
         out.append(stack.params)
     for k in out[0]:
         torch.testing.assert_close(out[1][k], out[0][k], rtol=1e-4, atol=1e-5)
+
+
+def test_compiling_many_stack_shapes_never_falls_back_to_eager():
+    """Dynamo's per-function limit (8 by default) must not stop a sweep of many shapes from
+    being compiled."""
+    import torch._dynamo.config as dynamo_config
+
+    from biaslab.train import trainer
+
+    task = make_task("parity", {"n": 4})
+    cfg = TrainConfig(steps=1, batch=4, eval_every=1, converge="none", compile=True)
+    trainer.make_step(Stack("mlp", {"width": 4}, task, [Member(seed=0)]), cfg)
+    assert dynamo_config.recompile_limit >= 1024

@@ -177,6 +177,16 @@ def _step_key(stack: Stack, cfg: TrainConfig) -> tuple:
             tuple(getattr(cfg, f) for f in graph_fields))
 
 
+def _allow_recompiles(limit: int = 1024) -> None:
+    """Dynamo counts compilations per code object, and every stack shape of a sweep compiles
+    the same step function anew: past the default limit of 8 shapes it would silently run the
+    rest of the sweep eagerly."""
+    import torch._dynamo.config as dynamo_config
+
+    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, limit)
+    dynamo_config.accumulated_recompile_limit = max(dynamo_config.accumulated_recompile_limit, limit)
+
+
 def make_step(stack: Stack, cfg: TrainConfig):
     """The pure training step of a stack shape.
 
@@ -203,6 +213,7 @@ def make_step(stack: Stack, cfg: TrainConfig):
         return params, opt_state, losses, ~ok
 
     def compiled(fn):
+        _allow_recompiles()
         mode = "reduce-overhead" if cfg.cuda_graphs and device.type == "cuda" else None
         return torch.compile(fn, dynamic=False, mode=mode)
 
