@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STORE ?= runs/demo.sqlite
 REPORT ?= report
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench gpu-wheels clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,13 @@ test: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_stack.py --device cpu
+
+# Wheels the GPU machine lacks (it has torch, numpy, pyyaml, safetensors, tqdm, matplotlib), for
+# benchmarks/gpu_suite.sh: carry .whl there.
+gpu-wheels:
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		-d .whl pydantic==2.14.3 pydantic-core==2.50.4 annotated-types==0.8.0 typing-inspection==0.4.5
 
 clean:
 	rm -rf $(VENV) runs report
