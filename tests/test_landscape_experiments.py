@@ -169,36 +169,45 @@ def test_sensitivity_sharpness_reads_source_store(tmp_path):
     assert not called and set(tables) == set(learned)
 
 
-# -- the probed training loop ---------------------------------------------------------------------
-def test_train_probed_follows_train():
+# -- probes and checks inside train -----------------------------------------------------------------
+def test_probe_sees_current_parameters_and_changes_nothing():
     task = make_task("parity", {"n": 5})
     members = [Member(seed=1, lr=3e-3, weight_decay=0.1), Member(seed=2, lr=1e-3)]
     cfg = TrainConfig(steps=30, batch=32, eval_every=10, converge="none", stop_on_converge=False)
     a = Stack("transformer", TINY["params"], task, members, dtype=torch.float64)
     b = Stack("transformer", TINY["params"], task, members, dtype=torch.float64)
+    c = Stack("transformer", TINY["params"], task, members, dtype=torch.float64)
     train(a, cfg)
-    seen = []
-    res = landscape.train_probed(b, cfg, probe=lambda s: seen.append(s))
-    assert seen == [10, 20, 30] and res.steps_run == 30
+    train(c, cfg.model_copy(update={"steps": 10}))  # constant schedule: the first 10 steps of a
+    seen = {}
+    res = train(b, cfg, probe=lambda s: seen.setdefault(s, {k: v.clone() for k, v in b.params.items()}))
+    assert sorted(seen) == [10, 20, 30] and res.steps_run == 30
     for k in a.params:
         torch.testing.assert_close(a.params[k], b.params[k], rtol=1e-9, atol=1e-11)
+        torch.testing.assert_close(seen[10][k], c.params[k], rtol=1e-9, atol=1e-11)
 
 
-def test_train_probed_freezes_converged_members():
+def test_check_replaces_convergence_and_probe_sees_compacted_members():
     task = make_task("first", {"n": 4})
-    members = [Member(seed=0, lr=1e-3), Member(seed=1, lr=1e-3)]
+    members = [Member(seed=s, lr=1e-3) for s in range(4)]
     cfg = TrainConfig(steps=20, batch=16, eval_every=5, converge="none", stop_on_converge=True)
     st = Stack("transformer", TINY["params"], task, members)
-    snap = {}
+    snaps = {}
 
-    def check():
-        snap.setdefault("p", {k: v[0].clone() for k, v in st.params.items()})
-        return torch.tensor([True, False])
+    def check():  # members 0-2 "converge" at the first boundary: the stack compacts to member 3
+        return torch.tensor([True, True, True, False])
 
-    res = landscape.train_probed(st, cfg, check=check)
-    assert res.converge_step.tolist() == [5, -1] and res.converged.tolist() == [True, False]
-    for k, v in snap["p"].items():
-        torch.testing.assert_close(st.params[k][0], v)  # member 0 frozen after step 5
+    def probe(step):
+        snaps[step] = {k: v.clone() for k, v in st.params.items()}
+
+    res = train(st, cfg, probe=probe, check=check)
+    assert res.converge_step.tolist() == [5, 5, 5, -1]
+    assert res.converged.tolist() == [True, True, True, False]
+    for k in snaps[5]:
+        assert snaps[20][k].shape[0] == 4  # the probe always sees every member
+        torch.testing.assert_close(snaps[20][k][:3], snaps[5][k][:3])  # frozen after step 5
+        torch.testing.assert_close(st.params[k], snaps[20][k])
+    assert any(not torch.equal(snaps[20][k][3], snaps[5][k][3]) for k in snaps[5])  # 3 trains on
 
 
 # -- statistics and windows ---------------------------------------------------------------------

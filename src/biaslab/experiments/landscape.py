@@ -45,8 +45,7 @@ from ..measure.norms import layernorm_blowup_stack, parameter_norm_stack
 from ..tasks import make_task
 from ..train import Stack, TrainConfig, train
 from ..train.losses import get_loss
-from ..train.optim import adamw_init
-from ..train.trainer import TrainResult, make_step
+from ..train.trainer import TrainResult
 from .base import Experiment, RunOutcome, SpecBase, Verdict, register_claim, register_experiment
 from .common import ModelChoice, mean_sd, members_of, stderr
 from .stats import linfit, pearson, ranks, spearman  # noqa: F401  (ranks: re-exported)
@@ -453,73 +452,6 @@ def check_tradeoff(table):
 # =============================================================================================
 # training-dynamics (E3)
 # =============================================================================================
-def train_probed(stack: Stack, cfg: TrainConfig, probe: Optional[Callable[[int], None]] = None,
-                 check: Optional[Callable[[], torch.Tensor]] = None, progress=False) -> TrainResult:
-    """The trainer's step (same data, loss and AdamW as ``train``), with the parameters visible
-    every ``cfg.eval_every`` steps: ``stack.params`` is updated, then ``probe(step)`` runs and
-    ``check()`` -> [M] bool marks members as converged (frozen when ``cfg.stop_on_converge``).
-
-    ``train``'s ``on_eval`` hook does not see the parameters, and training in segments would
-    restart the optimizer and the data stream; this loop has neither problem. No compaction.
-    """
-    t0 = time.perf_counter()
-    dev, M = stack.device, stack.M
-    step_fn = make_step(stack, cfg)
-    opt = adamw_init(stack.params)
-    lr, wd = stack.hyper("lr"), stack.hyper("weight_decay")
-    clip = stack.hyper("clip_norm", default=float("inf"))
-    active = torch.ones(M, dtype=torch.bool, device=dev)
-    converged = torch.zeros(M, dtype=torch.bool, device=dev)
-    diverged = torch.zeros(M, dtype=torch.bool, device=dev)
-    converge_step = torch.full((M,), -1, dtype=torch.long, device=dev)
-    params = stack.params
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=cfg.steps, desc=progress if isinstance(progress, str) else None,
-                   leave=False, dynamic_ncols=True)
-    history: list[dict] = []
-    losses_acc = torch.zeros(M, device=dev)
-    n_acc = 0
-    step = 0
-    for step in range(cfg.steps):
-        params, opt, losses, bad = step_fn(params, opt, torch.tensor(step, device=dev), lr, wd,
-                                           clip, active, stack.buffers, stack.task_states,
-                                           stack.seed_keys)
-        diverged |= bad & active
-        active = active & ~bad
-        losses_acc += torch.nan_to_num(losses.detach(), nan=0.0, posinf=0.0)
-        n_acc += 1
-        s = step + 1
-        if s % cfg.eval_every and s != cfg.steps:
-            continue
-        stack.params = params
-        with torch.no_grad():
-            if probe is not None:
-                probe(s)
-            if check is not None:
-                hit = check().to(dev) & ~diverged
-                converge_step = torch.where(hit & ~converged, s, converge_step)
-                if cfg.stop_on_converge:
-                    converged |= hit
-                    active = active & ~converged
-                else:
-                    converged = hit
-        history.append({"step": s, "train_loss": (losses_acc / n_acc).cpu().tolist()})
-        losses_acc.zero_()
-        n_acc = 0
-        if bar is not None:
-            bar.update(s - bar.n)
-        if not bool(active.any()):
-            break
-    if bar is not None:
-        bar.close()
-    stack.params = params
-    return TrainResult(step + 1, converged.cpu(), diverged.cpu(), converge_step.cpu(), history,
-                       {}, time.perf_counter() - t0)
-
-
 def _dynamics_train() -> TrainConfig:
     # Sheet E3: 20k steps, logging (here: probing) every 100 steps, no early stop.
     return TrainConfig(steps=20_000, batch=1024, eval_every=100, converge="none",
@@ -612,7 +544,7 @@ class TrainingDynamics(Experiment):
             logs["blowup"][step] = blowup_of(stack, fixed, pm.member_chunk).cpu().tolist()
             logs["norm_sq"][step] = parameter_norm_stack(stack).pow(2).cpu().tolist()
 
-        result = train_probed(stack, cfg, probe=probe, progress=progress)
+        result = train(stack, cfg, progress=progress, probe=probe)
         seconds = time.perf_counter() - t0
         every, W, span = cfg.eval_every, c0["window"], c0["span"]
         last = max(logs["loss"])

@@ -27,13 +27,12 @@ from torch.func import vmap
 from ..measure.norms import parameter_norm_stack
 from ..tasks import make_task
 from ..tasks.prefix_parity import BOS
-from ..train import Stack, TrainConfig
+from ..train import Stack, TrainConfig, train
 from .base import Experiment, RunOutcome, SpecBase, Verdict, register_claim, register_experiment
 from .common import ModelChoice, members_of
 from .landscape import (REFERENCE_MODEL, SCALING_MIN_NS, SCALING_MIN_RUNS, MeasureSpec,
                         SharpnessScaling, _combine, _r, eval_of, history_series, linfit,
-                        measurement_batches, reference_train, sharpness_of, train_metrics,
-                        train_probed)
+                        measurement_batches, reference_train, sharpness_of, train_metrics)
 
 CHECK_STREAM = 0xC4EC
 
@@ -162,7 +161,7 @@ class Scratchpad(Experiment):
             out = stack.forward(x, shared_input=False)
             return task.correct(out, y).float().mean(-1) >= c0["keep_acc"]
 
-        result = train_probed(stack, cfg, check=check, progress=progress)
+        result = train(stack, cfg, progress=progress, check=check)
         batches = measurement_batches(stack, m)
         ev = eval_of(stack, cfg.loss, batches)
         sharp = sharpness_of(stack, cfg.loss, batches, m)

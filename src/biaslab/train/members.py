@@ -26,11 +26,29 @@ CPU_CHUNK_BYTES = 16 * 2**20
 CPU_LOOP_ABOVE_BYTES = 2**20
 
 
+def _member(tree, i: int):
+    """Member i of a tree of dicts, tuples and [M, ...] tensors (cheaper than a pytree map,
+    which matters in a loop that runs once per member and step)."""
+    if isinstance(tree, torch.Tensor):
+        return tree[i]
+    if isinstance(tree, dict):
+        return {k: _member(v, i) for k, v in tree.items()}
+    return type(tree)(_member(v, i) for v in tree)
+
+
+def _stacked(trees: list):
+    first = trees[0]
+    if isinstance(first, torch.Tensor):
+        return first.unsqueeze(0) if len(trees) == 1 else torch.stack(trees)
+    if isinstance(first, dict):
+        return {k: _stacked([t[k] for t in trees]) for k in first}
+    return type(first)(_stacked([t[j] for t in trees]) for j in range(len(first)))
+
+
 def _loop_map(fn):
     def mapped(*args):
         m = tree_flatten(args)[0][0].shape[0]
-        outs = [fn(*tree_map(lambda t: t[i], args)) for i in range(m)]
-        return tree_map(lambda *xs: torch.stack(xs), *outs)
+        return _stacked([fn(*_member(args, i)) for i in range(m)])
     return mapped
 
 

@@ -236,14 +236,18 @@ def make_step(stack: Stack, cfg: TrainConfig):
             return upd(params, grads, losses, opt_state, step_t, lr, wd, clip, active)
         return chunked
 
-    by_chunk: dict = {}  # compaction changes M, and with it maybe the chunk
+    by_members: dict = {}  # M -> step; compaction changes M, and with it maybe the chunk
+    by_chunk: dict = {}
 
     def step(params, opt_state, step_t, lr, wd, clip, active, buffers, task_states, seed_keys):
-        chunk = member_chunk(stack, cfg, cfg.batch, seed_keys.shape[0])
-        if chunk not in by_chunk:
-            by_chunk[chunk] = build(chunk)
-        return by_chunk[chunk](params, opt_state, step_t, lr, wd, clip, active, buffers,
-                               task_states, seed_keys)
+        m = seed_keys.shape[0]
+        if m not in by_members:
+            chunk = member_chunk(stack, cfg, cfg.batch, m)
+            if chunk not in by_chunk:
+                by_chunk[chunk] = build(chunk)
+            by_members[m] = by_chunk[chunk]
+        return by_members[m](params, opt_state, step_t, lr, wd, clip, active, buffers,
+                             task_states, seed_keys)
 
     if len(_STEP_CACHE) > 64:  # a long-lived process sweeping many shapes: keep memory bounded
         _STEP_CACHE.clear()
@@ -253,12 +257,19 @@ def make_step(stack: Stack, cfg: TrainConfig):
 
 def train(stack: Stack, cfg: TrainConfig, progress: bool | Callable = False,
           on_eval: Optional[Callable[[int, dict], None]] = None,
-          compact_below: float = 0.5) -> TrainResult:
+          compact_below: float = 0.5,
+          probe: Optional[Callable[[int], None]] = None,
+          check: Optional[Callable[[], torch.Tensor]] = None) -> TrainResult:
     """Train ``stack`` in place; returns flags, convergence steps and the evaluation history.
 
     Members that converge (with ``stop_on_converge``) or diverge stop updating at once; when the
     live members fall below ``compact_below`` of the current stack, the stack is compacted to
     them, so finished members stop costing compute. Results are always reported for all M.
+
+    At every evaluation boundary ``on_eval(step, record)`` sees the record; ``probe(step)`` and
+    ``check()`` see the parameters: ``stack.params`` then holds every member's current values.
+    ``check()`` returns an [M] bool that replaces ``cfg.converge`` as the convergence test
+    (e.g. greedy decoding accuracy on a fixed batch).
     """
     import time
 
@@ -297,7 +308,19 @@ def train(stack: Stack, cfg: TrainConfig, progress: bool | Callable = False,
             continue
         # -- evaluation boundary: the only place the host reads device values ---------------
         ev = evaluate(live, cfg, params)
-        if cfg.converge == "mse":
+        checked = None
+        if probe is not None or check is not None:
+            for k in full_params:
+                full_params[k][live_idx] = params[k]
+            stack.params = full_params
+            with torch.no_grad():
+                if probe is not None:
+                    probe(step + 1)
+                if check is not None:
+                    checked = check().to(dev)
+        if checked is not None:
+            hit = checked[live_idx]
+        elif cfg.converge == "mse":
             hit = ev["mse"] < cfg.converge_mse
         elif cfg.converge == "acc":
             hit = ev["acc"] >= cfg.converge_acc
