@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch.func import grad_and_value, vmap
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten, tree_map
+from torch.utils._pytree import tree_flatten
 
 #: Largest buffer a CPU chunk may make. glibc serves allocations above its mmap threshold
 #: (at most 32 MiB) with fresh mappings; half of that leaves room for fused temporaries.
@@ -26,9 +26,9 @@ CPU_CHUNK_BYTES = 16 * 2**20
 CPU_LOOP_ABOVE_BYTES = 2**20
 
 
-def _member(tree, i: int):
-    """Member i of a tree of dicts, tuples and [M, ...] tensors (cheaper than a pytree map,
-    which matters in a loop that runs once per member and step)."""
+def _member(tree, i):
+    """Member (or slice of members) i of a tree of dicts, tuples and [M, ...] tensors; cheaper
+    than a pytree map, which matters in a loop that runs once per member and step."""
     if isinstance(tree, torch.Tensor):
         return tree[i]
     if isinstance(tree, dict):
@@ -36,36 +36,43 @@ def _member(tree, i: int):
     return type(tree)(_member(v, i) for v in tree)
 
 
-def _stacked(trees: list):
+def _joined(trees: list, join):
+    """The trees' tensors joined leaf by leaf (``torch.stack`` for members, ``torch.cat`` for
+    chunks); one tree needs no copy."""
     first = trees[0]
     if isinstance(first, torch.Tensor):
-        return first.unsqueeze(0) if len(trees) == 1 else torch.stack(trees)
+        if len(trees) == 1:
+            return first.unsqueeze(0) if join is torch.stack else first
+        return join(trees)
     if isinstance(first, dict):
-        return {k: _stacked([t[k] for t in trees]) for k in first}
-    return type(first)(_stacked([t[j] for t in trees]) for j in range(len(first)))
+        return {k: _joined([t[k] for t in trees], join) for k in first}
+    return type(first)(_joined([t[j] for t in trees], join) for j in range(len(first)))
+
+
+def _n_members(args) -> int:
+    return tree_flatten(args)[0][0].shape[0]
 
 
 def _loop_map(fn):
     def mapped(*args):
-        m = tree_flatten(args)[0][0].shape[0]
-        return _stacked([fn(*_member(args, i)) for i in range(m)])
+        return _joined([fn(*_member(args, i)) for i in range(_n_members(args))], torch.stack)
     return mapped
 
 
 def _chunk_map(fn, chunk: int):
     """``fn`` (already mapped over a leading dim) applied to consecutive chunks of ``chunk``."""
     def mapped(*args):
-        m = tree_flatten(args)[0][0].shape[0]
-        outs = [fn(*tree_map(lambda t: t[i:i + chunk], args)) for i in range(0, m, chunk)]
-        return tree_map(lambda *xs: torch.cat(xs), *outs)
+        m = _n_members(args)
+        return _joined([fn(*_member(args, slice(i, i + chunk))) for i in range(0, m, chunk)],
+                       torch.cat)
     return mapped
 
 
 def member_map(fn, chunk: int | None):
     """``fn`` over the leading dim of every argument: whole (``None``), in chunks, or a loop (1)."""
-    if chunk == 1:
-        return _loop_map(fn)
-    return vmap(fn, chunk_size=chunk)
+    if chunk is None:
+        return vmap(fn)
+    return _loop_map(fn) if chunk == 1 else _chunk_map(vmap(fn), chunk)
 
 
 def _autograd_value_and_grad(loss_fn):
@@ -89,13 +96,11 @@ def member_grad_map(loss_fn, chunk: int | None, wrap=None):
     would make. ``wrap`` (e.g. ``torch.compile``) is applied to the per-chunk function, so a
     compiled chunk is compiled once and reused by every chunk.
     """
-    if chunk is None:
-        fn = vmap(grad_and_value(loss_fn))
-        return wrap(fn) if wrap else fn
     if chunk == 1 and wrap is None:
         return _loop_map(_autograd_value_and_grad(loss_fn))
-    return _chunk_map(wrap(vmap(grad_and_value(loss_fn))) if wrap else vmap(grad_and_value(loss_fn)),
-                      chunk)
+    fn = vmap(grad_and_value(loss_fn))
+    fn = wrap(fn) if wrap else fn
+    return fn if chunk is None else _chunk_map(fn, chunk)
 
 
 class _PeakBuffer(TorchDispatchMode):
@@ -115,12 +120,9 @@ class _PeakBuffer(TorchDispatchMode):
 
 def peak_buffer_bytes(loss_fn, member_args: tuple) -> int:
     """Largest buffer one member's forward and backward make (one probe call, no vmap)."""
-    params, *rest = member_args
     mode = _PeakBuffer()
-    with mode, torch.enable_grad():
-        leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
-        loss = loss_fn(leaves, *rest)
-        torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
+    with mode:
+        _autograd_value_and_grad(loss_fn)(*member_args)
     return mode.peak
 
 
@@ -132,7 +134,12 @@ def auto_chunk(device: torch.device, n_members: int, peak_bytes: int) -> int | N
         return None
     if peak_bytes > CPU_LOOP_ABOVE_BYTES:
         return 1
-    most = max(1, CPU_CHUNK_BYTES // max(peak_bytes, 1))
+    return chunk_at_most(n_members, max(1, CPU_CHUNK_BYTES // max(peak_bytes, 1)))
+
+
+def chunk_at_most(n_members: int, most: int) -> int | None:
+    """The largest divisor of M not above ``most`` (chunks of one shape); None = the whole stack,
+    1 = a loop (also for a single member, which then needs no vmap at all)."""
     if most >= n_members:
         return None if n_members > 1 else 1
     return max(c for c in range(1, most + 1) if n_members % c == 0)

@@ -18,7 +18,7 @@ from torch.func import vmap
 
 from .. import rng
 from .losses import get_loss
-from .members import auto_chunk, member_grad_map, member_map, peak_buffer_bytes
+from .members import auto_chunk, chunk_at_most, member_grad_map, member_map, peak_buffer_bytes
 from .optim import AdamWState, adamw_init, adamw_step, flat_norm, flatten
 from .stack import Stack
 
@@ -137,9 +137,7 @@ _PEAK_PER_EXAMPLE: dict = {}  # step key -> bytes of one member's largest buffer
 def member_chunk(stack: Stack, cfg: TrainConfig, batch: int, n_members: int) -> int | None:
     """Members mapped at once for ``batch`` examples each (see ``train/members.py``)."""
     if cfg.member_chunk is not None:
-        if cfg.member_chunk >= n_members:
-            return None if n_members > 1 else 1
-        return max(c for c in range(1, cfg.member_chunk + 1) if n_members % c == 0)
+        return chunk_at_most(n_members, cfg.member_chunk)
     if stack.device.type != "cpu":
         return None
     key = _step_key(stack, cfg)
