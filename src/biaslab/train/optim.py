@@ -59,11 +59,6 @@ def flat_norm(flat: torch.Tensor) -> torch.Tensor:
     return flat.to(torch.promote_types(flat.dtype, torch.float32)).pow(2).sum(1).sqrt()
 
 
-def member_grad_norm(grads: dict[str, torch.Tensor]) -> torch.Tensor:
-    """L2 norm of each member's full gradient, [M]."""
-    return flat_norm(flatten(grads))
-
-
 def adamw_step(
     params: dict[str, torch.Tensor],
     grads: dict[str, torch.Tensor] | torch.Tensor,
