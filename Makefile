@@ -25,7 +25,7 @@ test: install
 	$(BIN)/python -m pytest
 
 bench: install
-	$(BIN)/python benchmarks/bench_stack.py --device cpu
+	$(BIN)/python benchmarks/bench_all.py --device cpu
 
 # Wheels the GPU machine lacks (it has torch, numpy, pyyaml, safetensors, tqdm, matplotlib), for
 # benchmarks/gpu_suite.sh: carry .whl there.

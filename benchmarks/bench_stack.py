@@ -109,7 +109,7 @@ def stacked(spec, M, device, warmup, compile_, precision, chunk=None):
     return prepared(timed, warmup, device)
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--full", action="store_true", help="all models, M up to 256 (GPU)")
@@ -122,7 +122,7 @@ def main():
                     help="train.member_chunk for every stack (default: automatic)")
     ap.add_argument("--json", help="write the rows to this file too")
     ap.add_argument("--threads", type=int, default=1, help="CPU intra-op threads (default 1)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     gpu = device.type == "cuda"

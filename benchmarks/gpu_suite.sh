@@ -4,7 +4,7 @@
 #   make gpu-wheels                      # here, once: pydantic and its needs as wheels in .whl/
 #   bash benchmarks/gpu_suite.sh STAGE   # there, with .whl carried; writes under $OUT (or ./gpu-out)
 #
-# Stages: bench (stack + measure benchmarks), claims3 (issue 3's claims, --preset gpu),
+# Stages: bench (bench_all.py: training and measure ratios), claims3 (issue 3's claims, --preset gpu),
 # phase (init-phase-diagram --preset gpu, timed), paper (sharpness-scaling --preset paper, timed;
 # longer than one call: it stores every finished run, so repeating the stage resumes it).
 set -euo pipefail
@@ -23,9 +23,8 @@ run() { python3 -m biaslab.cli "$@"; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$out/machine.csv" || true
 case "$stage" in
   bench)
-    python3 benchmarks/bench_stack.py --device cuda --full --json "$out/bench_stack.json" \
-      2>&1 | tee "$out/bench_stack.txt"
-    python3 benchmarks/bench_measures.py --device cuda 2>&1 | tee "$out/bench_measures.txt"
+    python3 benchmarks/bench_all.py --device cuda --json "$out/bench_stack.json" \
+      2>&1 | tee "$out/bench_all.txt"
     ;;
   claims3)
     for claim in sharpness-grows-for-parity parity-needs-norm-or-blowup abrupt-change-at-convergence \
