@@ -216,23 +216,17 @@ def make_step(stack: Stack, cfg: TrainConfig):
         return torch.compile(fn, dynamic=False, mode=mode)
 
     def build(chunk):
-        if chunk is None:  # one vmap over the stack: the whole step is one (compiled) graph
-            grad_fn = member_grad_map(member_loss, None)
+        # One vmap over the stack: the whole step is one (compiled) graph. Chunked: a Python loop
+        # over chunks of one shape, each a call of one compiled graph, then a compiled update.
+        per_chunk = cfg.compile and chunk is not None
+        grad_fn = member_grad_map(member_loss, chunk, wrap=compiled if per_chunk else None)
+        upd = compiled(update) if per_chunk else update
 
-            def whole(params, opt_state, step_t, lr, wd, clip, active, buffers, task_states,
-                      seed_keys):
-                grads, losses = grad_fn(params, buffers, task_states, rng.derive(seed_keys, step_t))
-                return update(params, grads, losses, opt_state, step_t, lr, wd, clip, active)
-            return compiled(whole) if cfg.compile else whole
-        # Chunked: a Python loop over chunks of one shape, each a call of one (compiled) graph.
-        grad_fn = member_grad_map(member_loss, chunk, wrap=compiled if cfg.compile else None)
-        upd = compiled(update) if cfg.compile else update
-
-        def chunked(params, opt_state, step_t, lr, wd, clip, active, buffers, task_states,
-                    seed_keys):
+        def one_step(params, opt_state, step_t, lr, wd, clip, active, buffers, task_states,
+                     seed_keys):
             grads, losses = grad_fn(params, buffers, task_states, rng.derive(seed_keys, step_t))
             return upd(params, grads, losses, opt_state, step_t, lr, wd, clip, active)
-        return chunked
+        return compiled(one_step) if cfg.compile and chunk is None else one_step
 
     by_members: dict = {}  # M -> step; compaction changes M, and with it maybe the chunk
     by_chunk: dict = {}
@@ -292,6 +286,10 @@ def train(stack: Stack, cfg: TrainConfig, progress: bool | Callable = False,
     history: list[dict] = []
     bar = _progress_bar(progress, cfg.steps, M)
     params = stack.params
+
+    def write_back():  # the live members' current parameters into the full stack's
+        for k in full_params:
+            full_params[k][live_idx] = params[k]
     step = 0
     for step in range(cfg.steps):
         step_t = torch.tensor(step, device=dev)
@@ -308,8 +306,7 @@ def train(stack: Stack, cfg: TrainConfig, progress: bool | Callable = False,
         ev = evaluate(live, cfg, params)
         checked = None
         if probe is not None or check is not None:
-            for k in full_params:
-                full_params[k][live_idx] = params[k]
+            write_back()
             stack.params = full_params
             with torch.no_grad():
                 if probe is not None:
@@ -350,8 +347,7 @@ def train(stack: Stack, cfg: TrainConfig, progress: bool | Callable = False,
             break
         if n_active < compact_below * active.numel():
             # Write finished members back, then keep training only the live ones.
-            for k in full_params:
-                full_params[k][live_idx] = params[k]
+            write_back()
             keep = active.nonzero().squeeze(1)
             live = live.select(keep.tolist())
             live_idx = live_idx[keep]
@@ -360,8 +356,7 @@ def train(stack: Stack, cfg: TrainConfig, progress: bool | Callable = False,
             lr, wd, clip, active = lr[keep], wd[keep], clip[keep], active[keep]
     if bar is not None:
         bar.close()
-    for k in full_params:
-        full_params[k][live_idx] = params[k]
+    write_back()
     stack.params = full_params
     return TrainResult(step + 1, converged.cpu(), diverged.cpu(), converge_step.cpu(), history,
                        {k: v.detach().cpu() for k, v in last_eval.items()}, time.perf_counter() - t0)
