@@ -130,7 +130,7 @@ def main(argv=None):
     sizes = args.members or ([1, 16, 64, 256] if (args.full or gpu) else [1, 4, 16, 64])
     precisions = ["fp32", "tf32", "bf16"] if gpu else ["fp32"]
     steps = args.steps or (20 if gpu else 2)
-    warmup = 5 if gpu else 1
+    warmup = 5 if gpu else 3  # the 2nd call recompiles: params become views of the flat update
     compiles = [False, True] if (args.compile or gpu) else [False]
     machine = torch.cuda.get_device_name(device) if gpu else f"{platform.processor() or 'cpu'}, {torch.get_num_threads()} threads"
     print(f"# biaslab stack benchmark on {machine}; torch {torch.__version__}; best of {args.rounds} "
