@@ -4,12 +4,15 @@ import math
 
 import pytest
 
-import biaslab.experiments.anchor_init as AI
+from biaslab.experiments.stats import spearman
+from biaslab.experiments.zhang_anchor.anchor_mechanisms import AnchorMechanisms
+from biaslab.experiments.zhang_anchor.complexity_control import ComplexityControl
+from biaslab.experiments.zhang_anchor.init_phase_diagram import InitPhaseDiagram, phase_cells
 from biaslab.execute import run_experiment
 from biaslab.experiments import get_experiment
 from biaslab.registry import CLAIMS, load_all
 from biaslab.spec import resolve
-from biaslab.store import Store
+from biaslab.store import Artifacts, Store
 
 load_all()
 
@@ -24,7 +27,7 @@ def spec_of(exp, preset=None, **over):
 
 # -- plans -------------------------------------------------------------------------------------------
 def test_phase_plan_sizes_and_groups():
-    exp = AI.InitPhaseDiagram()
+    exp = InitPhaseDiagram()
     plans = exp.plan(spec_of(exp, gammas=[0.3, 0.5, 0.8], depths=[2, 4], seeds=[1, 2], lrs=[1e-3, 2e-3]))
     assert len(plans) == 3 * 2 * 2 * 2
     assert {p.group for p in plans} == {("depth=2",), ("depth=4",)}
@@ -40,10 +43,10 @@ def test_presets_resolve(name):
 
 
 def test_mechanism_and_complexity_plans():
-    mech = AI.AnchorMechanisms()
+    mech = AnchorMechanisms()
     plans = mech.plan(spec_of(mech, gammas=[0.5, 0.8], seeds=[1, 2, 3]))
     assert len(plans) == 6 and {p.group for p in plans} == {("depth=2",)}
-    cc = AI.ComplexityControl()
+    cc = ComplexityControl()
     plans = cc.plan(spec_of(cc, lrs=[1e-3, 2e-3], weight_decays=[0.01, 0.1, 0.3], seeds=[1]))
     assert len(plans) == 6 and {p.group for p in plans} == {("depth=3",)}
     assert plans[0].config["task"]["held_out"] == ["3,4", "4,3"]
@@ -55,11 +58,7 @@ def _run(exp, spec, tmp_path):
     with Store(tmp_path / "s.sqlite") as store:
         out = run_experiment(exp, spec, store, "cpu", progress=False, log=lambda m: None)
         table = store.table(exp.name)
-        exp.store = store
-        try:
-            figs = exp.figures(table)
-        finally:
-            exp.store = None
+        figs = exp.figures(table, Artifacts(store.artifact_paths(exp.name)))
     return out, table, figs
 
 
@@ -68,7 +67,7 @@ SOLUTION = ["inferential_acc", "symmetric_acc", "other_acc", "seen_test_acc", "t
 
 
 def test_phase_end_to_end(tmp_path):
-    exp = AI.InitPhaseDiagram()
+    exp = InitPhaseDiagram()
     spec = spec_of(exp, gammas=[0.5, 0.8], depths=[1], seeds=[1], lrs=[1e-3, 3e-3])
     out, table, figs = _run(exp, spec, tmp_path)
     assert out["trained"] == 4 and len(table) == 4
@@ -76,14 +75,14 @@ def test_phase_end_to_end(tmp_path):
         assert all(k in r for k in SOLUTION)
         shares = sum(r[f"hist_{o:+d}"] for o in range(-16, 17)) + r["hist_outside"]
         assert math.isclose(shares, 1, abs_tol=1e-5)
-    assert set(AI.phase_cells(table)) == {(0.5, 1), (0.8, 1)}
+    assert set(phase_cells(table)) == {(0.5, 1), (0.8, 1)}
     assert set(figs) == {"phase_diagrams", "deviation_histograms"}
     for claim in ("init-phase-small-gamma-symmetric", "init-phase-large-gamma-inferential"):
         assert CLAIMS.get(claim).check(table).status in ("PASS", "FAIL", "INCONCLUSIVE")
 
 
 def test_mechanisms_end_to_end(tmp_path):
-    exp = AI.AnchorMechanisms()
+    exp = AnchorMechanisms()
     spec = spec_of(exp, gammas=[0.5, 0.8], seeds=[1], sharpness_draws=2, probe_batch=64)
     out, table, figs = _run(exp, spec, tmp_path)
     assert len(table) == 2
@@ -96,7 +95,7 @@ def test_mechanisms_end_to_end(tmp_path):
 
 
 def test_complexity_end_to_end(tmp_path):
-    exp = AI.ComplexityControl()
+    exp = ComplexityControl()
     spec = spec_of(exp, depth=1, lrs=[1e-3, 3e-3], weight_decays=[0.01, 0.1], seeds=[1])
     out, table, figs = _run(exp, spec, tmp_path)
     assert len(table) == 4 and all("inferential_acc" in r for r in table)
@@ -196,7 +195,7 @@ def test_lr_wd_claim():
 
 
 def test_spearman():
-    assert AI.spearman([1, 2, 3], [1, 2, 3]) == pytest.approx(1)
-    assert AI.spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1)
-    assert AI.spearman([1, 1, 2, 2], [0, 0, 1, 1]) == pytest.approx(1)
-    assert math.isnan(AI.spearman([1, 2, 3], [5, 5, 5]))
+    assert spearman([1, 2, 3], [1, 2, 3]) == pytest.approx(1)
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1)
+    assert spearman([1, 1, 2, 2], [0, 0, 1, 1]) == pytest.approx(1)
+    assert math.isnan(spearman([1, 2, 3], [5, 5, 5]))

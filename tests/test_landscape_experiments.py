@@ -8,13 +8,14 @@ import pytest
 import torch
 
 from biaslab.execute import run_experiment
-from biaslab.experiments import landscape, lengthgen, scratchpad  # noqa: F401  (registers)
+from biaslab.experiments import stats
+from biaslab.experiments.hahn_rofin import lowsens_generalization, scratchpad, training_dynamics
 from biaslab.experiments.base import get_experiment
 from biaslab.measure.sensitivity import average_sensitivity
 from biaslab.models import seq2seq  # noqa: F401
 from biaslab.registry import CLAIMS
 from biaslab.spec import resolve
-from biaslab.store import Store
+from biaslab.store import Artifacts, Store
 from biaslab.tasks import make_task, prefix_parity, table  # noqa: F401
 from biaslab.tasks.boolean import all_inputs
 from biaslab.train import Member, Stack, TrainConfig, train
@@ -129,7 +130,7 @@ def test_tiny_end_to_end(name, tmp_path):
             assert all(r["blowup"] > 0 for r in rows if r["kind"] == "scratchpad")
         verdict = claim_of(name).check(rows)
         assert verdict.status in ("PASS", "FAIL", "INCONCLUSIVE")
-        figs = exp.figures(rows)
+        figs = exp.figures(rows, Artifacts(store.artifact_paths(name)))
         assert figs
         import matplotlib.pyplot as plt
 
@@ -140,32 +141,36 @@ def test_tiny_end_to_end(name, tmp_path):
         assert again["trained"] == 0
 
 
-def test_sensitivity_sharpness_reads_source_store(tmp_path):
-    """Sources are trained once, written to the source store, and read back from it."""
-    src_store = tmp_path / "src.sqlite"
+def test_sensitivity_sharpness_reads_its_dependency_from_the_store(tmp_path):
+    """The executor runs lowsens-generalization (the dependency) first, into the same store;
+    sensitivity-sharpness reads its tables from a read-only view and never trains a source."""
     exp = get_experiment("sensitivity-sharpness")
-    over = _tiny_overrides("sensitivity-sharpness")
-    spec = resolve(exp.Spec, exp.name, "cpu", overrides={**over, "source_store": str(src_store)})
+    spec = resolve(exp.Spec, exp.name, "cpu", overrides=_tiny_overrides("sensitivity-sharpness"))
     with Store(tmp_path / "s.sqlite") as store:
         run_experiment(exp, spec, store, "cpu", progress=False, log=lambda m: None)
         rows = store.table(exp.name)
-    with Store(src_store) as src:
-        src_rows = src.table("lowsens-generalization")
+        src_rows = store.table("lowsens-generalization")
         assert len(src_rows) == 2
-        learned = {r["run_id"]: np.load(src.artifacts(r["run_id"])["learned_table"]) for r in src_rows}
+        learned = {r["run_id"]: np.load(store.artifacts(r["run_id"])["learned_table"]) for r in src_rows}
     for r in rows:
         if r["kind"] == "learned":
             want = float(average_sensitivity(torch.as_tensor(learned[r["source_run"]], dtype=torch.float64)))
             assert r["as_table"] == pytest.approx(want)
-    # a fresh process-level experiment finds them in the store (no training of sources)
-    fresh = get_experiment(exp.name)
+    # new refits (another model seed) of the same sources: the sources come from the store
+    more = resolve(exp.Spec, exp.name, "cpu",
+                   overrides={**_tiny_overrides("sensitivity-sharpness"), "model_seeds": [1]})
     called = []
-    orig = landscape.LowSensGeneralization.run_group
-    landscape.LowSensGeneralization.run_group = lambda *a, **k: called.append(1) or orig(*a, **k)
+    orig = lowsens_generalization.LowSensGeneralization.run_group
+    lowsens_generalization.LowSensGeneralization.run_group = \
+        lambda *a, **k: called.append(1) or orig(*a, **k)
     try:
-        tables = fresh.source_tables(spec, set(learned), torch.device("cpu"))
+        with Store(tmp_path / "s.sqlite") as store:
+            out = run_experiment(get_experiment(exp.name), more, store, "cpu", progress=False,
+                                 log=lambda m: None)
+            tables = exp.source_tables(store.view("lowsens-generalization"), set(learned))
     finally:
-        landscape.LowSensGeneralization.run_group = orig
+        lowsens_generalization.LowSensGeneralization.run_group = orig
+    assert out["trained"] == len(rows)
     assert not called and set(tables) == set(learned)
 
 
@@ -212,19 +217,19 @@ def test_check_replaces_convergence_and_probe_sees_compacted_members():
 
 # -- statistics and windows ---------------------------------------------------------------------
 def test_statistics():
-    assert landscape.ranks([3, 1, 2, 2]) == [4.0, 1.0, 2.5, 2.5]
-    assert landscape.spearman([1, 2, 3, 4], [10, 20, 25, 100]) == pytest.approx(1.0)
-    assert landscape.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
-    fit = landscape.linfit([1, 2, 3], [2, 4, 6.5])
+    assert stats.ranks([3, 1, 2, 2]) == [4.0, 1.0, 2.5, 2.5]
+    assert stats.spearman([1, 2, 3, 4], [10, 20, 25, 100]) == pytest.approx(1.0)
+    assert stats.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    fit = stats.linfit([1, 2, 3], [2, 4, 6.5])
     assert fit["slope"] == pytest.approx(2.25) and fit["r"] > 0.99
-    assert math.isnan(landscape.linfit([1, 1], [2, 3])["slope"])
+    assert math.isnan(stats.linfit([1, 1], [2, 3])["slope"])
 
 
 def test_window_stats():
     series = {s: (1.0 if s < 100 else 5.0) for s in range(10, 201, 10)}
-    w = landscape.window_stats(series, 100, 30, 10, 200)
+    w = training_dynamics.window_stats(series, 100, 30, 10, 200)
     assert w == {"ctrl": 1.0, "before": 1.0, "after": 5.0, "ok": True}
-    assert not landscape.window_stats(series, 50, 30, 10, 200)["ok"]  # control window too early
+    assert not training_dynamics.window_stats(series, 50, 30, 10, 200)["ok"]  # control window too early
 
 
 # -- claims on hand-made tables -------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The report: claims evaluated from the store, figures embedded, one HTML page."""
 
-from biaslab.experiments.lowsens import check_lowsens
+from biaslab.experiments.hahn_rofin.lowsens_generalization import check_lowsens
 from biaslab.report.html import write_report
 from biaslab.store import Store
 

@@ -5,7 +5,8 @@ import sqlite3
 import pytest
 
 from biaslab.errors import InputError
-from biaslab.store import Store, run_id
+from biaslab.execute.plan import run_id
+from biaslab.store import Store
 
 
 def test_run_id_is_stable_and_config_sensitive():

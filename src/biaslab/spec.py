@@ -3,6 +3,9 @@
 Resolution order: the spec class's defaults < the chosen preset (``experiments/specs/NAME.yaml``)
 < a user YAML file (``--spec FILE``) < command-line overrides (``train.steps=2000``). The result is
 validated by the experiment's pydantic class, whose errors name the field and accepted values.
+Then ``--only FIELD=NAMES`` keeps a subset of a sweep (a mapping, e.g. ``sweeps=A``) or of a grid
+axis (a list, e.g. ``ns=4,8``): the one thing an override cannot do, since merging never drops
+a preset's key. ``describe`` lists every field of a resolved spec with its description.
 """
 
 from __future__ import annotations
@@ -87,7 +90,8 @@ def presets_of(experiment: str) -> dict[str, dict]:
 
 
 def resolve(spec_cls: type[BaseModel], experiment: str, preset: str | None = None,
-            spec_file: str | None = None, overrides: list[str] | dict | None = None) -> BaseModel:
+            spec_file: str | None = None, overrides: list[str] | dict | None = None,
+            only: list[str] | tuple = ()) -> BaseModel:
     values: dict = {}
     presets = presets_of(experiment)
     if preset is not None:
@@ -101,7 +105,72 @@ def resolve(spec_cls: type[BaseModel], experiment: str, preset: str | None = Non
         values = deep_merge(values, overrides)
     else:
         values = deep_merge(values, parse_overrides(overrides))
+    spec = _validated(spec_cls, values)
+    if only:
+        spec = _validated(spec_cls, select(spec.model_dump(), only))
+    return spec
+
+
+def _validated(spec_cls: type[BaseModel], values: dict) -> BaseModel:
     try:
         return spec_cls(**values)
     except ValidationError as exc:
         raise pydantic_to_input_error(exc, model_cls=spec_cls) from None
+
+
+def select(values: dict, only: list[str]) -> dict:
+    """Keep only the named entries of sweeps / grid axes: ['sweeps=A', 'ns=4,8'] keeps key A of
+    the mapping ``sweeps`` and the values 4 and 8 of the list ``ns`` (dotted fields reach inside:
+    ``sweeps.A.targets=parity``). A name the field does not hold is an error."""
+    values = deep_merge(values, {})
+    for item in only:
+        field, sep, raw = item.partition("=")
+        if not sep or not field or not raw:
+            raise InputError("only", f"{item!r} is not of the form FIELD=NAME[,NAME]",
+                             "e.g. sweeps=A or ns=4,8")
+        *parents, last = field.split(".")
+        node = values
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or last not in node:
+            raise InputError("only", f"the spec has no field {field!r}", "a sweep or grid axis")
+        current, names = node[last], [parse_value(v) for v in raw.split(",")]
+        if isinstance(current, dict):
+            have = [str(k) for k in current]
+            wanted = [str(n) for n in names]
+            kept = {k: v for k, v in current.items() if str(k) in wanted}
+        elif isinstance(current, list):
+            have = [str(v) for v in current]
+            wanted = [str(n) for n in names]
+            kept = [v for v in current if str(v) in wanted or v in names]
+        else:
+            raise InputError("only", f"{field} is neither a sweep (mapping) nor a grid axis (list)",
+                             "a field holding several entries")
+        missing = [w for w, n in zip(wanted, names) if w not in have and n not in current]
+        if missing:
+            raise InputError("only", f"{field} has no {', '.join(missing)}", ", ".join(have))
+        node[last] = kept
+    return values
+
+
+def describe(spec: BaseModel, prefix: str = "") -> list[dict]:
+    """Every leaf field of a resolved spec, depth first: {field, value, description}. Nested
+    specs, mappings of specs (sweeps) and lists of specs are opened; other values are leaves."""
+    rows = []
+    for name, info in type(spec).model_fields.items():
+        value, key = getattr(spec, name), f"{prefix}{name}"
+        desc = info.description or ""
+        if isinstance(value, BaseModel):
+            rows.append({"field": key, "value": None, "description": desc, "group": True})
+            rows += describe(value, key + ".")
+        elif isinstance(value, dict) and value and all(isinstance(v, BaseModel) for v in value.values()):
+            rows.append({"field": key, "value": None, "description": desc, "group": True})
+            for k, v in value.items():
+                rows += describe(v, f"{key}.{k}.")
+        elif isinstance(value, list) and value and all(isinstance(v, BaseModel) for v in value):
+            rows.append({"field": key, "value": None, "description": desc, "group": True})
+            for i, v in enumerate(value):
+                rows += describe(v, f"{key}.{i}.")
+        else:
+            rows.append({"field": key, "value": value, "description": desc, "group": False})
+    return rows

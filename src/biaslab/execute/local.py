@@ -1,21 +1,25 @@
-"""The local executor: trains each group of unfinished runs as one stack, in this process.
+"""The local executor: trains each stack of unfinished runs, in this process or in workers.
 
-Finished runs (by id) are skipped, so an interrupted sweep resumes where it stopped. Every run
-is written to the store in one transaction after its stack finishes; artifacts are written
-first, under temporary names renamed into place, so the store never points at half a file.
+An experiment's dependencies run first (recursively), and the experiment's ``run_group`` gets a
+read-only view of their finished runs (``upstream``). Finished runs (by id) are skipped, so an
+interrupted sweep resumes where it stopped. Only this driver process writes the store, also with
+worker processes: every run is written in one transaction after its stack finishes; artifacts
+are written first, under temporary names renamed into place, so the store never points at half
+a file.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections import OrderedDict
 
 import torch
 
 from ..errors import InputError
 from ..store.artifacts import save_array, save_tensors
 from ..store.db import Store
+from ..store.view import RunsView
+from .plan import stacks_of
 
 
 def resolve_device(name: str | None) -> torch.device:
@@ -29,29 +33,21 @@ def resolve_device(name: str | None) -> torch.device:
     return torch.device(name)
 
 
-def plan_groups(plans, max_members: int | None):
-    groups: "OrderedDict[tuple, list]" = OrderedDict()
-    for p in plans:
-        groups.setdefault(p.group, []).append(p)
-    for key, members in groups.items():
-        step = max_members or len(members)
-        for i in range(0, len(members), step):
-            yield key, members[i:i + step]
-
-
 def _is_oom(exc: BaseException) -> bool:
     oom = getattr(torch.cuda, "OutOfMemoryError", ())
     return isinstance(exc, oom) or "out of memory" in str(exc).lower()
 
 
-def run_with_backoff(experiment, spec, members, dev, progress, log):
+def run_with_backoff(experiment, spec, members, dev, progress, log, upstream=None):
     """Train a group as one stack; if the device runs out of memory, split it in halves.
 
     This is how M is chosen from free memory: start with the whole group (or --max-members)
     and halve on OOM, so a sweep fills the GPU without the user sizing stacks by hand.
+    ``upstream`` (the dependencies' runs) is passed on to experiments that declare dependencies.
     """
     try:
-        return experiment.run_group(spec, members, dev, progress=progress)
+        extra = {"upstream": upstream} if upstream is not None else {}
+        return experiment.run_group(spec, members, dev, progress=progress, **extra)
     except (RuntimeError, MemoryError) as exc:
         if not _is_oom(exc) or len(members) == 1:
             raise
@@ -59,8 +55,8 @@ def run_with_backoff(experiment, spec, members, dev, progress, log):
         torch.cuda.empty_cache()
     half = len(members) // 2
     log(f"out of memory with a stack of {len(members)}; retrying as {half} + {len(members) - half}")
-    return (run_with_backoff(experiment, spec, members[:half], dev, progress, log)
-            + run_with_backoff(experiment, spec, members[half:], dev, progress, log))
+    return (run_with_backoff(experiment, spec, members[:half], dev, progress, log, upstream)
+            + run_with_backoff(experiment, spec, members[half:], dev, progress, log, upstream))
 
 
 def _store_outcomes(store: Store, experiment, outcomes, dev) -> None:
@@ -80,9 +76,22 @@ def _worker_init(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _worker_run(experiment, spec, members, dev):
+def _worker_run(experiment, spec, members, dev, upstream):
     """Runs in a worker process: train one group, return its outcomes (plain data, picklable)."""
-    return run_with_backoff(experiment, spec, members, dev, False, lambda msg: None)
+    return run_with_backoff(experiment, spec, members, dev, False, lambda msg: None, upstream)
+
+
+def run_dependencies(experiment, spec, store: Store, device, **kwargs) -> RunsView | None:
+    """Run every experiment ``experiment`` depends on (each after its own dependencies) and
+    return a read-only view of their planned runs; None when it has no dependencies."""
+    deps = experiment.dependencies(spec)
+    if not deps:
+        return None
+    view = RunsView()
+    for dep, dep_spec in deps:
+        run_experiment(dep, dep_spec, store, device, **kwargs)
+        view = view.merged(store.view(dep.name, [p.id for p in dep.plan(dep_spec)]))
+    return view
 
 
 def run_experiment(experiment, spec, store: Store, device="auto", progress=True,
@@ -95,12 +104,14 @@ def run_experiment(experiment, spec, store: Store, device="auto", progress=True,
     """
     dev = resolve_device(device) if not isinstance(device, torch.device) else device
     log = log or (lambda msg: print(msg, file=sys.stderr))
+    upstream = run_dependencies(experiment, spec, store, dev, progress=progress,
+                                max_members=max_members, log=log, workers=workers)
     plans = experiment.plan(spec)
     done = store.finished(p.id for p in plans)
     todo = [p for p in plans if p.id not in done]
     log(f"{experiment.name}: {len(plans)} runs, {len(done)} already in the store, {len(todo)} to train")
     t0 = time.perf_counter()
-    groups = list(plan_groups(todo, max_members))
+    groups = list(stacks_of(todo, max_members))
     labels = [f"[{i + 1}/{len(groups)}] {experiment.name} " + " ".join(str(k) for k in key)
               for i, (key, _) in enumerate(groups)]
     trained = 0
@@ -113,7 +124,8 @@ def run_experiment(experiment, spec, store: Store, device="auto", progress=True,
             futures = {}
             for label, (key, members) in zip(labels, groups):
                 store.mark_running(experiment.name, [(p.id, p.config) for p in members], dev.type)
-                futures[pool.submit(_worker_run, experiment, spec, members, dev)] = (label, members)
+                futures[pool.submit(_worker_run, experiment, spec, members, dev, upstream)] = \
+                    (label, members)
             for fut in as_completed(futures):
                 label, members = futures[fut]
                 _store_outcomes(store, experiment, fut.result(), dev)
@@ -122,7 +134,8 @@ def run_experiment(experiment, spec, store: Store, device="auto", progress=True,
     else:
         for label, (key, members) in zip(labels, groups):
             store.mark_running(experiment.name, [(p.id, p.config) for p in members], dev.type)
-            outcomes = run_with_backoff(experiment, spec, members, dev, label if progress else False, log)
+            outcomes = run_with_backoff(experiment, spec, members, dev, label if progress else False,
+                                        log, upstream)
             _store_outcomes(store, experiment, outcomes, dev)
             trained += len(members)
             log(f"{label}: {len(members)} runs stored ({time.perf_counter() - t0:.0f}s elapsed)")

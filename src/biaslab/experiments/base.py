@@ -1,47 +1,31 @@
-"""Experiments and claims.
+"""Experiments: the interface every experiment implements, and its registration.
 
 An experiment is a declarative grid: ``plan(spec)`` expands it into runs, each with a resolved
 config (hashed into the run id) and a group key (runs of one group share an architecture shape
 and train as one stack); ``run_group`` trains and measures one group and returns each run's
-metrics; ``figures`` draws from the stored table. A claim is a paper's statement turned into a
-check on the stored table, written before the runs, returning PASS / FAIL / INCONCLUSIVE with
-its numbers.
+outcome (it never writes the store: the executor does); ``figures(table, artifacts)`` draws
+from the stored table and the runs' artifact files. An experiment may declare the experiments
+it needs (``dependencies``): the executor runs those first and hands ``run_group`` a read-only
+view of their runs (``upstream``). Claims live in ``claims.py``; planning in ``execute/plan.py``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from ..registry import CLAIMS, EXPERIMENTS
-from ..store.db import run_id
-from ..train.trainer import EXECUTION_FIELDS
+from ..execute.plan import RunPlan, identity_config
+from ..registry import EXPERIMENTS
+from .claims import Claim, Verdict, register_claim
+
+__all__ = ["Claim", "Experiment", "RunOutcome", "RunPlan", "SpecBase", "Verdict", "get_experiment",
+           "identity_config", "register_claim", "register_experiment"]
 
 
 class SpecBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-@dataclass
-class RunPlan:
-    config: dict
-    group: tuple
-    experiment: str
-
-    @property
-    def id(self) -> str:
-        return run_id(self.experiment, identity_config(self.config))
-
-
-def identity_config(config: dict) -> dict:
-    """The part of a run's config that decides its result: execution knobs (compile, chunking)
-    are left out, so a sweep resumes whichever of them the restart uses."""
-    train = config.get("train")
-    if not isinstance(train, dict):
-        return config
-    return {**config, "train": {k: v for k, v in train.items() if k not in EXECUTION_FIELDS}}
 
 
 @dataclass
@@ -62,14 +46,19 @@ class Experiment:
     def plan(self, spec) -> list[RunPlan]:
         raise NotImplementedError
 
+    def dependencies(self, spec) -> list[tuple["Experiment", SpecBase]]:
+        """(experiment, its spec) of every experiment whose runs this one reads; the executor
+        runs them first and passes their runs to ``run_group`` as ``upstream``. Default: none."""
+        return []
+
     def run_group(self, spec, plans: list[RunPlan], device, progress=False) -> list[RunOutcome]:
+        """Train and measure one stack. An experiment with dependencies takes a keyword
+        ``upstream`` too: a ``store.RunsView`` of its dependencies' finished runs."""
         raise NotImplementedError
 
-    #: Set by the report before ``figures`` is called, for figures drawn from run artifacts.
-    store = None
-
-    def figures(self, table: list[dict]) -> dict:
-        """name -> matplotlib Figure, from the stored table (rows of ``Store.table``)."""
+    def figures(self, table: list[dict], artifacts) -> dict:
+        """name -> matplotlib Figure, from the stored table (rows of ``Store.table``) and the
+        runs' artifacts (a ``store.Artifacts``: run id -> name -> file)."""
         return {}
 
     def _plan(self, config: dict, group: tuple) -> RunPlan:
@@ -79,30 +68,6 @@ class Experiment:
 def register_experiment(cls):
     EXPERIMENTS.add(cls.name, cls, cls.description)
     return cls
-
-
-@dataclass
-class Verdict:
-    status: str  # PASS | FAIL | INCONCLUSIVE
-    summary: str
-    numbers: dict = field(default_factory=dict)
-
-
-@dataclass
-class Claim:
-    name: str
-    experiment: str
-    statement: str
-    paper: str  # what the paper reports, for the results table
-    check: Callable[[list[dict]], Verdict]
-
-
-def register_claim(name: str, experiment: str, statement: str, paper: str):
-    def deco(fn):
-        CLAIMS.add(name, Claim(name, experiment, statement, paper, fn), statement)
-        return fn
-
-    return deco
 
 
 def get_experiment(name: str) -> Experiment:

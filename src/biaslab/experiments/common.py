@@ -1,8 +1,7 @@
-"""Pieces shared by experiments: model choice in a spec, fitting Boolean subsets, statistics."""
+"""Pieces shared by experiments: model choice in a spec, members of a stack, fitting Boolean subsets."""
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Optional
 
@@ -15,6 +14,7 @@ from ..tasks.boolean import all_inputs
 from ..train import Member, Stack, TrainConfig, train
 from ..train.losses import get_loss
 from .base import SpecBase
+from .stats import mean_sd, stderr  # noqa: F401  (re-exported: experiments import them from here)
 
 
 class ModelChoice(SpecBase):
@@ -72,15 +72,16 @@ def fit_boolean(task_name: str, task_params: list[dict], members: list[Member], 
     return stack, result, time.perf_counter() - t0
 
 
-def mean_sd(values: list[float]) -> tuple[float, float, int]:
-    vals = [v for v in values if v is not None and not math.isnan(v)]
-    if not vals:
-        return float("nan"), float("nan"), 0
-    m = sum(vals) / len(vals)
-    sd = math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
-    return m, sd, len(vals)
+def completion_metrics(learned: torch.Tensor, truth: torch.Tensor, subset_idx: torch.Tensor) -> dict:
+    """How one member's learned table [2^n] completes the target ``truth`` [2^n] it was fitted
+    to on the inputs ``subset_idx``: fitted (every training input right), accuracy on and off
+    the subset, and the average sensitivity of the learned function and of the target."""
+    from ..measure.sensitivity import average_sensitivity
 
-
-def stderr(values: list[float]) -> float:
-    _, sd, k = mean_sd(values)
-    return sd / math.sqrt(k) if k > 1 else float("inf")
+    in_train = torch.zeros(truth.shape[-1], dtype=torch.bool, device=learned.device)
+    in_train[subset_idx] = True
+    train_acc = (learned[in_train] == truth[in_train]).float().mean()
+    return {"fitted": float(train_acc == 1.0), "train_acc": float(train_acc),
+            "test_acc": float((learned[~in_train] == truth[~in_train]).float().mean()),
+            "as_learned": float(average_sensitivity(learned)),
+            "as_target": float(average_sensitivity(truth))}

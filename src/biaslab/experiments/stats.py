@@ -1,4 +1,5 @@
-"""Small statistics for claims (no scipy in the lab's dependencies). Non-finite pairs are dropped."""
+"""Small statistics for claims (no scipy in the lab's dependencies): correlations, fits, means,
+rounding of a verdict's numbers. Non-finite pairs are dropped."""
 
 from __future__ import annotations
 
@@ -55,3 +56,37 @@ def spearman(xs, ys) -> float:
     if len(xs) < 2:
         return float("nan")
     return pearson(ranks(xs), ranks(ys))
+
+
+def mean_sd(values: list[float]) -> tuple[float, float, int]:
+    """Mean, sample standard deviation and count of the finite values (None and nan dropped)."""
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    if not vals:
+        return float("nan"), float("nan"), 0
+    m = sum(vals) / len(vals)
+    sd = math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
+    return m, sd, len(vals)
+
+
+def stderr(values: list[float]) -> float:
+    """Standard error of the mean; inf with fewer than two values."""
+    _, sd, k = mean_sd(values)
+    return sd / math.sqrt(k) if k > 1 else float("inf")
+
+
+def rounded(v, nd: int = 4):
+    """``v`` rounded for a verdict's numbers; None when it is missing or not finite."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return None
+    return round(v, nd)
+
+
+def jsonable(d):
+    """A verdict's numbers made JSON-safe: non-finite floats as strings, floats to 5 places."""
+    if isinstance(d, dict):
+        return {k: jsonable(v) for k, v in d.items()}
+    if isinstance(d, float) and not math.isfinite(d):
+        return str(d)
+    if isinstance(d, float):
+        return round(d, 5)
+    return d

@@ -34,45 +34,53 @@ def fig_to_png(fig) -> bytes:
 
 
 def write_report(store, out_dir: str | os.PathLike) -> Path:
-    """Evaluate every claim on the stored tables, draw every figure, write ``index.html``."""
-    from ..registry import CLAIMS, EXPERIMENTS, load_all
+    """Write ``index.html``: the verdicts the last checks stored, then every figure.
 
-    load_all()
+    Verdicts are not recomputed here: the table shows what ``check_claims`` stored (by
+    ``biaslab reproduce``), with the preset and the time of the check. A claim whose experiment
+    has runs in the store but no stored verdict yet is checked once, on every stored run of it,
+    and recorded as such (preset "all stored runs").
+    """
+    from ..experiments.claims import check_claims, stored_verdicts
+    from ..registry import CLAIMS, EXPERIMENTS
+    from ..store.view import Artifacts
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     experiments = [e for e in store.experiments() if e in EXPERIMENTS]
     tables = {e: store.table(e) for e in experiments}
-    rows = []
-    for claim in (CLAIMS.get(n) for n in CLAIMS.names()):
-        if claim.experiment not in tables:
-            continue
-        verdict = claim.check(tables[claim.experiment])
-        store.save_verdict(claim.name, claim.experiment, verdict.status, verdict.summary, verdict.numbers)
-        rows.append((claim, verdict))
+    checked = {c.claim.name: c for c in stored_verdicts(store)}
+    unchecked = [CLAIMS.get(n) for n in CLAIMS.names()
+                 if n not in checked and CLAIMS.get(n).experiment in tables]
+    checked.update({c.claim.name: c for c in check_claims(store, unchecked)})
+    rows = [checked[n] for n in sorted(checked)]
     parts = [f"<h1>biaslab report</h1><p class='sub'>store <code>{html.escape(str(store.path))}</code>"
              f" &middot; {time.strftime('%Y-%m-%d %H:%M')}</p>"]
-    if any(v.status == "INCONCLUSIVE" for _, v in rows):
+    if any(c.verdict.status == "INCONCLUSIVE" for c in rows):
         parts.append("<p class='note'>INCONCLUSIVE means the stored runs are too few or too close "
                      "to decide under the claim's rule (fixed before the runs), e.g. a small "
                      "<code>cpu</code> preset; run the <code>gpu</code> or <code>paper</code> preset.</p>")
     parts.append("<h2>Claims</h2><table><tr><th>claim</th><th>verdict</th><th>measured</th>"
                  "<th>paper</th></tr>")
-    for claim, v in rows:
+    for c in rows:
+        claim, v = c.claim, c.verdict
         color = STATUS_COLOR.get(v.status, "#555")
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(c.checked))
+        basis = f"preset {c.preset}" if c.preset else "all stored runs"
         parts.append(
             f"<tr><td><b>{html.escape(claim.name)}</b><br>{html.escape(claim.statement)}</td>"
-            f"<td><span class='status' style='background:{color}'>{v.status}</span></td>"
+            f"<td><span class='status' style='background:{color}'>{v.status}</span>"
+            f"<br><small>{html.escape(basis)}, {c.runs} runs<br>checked {when}</small></td>"
             f"<td>{html.escape(v.summary)}<details><summary>numbers</summary><pre>"
             f"{html.escape(json.dumps(v.numbers, indent=1))}</pre></details></td>"
             f"<td>{html.escape(claim.paper)}</td></tr>")
     parts.append("</table>")
     for name in experiments:
         exp = EXPERIMENTS.get(name)()
-        exp.store = store  # figures drawn from run artifacts (attention maps, embeddings) read it
         table = tables[name]
         parts.append(f"<h2>{html.escape(name)}</h2><p>{html.escape(exp.description)} "
                      f"&middot; {len(table)} finished runs</p>")
-        for fig_name, fig in exp.figures(table).items():
+        for fig_name, fig in exp.figures(table, Artifacts(store.artifact_paths(name))).items():
             png = fig_to_png(fig)
             (out / f"{name}__{fig_name}.png").write_bytes(png)
             b64 = base64.b64encode(png).decode()

@@ -1,5 +1,6 @@
-"""SQLite system of record and safetensors artifacts."""
+"""SQLite system of record, safetensors / npy artifacts, and read-only views of stored runs."""
 
-from .db import Store, run_id
+from .db import Store
+from .view import Artifacts, RunsView
 
-__all__ = ["Store", "run_id"]
+__all__ = ["Artifacts", "RunsView", "Store"]

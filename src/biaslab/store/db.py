@@ -1,6 +1,7 @@
 """The system of record: one SQLite file (WAL) holding runs, metrics, artifacts and verdicts.
 
-A run's id is the hash of its resolved config, so asking for the same run twice finds it. A run
+A run's id is the hash of its resolved config (``execute.plan.run_id``), so asking for the same
+run twice finds it. A run
 is written in ONE transaction when its stack finishes (status, final metrics, curves, artifact
 paths): a process killed at any moment leaves either the whole run or none of it, and the next
 invocation retrains exactly the runs that are missing. Final metrics are stored at step -1.
@@ -9,7 +10,6 @@ invocation retrains exactly the runs that are missing. Final metrics are stored 
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import sqlite3
@@ -55,16 +55,12 @@ CREATE TABLE IF NOT EXISTS verdicts (
     status TEXT NOT NULL,
     summary TEXT NOT NULL,
     numbers TEXT NOT NULL,
-    checked REAL NOT NULL
+    checked REAL NOT NULL,
+    preset TEXT,
+    runs INTEGER
 );
 CREATE INDEX IF NOT EXISTS runs_by_experiment ON runs(experiment, status);
 """
-
-
-def run_id(experiment: str, config: dict) -> str:
-    """Stable id of a run: hash of the experiment name and the canonical JSON of its config."""
-    blob = json.dumps({"experiment": experiment, "config": config}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def versions() -> dict:
@@ -94,10 +90,18 @@ class Store:
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.executescript(_SCHEMA)
             self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            self._add_verdict_columns()
         except sqlite3.DatabaseError as exc:
             self.conn.close()
             raise InputError("store", f"{self.path} is not a readable biaslab store ({exc})",
                              "a SQLite file written by biaslab") from None
+
+    def _add_verdict_columns(self) -> None:
+        """Stores written before verdicts recorded their preset and run count get the columns."""
+        have = {row[1] for row in self.conn.execute("PRAGMA table_info(verdicts)")}
+        for name, kind in (("preset", "TEXT"), ("runs", "INTEGER")):
+            if name not in have:
+                self.conn.execute(f"ALTER TABLE verdicts ADD COLUMN {name} {kind}")
 
     def _check_readable(self) -> None:
         """Refuse a file that is not SQLite before sqlite3 touches it (it would not, but be clear)."""
@@ -167,11 +171,17 @@ class Store:
             for name, path in (artifacts or {}).items():
                 self.conn.execute("INSERT INTO artifacts VALUES (?,?,?)", (rid, name, str(path)))
 
-    def save_verdict(self, claim: str, experiment: str, status: str, summary: str, numbers: dict):
+    def save_verdict(self, claim: str, experiment: str, status: str, summary: str, numbers: dict,
+                     preset: str | None = None, runs: int | None = None) -> float:
+        """Store a claim's verdict (replacing the previous one); returns the time it was checked."""
+        now = time.time()
         with self._tx():
-            self.conn.execute("INSERT OR REPLACE INTO verdicts VALUES (?,?,?,?,?,?)",
-                              (claim, experiment, status, summary, json.dumps(numbers, default=str),
-                               time.time()))
+            self.conn.execute(
+                "INSERT OR REPLACE INTO verdicts (claim, experiment, status, summary, numbers, "
+                "checked, preset, runs) VALUES (?,?,?,?,?,?,?,?)",
+                (claim, experiment, status, summary, json.dumps(numbers, default=str), now, preset,
+                 runs))
+        return now
 
     class _Tx:
         def __init__(self, conn):
@@ -242,13 +252,37 @@ class Store:
     def artifacts(self, rid: str) -> dict[str, str]:
         return dict(self.conn.execute("SELECT name, path FROM artifacts WHERE run_id=?", (rid,)))
 
+    def artifact_paths(self, experiment: str) -> dict[str, dict[str, str]]:
+        """run id -> artifact name -> path, for every run of ``experiment``."""
+        q = ("SELECT a.run_id, a.name, a.path FROM artifacts a JOIN runs r ON r.id = a.run_id "
+             "WHERE r.experiment=?")
+        out: dict[str, dict[str, str]] = {}
+        for rid, name, path in self.conn.execute(q, (experiment,)):
+            out.setdefault(rid, {})[name] = path
+        return out
+
+    def view(self, experiment: str, run_ids=None) -> "RunsView":
+        """A read-only copy of ``experiment``'s finished runs (only ``run_ids`` when given) and
+        their artifact paths: plain data that a worker process can read without the store."""
+        from .view import Artifacts, RunsView
+
+        rows = self.table(experiment)
+        if run_ids is not None:
+            ids = set(run_ids)
+            rows = [r for r in rows if r["run_id"] in ids]
+        keep = {r["run_id"] for r in rows}
+        paths = {k: v for k, v in self.artifact_paths(experiment).items() if k in keep}
+        return RunsView({experiment: rows}, Artifacts(paths))
+
     def experiments(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT DISTINCT experiment FROM runs ORDER BY 1")]
 
     def verdicts(self) -> list[dict]:
-        q = "SELECT claim, experiment, status, summary, numbers, checked FROM verdicts ORDER BY claim"
+        q = ("SELECT claim, experiment, status, summary, numbers, checked, preset, runs FROM verdicts "
+             "ORDER BY claim")
         return [{"claim": c, "experiment": e, "status": s, "summary": m, "numbers": json.loads(n),
-                 "checked": t} for c, e, s, m, n, t in self.conn.execute(q)]
+                 "checked": t, "preset": p, "runs": k}
+                for c, e, s, m, n, t, p, k in self.conn.execute(q)]
 
     def export(self, out: str | os.PathLike, experiment: str | None = None) -> Path:
         """Export finished runs' flat table to CSV, or Parquet when pyarrow is installed."""

@@ -1,7 +1,7 @@
-"""Tasks: what is learned. Importing this package registers every task."""
+"""Tasks: what is learned. Every task module is listed in ``biaslab/catalog.py``; the task
+registry imports them on its first lookup."""
 
 from .base import Task, TaskParams
-from . import anchor, boolean, prefix_parity, table  # noqa: F401  (registers)
 
 __all__ = ["Task", "TaskParams", "make_task"]
 

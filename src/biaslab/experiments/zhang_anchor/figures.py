@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from .figures import PALETTE, plt, strip_with_means
+from ...report.figures import PALETTE, plt, strip_with_means
 
 
 def _finite(v) -> bool:
@@ -90,10 +90,6 @@ def mechanism_strips(table: list[dict]):
     return fig
 
 
-def _arrays(store, row) -> dict:
-    return {name: np.load(path) for name, path in store.artifacts(row["run_id"]).items()}
-
-
 def _examples(table):
     """One run per gamma (the lowest seed), as the paper shows one example model per gamma."""
     best: dict = {}
@@ -102,8 +98,11 @@ def _examples(table):
     return sorted(best.items())
 
 
-def mechanism_artifact_figures(table: list[dict], store) -> dict:
-    examples = [(g, r, _arrays(store, r)) for g, r in _examples(table)]
+def mechanism_artifact_figures(table: list[dict], artifacts) -> dict:
+    """The figures drawn from run artifacts (``store.Artifacts``), for the example runs whose
+    artifact files are at hand; none when no artifacts are given."""
+    have = [(g, r) for g, r in _examples(table) if artifacts is not None and artifacts.of(r["run_id"])]
+    examples = [(g, r, artifacts.arrays(r["run_id"])) for g, r in have]
     if not examples:
         return {}
     return {"attention_flow": attention_flow(examples), "fused_cosine": cosine_heatmaps(examples),

@@ -20,35 +20,36 @@ from typing import Literal
 import torch
 from pydantic import Field, model_validator
 
-from .. import rng
-from ..tasks import make_task
-from ..train import Stack, TrainConfig, train
-from .base import Experiment, RunOutcome, SpecBase, Verdict, register_claim, register_experiment
-from .common import ModelChoice, mean_sd, members_of
-from .landscape import REFERENCE_MODEL, _combine, _r, history_series, reference_train, train_metrics
+from ... import rng
+from ...tasks import make_task
+from ...train import Stack, TrainConfig, train
+from ..base import Experiment, SpecBase, Verdict, register_claim, register_experiment
+from ..claims import combine
+from ..common import ModelChoice, members_of
+from ..outcomes import member_outcomes, train_metrics
+from ..protocol import reference_model, reference_train
+from ..stats import mean_sd, rounded
 
 LENGTH_STREAM = 0x1E46
 
 
-def _model() -> ModelChoice:
-    return ModelChoice(name="transformer", params=dict(REFERENCE_MODEL))
-
-
 class LengthGenSpec(SpecBase):
-    targets: list[str] = Field(default=["parity", "majority"], min_length=1)
+    targets: list[str] = Field(default=["parity", "majority"], min_length=1,
+                               description="Boolean targets")
     n: int = Field(default=21, gt=0, description="training length")
-    positions: list[Literal["sinusoidal", "none"]] = Field(default=["sinusoidal", "none"],
-                                                           min_length=1)
-    readout: Literal["mean", "last"] = Field(default="mean")
+    positions: list[Literal["sinusoidal", "none"]] = Field(
+        default=["sinusoidal", "none"], min_length=1,
+        description="positional schemes that accept any length (one stack each)")
+    readout: Literal["mean", "last"] = Field(default="mean", description="read-out position(s)")
     test_lengths: list[int] = Field(default=[], description="test lengths; [] = n, 2n+1, 4n+1")
-    seeds: list[int] = Field(default=list(range(5)), min_length=1)
-    model: ModelChoice = Field(default_factory=_model,
+    seeds: list[int] = Field(default=list(range(5)), min_length=1, description="model seeds")
+    model: ModelChoice = Field(default_factory=reference_model,
                                description="positions, readout and max_len are set per run")
-    lr: float = Field(default=3e-4, gt=0)
-    weight_decay: float = Field(default=0.1, ge=0)
-    train: TrainConfig = Field(default_factory=reference_train)
-    eval_batches: int = Field(default=8, gt=0)
-    eval_batch: int = Field(default=1024, gt=0)
+    lr: float = Field(default=3e-4, gt=0, description="learning rate unless model.lr is set")
+    weight_decay: float = Field(default=0.1, ge=0, description="AdamW weight decay")
+    train: TrainConfig = Field(default_factory=reference_train, description="training recipe")
+    eval_batches: int = Field(default=8, gt=0, description="fresh batches per test length")
+    eval_batch: int = Field(default=1024, gt=0, description="examples per test batch")
     fit_acc: float = Field(default=0.99, gt=0, le=1, description="fitted = accuracy at the "
                            "training length >= this (the reference's convergence criterion)")
 
@@ -108,17 +109,16 @@ class LengthGeneralization(Experiment):
                 for L in c0["test_lengths"]}
         seconds = time.perf_counter() - t0
         L2 = length_2n(c0["n"], c0["test_lengths"])
-        outcomes = []
-        for i, p in enumerate(plans):
+
+        def member(i):
             metrics = {f"acc_len_{L}": float(a[i]) for L, a in accs.items()}
             metrics["train_len_acc"] = float(accs[c0["n"]][i])
             metrics["fitted"] = float(accs[c0["n"]][i] >= c0["fit_acc"])
             metrics["acc_2n"] = float(accs[L2][i])
             metrics["len_2n"] = L2
-            metrics.update(train_metrics(result, train_cfg, i))
-            outcomes.append(RunOutcome(p, metrics, history_series(result, i, ("train_loss", "acc")),
-                                       seconds=seconds / len(plans)))
-        return outcomes
+            return {**metrics, **train_metrics(result, train_cfg, i)}
+
+        return member_outcomes(plans, member, seconds, result=result, series=("train_loss", "acc"))
 
     @staticmethod
     def accuracy_at(stack: Stack, target: str, L: int, batches: int, batch: int) -> torch.Tensor:
@@ -134,10 +134,10 @@ class LengthGeneralization(Experiment):
                 correct += ((out > 0.5) == (y > 0.5)).float().mean(-1)
         return (correct / batches).cpu()
 
-    def figures(self, table):
-        from ..report.landscape_figures import lengthgen_figure
+    def figures(self, table, artifacts):
+        from . import figures
 
-        return {"accuracy_vs_length": lengthgen_figure(table)}
+        return {"accuracy_vs_length": figures.lengthgen_figure(table)}
 
 
 LENGTH_MIN_FITTED = 2
@@ -152,9 +152,9 @@ def lengthgen_stats(table) -> dict:
             rows = [r for r in table if r["positions"] == pos and r["target"] == t]
             fitted = [r for r in rows if r.get("fitted") == 1.0]
             m, sd, k = mean_sd([r["acc_2n"] for r in fitted])
-            cell[t] = {"fitted": f"{k}/{len(rows)}", "k": k, "acc_2n": _r(m, 4), "sd": _r(sd, 4),
+            cell[t] = {"fitted": f"{k}/{len(rows)}", "k": k, "acc_2n": rounded(m, 4), "sd": rounded(sd, 4),
                        "len_2n": int(rows[0]["len_2n"]) if rows else None,
-                       "acc_by_length": {L: _r(mean_sd([r.get(f"acc_len_{L}") for r in fitted])[0], 4)
+                       "acc_by_length": {L: rounded(mean_sd([r.get(f"acc_len_{L}") for r in fitted])[0], 4)
                                          for L in (rows[0]["test_lengths"] if rows else [])}}
         out[pos] = cell
     return out
@@ -186,5 +186,5 @@ def check_lengthgen(table):
         statuses.append("PASS" if diff > LENGTH_MARGIN else "FAIL")
         parts.append(f"{pos}: acc at L={m['len_2n']} majority {m['acc_2n']:.3f} vs parity "
                      f"{p['acc_2n']:.3f} (diff {diff:+.3f})")
-    return Verdict(_combine(statuses), "; ".join(parts) or "no runs", st)
+    return Verdict(combine(statuses), "; ".join(parts) or "no runs", st)
 

@@ -24,15 +24,18 @@ import torch
 from pydantic import Field
 from torch.func import vmap
 
-from ..measure.norms import parameter_norm_stack
-from ..tasks import make_task
-from ..tasks.prefix_parity import BOS
-from ..train import Stack, TrainConfig, train
-from .base import Experiment, RunOutcome, SpecBase, Verdict, register_claim, register_experiment
-from .common import ModelChoice, members_of
-from .landscape import (REFERENCE_MODEL, SCALING_MIN_NS, SCALING_MIN_RUNS, MeasureSpec,
-                        SharpnessScaling, _combine, _r, eval_of, history_series, linfit,
-                        measurement_batches, reference_train, sharpness_of, train_metrics)
+from ...measure.norms import parameter_norm_stack
+from ...tasks import make_task
+from ...tasks.prefix_parity import BOS
+from ...train import Stack, TrainConfig, train
+from ..base import Experiment, SpecBase, Verdict, register_claim, register_experiment
+from ..claims import combine
+from ..common import ModelChoice, members_of
+from ..outcomes import member_outcomes, train_metrics
+from ..protocol import (MeasureSpec, eval_of, fit_measure_group, measurement_batches,
+                        reference_model, reference_train, sharpness_of)
+from ..stats import linfit, rounded
+from .sharpness_scaling import SCALING_MIN_NS, SCALING_MIN_RUNS
 
 CHECK_STREAM = 0xC4EC
 
@@ -48,16 +51,12 @@ def _s2s_train() -> TrainConfig:
                        stop_on_converge=False, eval_split="test")
 
 
-def _parity_model() -> ModelChoice:
-    return ModelChoice(name="transformer", params=dict(REFERENCE_MODEL))
-
-
 class ScratchpadSpec(SpecBase):
     ns: list[int] = Field(default=[8, 16, 32, 64], min_length=1, description="scratchpad lengths")
-    seeds: list[int] = Field(default=list(range(10)), min_length=1)
-    model: ModelChoice = Field(default_factory=_s2s_model)
-    lr: float = Field(default=3e-4, gt=0)
-    weight_decay: float = Field(default=0.1, ge=0)
+    seeds: list[int] = Field(default=list(range(10)), min_length=1, description="model seeds")
+    model: ModelChoice = Field(default_factory=_s2s_model, description="the encoder-decoder")
+    lr: float = Field(default=3e-4, gt=0, description="learning rate unless model.lr is set")
+    weight_decay: float = Field(default=0.1, ge=0, description="AdamW weight decay (both kinds)")
     train: TrainConfig = Field(default_factory=_s2s_train, description="stop_on_converge freezes a "
                                "member once its teacher-forced sequence accuracy >= keep_acc")
     keep_acc: float = Field(default=0.999, gt=0, le=1, description="kept: greedy accuracy > this")
@@ -65,11 +64,13 @@ class ScratchpadSpec(SpecBase):
                                 "(n forward passes each)")
     parity_ns: list[int] = Field(default=[4, 6, 8, 10, 12, 14], description="plain PARITY "
                                  "baseline lengths ([] = none; the claim is then INCONCLUSIVE)")
-    parity_seeds: list[int] = Field(default=[0, 1, 2])
-    parity_model: ModelChoice = Field(default_factory=_parity_model)
-    parity_lr: float = Field(default=3e-4, gt=0)
-    parity_train: TrainConfig = Field(default_factory=reference_train)
-    measure: MeasureSpec = Field(default_factory=MeasureSpec)
+    parity_seeds: list[int] = Field(default=[0, 1, 2], description="seeds of the PARITY baseline")
+    parity_model: ModelChoice = Field(default_factory=reference_model,
+                                      description="the PARITY baseline's encoder")
+    parity_lr: float = Field(default=3e-4, gt=0, description="PARITY baseline learning rate")
+    parity_train: TrainConfig = Field(default_factory=reference_train,
+                                      description="PARITY baseline training recipe")
+    measure: MeasureSpec = Field(default_factory=MeasureSpec, description="how runs are measured")
     keep_mse: float = Field(default=1e-3, gt=0, description="PARITY baseline kept: eval MSE below")
 
 
@@ -143,7 +144,7 @@ class Scratchpad(Experiment):
 
     def run_group(self, spec, plans, device, progress=False):
         if plans[0].config["kind"] == "parity":
-            return SharpnessScaling.run_group(self, spec, plans, device, progress)
+            return fit_measure_group(plans, device, progress)
         t0 = time.perf_counter()
         c0 = plans[0].config
         model = ModelChoice(**c0["model"])
@@ -170,23 +171,22 @@ class Scratchpad(Experiment):
         blow = seq2seq_blowups(stack, batches, m.member_chunk)
         norm = parameter_norm_stack(stack)
         seconds = time.perf_counter() - t0
-        outcomes = []
-        for i, p in enumerate(plans):
-            metrics = {"sharpness": float(sharp[i]), "sharpness_x4": float(4 * sharp[i]),
-                       "eval_mse": float(ev["eval_mse"][i]), "teacher_acc": float(ev["eval_acc"][i]),
-                       "greedy_acc": float(greedy[i]),
-                       "converged": float(greedy[i] > c0["keep_acc"]),
-                       "param_norm": float(norm[i]),
-                       **{k: float(v[i]) for k, v in blow.items()},
-                       **train_metrics(result, cfg, i)}
-            outcomes.append(RunOutcome(p, metrics, history_series(result, i, ("train_loss",)),
-                                       seconds=seconds / len(plans)))
-        return outcomes
 
-    def figures(self, table):
-        from ..report.landscape_figures import scratchpad_figure
+        def member(i):
+            return {"sharpness": float(sharp[i]), "sharpness_x4": float(4 * sharp[i]),
+                    "eval_mse": float(ev["eval_mse"][i]), "teacher_acc": float(ev["eval_acc"][i]),
+                    "greedy_acc": float(greedy[i]),
+                    "converged": float(greedy[i] > c0["keep_acc"]),
+                    "param_norm": float(norm[i]),
+                    **{k: float(v[i]) for k, v in blow.items()},
+                    **train_metrics(result, cfg, i)}
 
-        return {"scratchpad_vs_parity": scratchpad_figure(table)}
+        return member_outcomes(plans, member, seconds, result=result, series=("train_loss",))
+
+    def figures(self, table, artifacts):
+        from . import figures
+
+        return {"scratchpad_vs_parity": figures.scratchpad_figure(table)}
 
 
 def scratchpad_fits(table) -> dict:
@@ -212,7 +212,7 @@ def scratchpad_fits(table) -> dict:
 )
 def check_scratchpad(table):
     fits = scratchpad_fits(table)
-    numbers = {k: {"slope_x4": _r(f["slope"], 5), "r": _r(f["r"], 3), "kept": f["kept"],
+    numbers = {k: {"slope_x4": rounded(f["slope"], 5), "r": rounded(f["r"], 3), "kept": f["kept"],
                    "n_values": f["ns"]} for k, f in fits.items()}
     # Decision rule, fixed before the runs: each kind needs >= SCALING_MIN_RUNS kept runs over
     # >= SCALING_MIN_NS distinct n (else INCONCLUSIVE). PASS: PARITY slope > 0 and |scratchpad
@@ -224,5 +224,5 @@ def check_scratchpad(table):
                        f"{SCALING_MIN_RUNS} over {SCALING_MIN_NS})", numbers)
     sp, pa = fits["scratchpad"]["slope"], fits["parity"]["slope"]
     ok = pa > 0 and abs(sp) < pa / 5
-    return Verdict(_combine(["PASS" if ok else "FAIL"]),
+    return Verdict(combine(["PASS" if ok else "FAIL"]),
                    f"slope of sharpness x4 on n: scratchpad {sp:.4g}, parity {pa:.4g}", numbers)

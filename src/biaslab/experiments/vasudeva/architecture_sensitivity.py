@@ -11,12 +11,16 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ..tasks import make_task
-from ..tasks.boolean import index_of
-from ..train import TrainConfig
-from ..measure.sensitivity import average_sensitivity
-from .base import Experiment, RunOutcome, SpecBase, Verdict, register_claim, register_experiment
-from .common import ModelChoice, fit_boolean, fit_subset_train, learned_tables, mean_sd, stderr, members_of
+from ...registry import TASKS
+from ...tasks import make_task
+from ...tasks.boolean import index_of
+from ...train import TrainConfig
+from ..base import Experiment, SpecBase, Verdict, register_claim, register_experiment
+from ..claims import combine
+from ..common import (ModelChoice, completion_metrics, fit_boolean, fit_subset_train, learned_tables,
+                      members_of)
+from ..outcomes import member_outcomes
+from ..stats import mean_sd, stderr
 
 
 def _default_archs() -> dict[str, ModelChoice]:
@@ -34,17 +38,21 @@ class TargetChoice(SpecBase):
 
 
 class ArchSpec(SpecBase):
-    n: int = Field(default=10, gt=0, le=20)
+    n: int = Field(default=10, gt=0, le=20, description="input length")
     train_size: int = Field(default=256, gt=0, description="distinct training inputs")
     targets: list[TargetChoice] = Field(
         default_factory=lambda: [TargetChoice(name="random"),
-                                 TargetChoice(name="sparse_parity", params={"k": 3})])
-    architectures: dict[str, ModelChoice] = Field(default_factory=_default_archs, min_length=2)
-    function_seeds: list[int] = Field(default=[0, 1, 2, 3], min_length=1)
-    model_seeds: list[int] = Field(default=[0], min_length=1)
+                                 TargetChoice(name="sparse_parity", params={"k": 3})],
+        description="Boolean targets fitted by every architecture")
+    architectures: dict[str, ModelChoice] = Field(default_factory=_default_archs, min_length=2,
+                                                  description="label -> model compared")
+    function_seeds: list[int] = Field(default=[0, 1, 2, 3], min_length=1,
+                                      description="seeds of the target and of its training subset")
+    model_seeds: list[int] = Field(default=[0], min_length=1, description="model init seeds")
     lr: float = Field(default=1e-3, gt=0, description="learning rate unless an architecture sets one")
-    weight_decay: float = Field(default=0.0, ge=0)
-    train: TrainConfig = Field(default_factory=lambda: fit_subset_train(5_000, 256))
+    weight_decay: float = Field(default=0.0, ge=0, description="AdamW weight decay")
+    train: TrainConfig = Field(default_factory=lambda: fit_subset_train(5_000, 256),
+                               description="training until the subset is fitted exactly")
 
 
 @register_experiment
@@ -54,8 +62,6 @@ class ArchitectureSensitivity(Experiment):
     Spec = ArchSpec
 
     def plan(self, spec: ArchSpec):
-        from ..registry import TASKS
-
         for arch, choice in spec.architectures.items():
             choice.validate_now(f"architectures.{arch}")
         plans = []
@@ -82,32 +88,19 @@ class ArchitectureSensitivity(Experiment):
                                              ModelChoice(**c0["model"]), train_cfg, device, progress)
         n = c0["task"]["n"]
         learned = learned_tables(stack, train_cfg.loss, n)
-        outcomes = []
-        for i, plan in enumerate(plans):
-            state = {k: v[i] for k, v in stack.task_states.items()}
-            truth = stack.tasks[i].truth_table(state)
-            in_train = learned.new_zeros(2 ** n, dtype=bool)
-            in_train[index_of(state["subset"])] = True
-            train_acc = (learned[i][in_train] == truth[in_train]).float().mean()
-            metrics = {
-                "fitted": float(train_acc == 1.0),
-                "train_acc": float(train_acc),
-                "test_acc": float((learned[i][~in_train] == truth[~in_train]).float().mean()),
-                "as_learned": float(average_sensitivity(learned[i])),
-                "as_target": float(average_sensitivity(truth)),
-                "converge_step": int(result.converge_step[i]),
-                "diverged": float(result.diverged[i]),
-            }
-            series = [(h["step"], "train_loss", h["train_loss"][i]) for h in result.history]
-            outcomes.append(RunOutcome(plan, metrics, series,
-                                       tensors={"model": stack.member_state(i)},
-                                       arrays={"learned_table": learned[i].cpu().numpy()},
-                                       seconds=seconds / len(plans)))
-        return outcomes
+        states = [{k: v[i] for k, v in stack.task_states.items()} for i in range(len(plans))]
+        truths = [t.truth_table(st) for t, st in zip(stack.tasks, states)]
 
-    def figures(self, table):
-        from ..report.figures import architecture_figure
+        def member(i):
+            return {**completion_metrics(learned[i], truths[i], index_of(states[i]["subset"])),
+                    "converge_step": int(result.converge_step[i]),
+                    "diverged": float(result.diverged[i])}
 
+        return member_outcomes(plans, member, seconds, result=result, series=("train_loss",),
+                               tensors=lambda i: {"model": stack.member_state(i)},
+                               arrays=lambda i: {"learned_table": learned[i].cpu().numpy()})
+
+    def figures(self, table, artifacts):
         return {"sensitivity_by_architecture": architecture_figure(table)}
 
 
@@ -149,7 +142,32 @@ def check_architecture(table):
         values = [r["as_learned"] for r in table
                   if r["target"] == target and r["arch"] == "transformer" and r.get("fitted") == 1.0]
         statuses.append("PASS" if rows[0][1] + 2 * stderr(values) < rows[1][1] else "INCONCLUSIVE")
-    status = "FAIL" if "FAIL" in statuses else "INCONCLUSIVE" if "INCONCLUSIVE" in statuses else "PASS"
+    status = combine(statuses)
     summary = "; ".join(f"{t}: " + " < ".join(f"{a} {m:.2f}" for a, m, _ in rows)
                         for t, rows in ranks.items())
     return Verdict(status, summary, numbers)
+
+
+def architecture_figure(table: list[dict]):
+    """Learned-function sensitivity per architecture, one panel per target."""
+    from ...report.figures import plt, strip_with_means
+
+    fitted = [r for r in table if r.get("fitted") == 1.0]
+    targets = sorted({r["target"] for r in table})
+    archs = sorted({r["arch"] for r in table}, key=lambda a: (a != "transformer", a))
+    fig, axes = plt.subplots(1, max(len(targets), 1), figsize=(4.2 * max(len(targets), 1), 4),
+                             squeeze=False)
+    for ax, target in zip(axes[0], targets):
+        groups = {a: [r["as_learned"] for r in fitted if r["target"] == target and r["arch"] == a]
+                  for a in archs}
+        strip_with_means(ax, groups)
+        truth = [r["as_target"] for r in table if r["target"] == target]
+        if truth:
+            ax.axhline(float(sum(truth) / len(truth)), color="grey", ls="--", lw=1, label="target function")
+            ax.legend(frameon=False, fontsize=8)
+        ax.set_title(target)
+        ax.set_ylabel("average sensitivity of learned function")
+        ax.set_ylim(bottom=0)
+    fig.suptitle("Fitted to the same training subsets")
+    fig.tight_layout()
+    return fig

@@ -12,12 +12,17 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from .. import rng
-from ..measure.sensitivity import average_sensitivity
-from ..tasks.boolean import index_of
-from ..train import TrainConfig
-from .base import Experiment, RunOutcome, SpecBase, Verdict, register_claim, register_experiment
-from .common import ModelChoice, fit_boolean, fit_subset_train, learned_tables, mean_sd, stderr, members_of
+from ... import rng
+from ...errors import InputError
+from ...measure.sensitivity import average_sensitivity
+from ...tasks.boolean import index_of
+from ...train import TrainConfig
+from ..base import Experiment, SpecBase, Verdict, register_claim, register_experiment
+from ..claims import combine
+from ..common import (ModelChoice, completion_metrics, fit_boolean, fit_subset_train, learned_tables,
+                      members_of)
+from ..outcomes import member_outcomes
+from ..stats import mean_sd, stderr
 
 
 class LowSensSpec(SpecBase):
@@ -28,11 +33,12 @@ class LowSensSpec(SpecBase):
                                       description="seeds of the random target tables")
     subset_seeds: list[int] = Field(default=[0], min_length=1, description="seeds of the subsets")
     model_seeds: list[int] = Field(default=[0], min_length=1, description="model init seeds")
-    model: ModelChoice = Field(default_factory=ModelChoice)
-    lr: float = Field(default=3e-4, gt=0)
-    weight_decay: float = Field(default=0.1, ge=0)
+    model: ModelChoice = Field(default_factory=ModelChoice, description="the model fitted")
+    lr: float = Field(default=3e-4, gt=0, description="learning rate")
+    weight_decay: float = Field(default=0.1, ge=0, description="AdamW weight decay")
     random_completions: int = Field(default=8, gt=0, description="random completions per run")
-    train: TrainConfig = Field(default_factory=lambda: fit_subset_train(10_000, 1024))
+    train: TrainConfig = Field(default_factory=lambda: fit_subset_train(10_000, 1024),
+                               description="training until the subset is fitted exactly")
 
 
 @register_experiment
@@ -46,7 +52,6 @@ class LowSensGeneralization(Experiment):
         plans = []
         for m in spec.train_sizes:
             if m > 2 ** spec.n:
-                from ..errors import InputError
                 raise InputError("train_sizes", f"m = {m} exceeds 2^n = {2 ** spec.n}", f"1..{2 ** spec.n}")
             for fs in spec.function_seeds:
                 for ss in spec.subset_seeds:
@@ -70,36 +75,26 @@ class LowSensGeneralization(Experiment):
         stack, result, seconds = fit_boolean("random", task_params, members, model, train_cfg,
                                              device, progress)
         learned = learned_tables(stack, train_cfg.loss, c0["n"])  # [M, 2^n]
-        task = stack.task
         truth = torch.stack([t.truth_table({k: v[i] for k, v in stack.task_states.items()})
                              for i, t in enumerate(stack.tasks)])
         subset_idx = index_of(stack.task_states["subset"])  # [M, m]
-        outcomes = []
-        for i, plan in enumerate(plans):
-            cfg = plan.config
-            in_train = torch.zeros(2 ** cfg["n"], dtype=torch.bool, device=learned.device)
-            in_train[subset_idx[i]] = True
-            train_acc = (learned[i][in_train] == truth[i][in_train]).float().mean()
-            test_acc = (learned[i][~in_train] == truth[i][~in_train]).float().mean()
-            randoms = self.random_completions(truth[i], subset_idx[i], cfg)
-            metrics = {
-                "fitted": float(train_acc == 1.0),
-                "train_acc": float(train_acc),
-                "test_acc": float(test_acc),
-                "as_learned": float(average_sensitivity(learned[i])),
-                "as_random": float(average_sensitivity(randoms).mean()),
-                "as_target": float(average_sensitivity(truth[i])),
+        randoms = [self.random_completions(truth[i], subset_idx[i], p.config)
+                   for i, p in enumerate(plans)]
+
+        def member(i):
+            return {
+                **completion_metrics(learned[i], truth[i], subset_idx[i]),
+                "as_random": float(average_sensitivity(randoms[i]).mean()),
                 "converge_step": int(result.converge_step[i]),
                 "diverged": float(result.diverged[i]),
                 "steps_run": result.steps_run,
             }
-            series = [(h["step"], k, h[k][i]) for h in result.history for k in ("train_loss", "acc")]
-            outcomes.append(RunOutcome(plan, metrics, series,
-                                       tensors={"model": stack.member_state(i)}, arrays={
-                "learned_table": learned[i].cpu().numpy(), "random_table": randoms[0].cpu().numpy()},
-                seconds=seconds / len(plans)))
-        del task
-        return outcomes
+
+        return member_outcomes(
+            plans, member, seconds, result=result, series=("train_loss", "acc"),
+            tensors=lambda i: {"model": stack.member_state(i)},
+            arrays=lambda i: {"learned_table": learned[i].cpu().numpy(),
+                              "random_table": randoms[i][0].cpu().numpy()})
 
     @staticmethod
     def random_completions(truth: torch.Tensor, subset_idx: torch.Tensor, cfg: dict) -> torch.Tensor:
@@ -110,10 +105,10 @@ class LowSensGeneralization(Experiment):
         tables[:, subset_idx] = truth[subset_idx]
         return tables
 
-    def figures(self, table):
-        from ..report.figures import lowsens_figure
+    def figures(self, table, artifacts):
+        from . import figures
 
-        return {"sensitivity_by_m": lowsens_figure(table)}
+        return {"sensitivity_by_m": figures.lowsens_figure(table)}
 
 
 @register_claim(
@@ -149,7 +144,7 @@ def check_lowsens(table):
             statuses.append("INCONCLUSIVE")
     if not by_m:
         return Verdict("INCONCLUSIVE", "no finished runs", {})
-    status = "FAIL" if "FAIL" in statuses else "INCONCLUSIVE" if "INCONCLUSIVE" in statuses else "PASS"
+    status = combine(statuses)
     summary = "; ".join(f"{m}: learned {v['as_learned']} vs random {v['as_random']} ({v['fitted']} fitted)"
                         for m, v in numbers.items())
     return Verdict(status, summary, numbers)

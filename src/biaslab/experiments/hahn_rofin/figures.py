@@ -1,19 +1,15 @@
-"""Figures of the loss-landscape experiments (pure functions: stored table -> matplotlib Figure).
+"""Figures of the Hahn & Rofin experiments (pure functions: stored table -> matplotlib Figure).
 
-Every figure shows converged (kept) runs only, as the reference's plots do, and says so.
+The landscape figures show converged (kept) runs only, as the reference's plots do, and say so.
 """
 
 from __future__ import annotations
 
 import math
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .figures import PALETTE  # noqa: E402
+from ...report.figures import PALETTE, plt, strip_with_means
 
 TARGET_COLORS = {"parity": PALETTE[1], "majority": PALETTE[0], "first": PALETTE[2],
                  "mean": PALETTE[3], "scratchpad": PALETTE[5], "learned": PALETTE[0],
@@ -225,5 +221,26 @@ def scratchpad_figure(table: list[dict]):
         ax.set_title(title, fontsize=10)
     fig.suptitle("Kept runs: scratchpad greedy accuracy > keep_acc; PARITY eval MSE < keep_mse",
                  fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def lowsens_figure(table: list[dict]):
+    """Average sensitivity of learned vs random completions, by training size m."""
+    fitted = [r for r in table if r.get("fitted") == 1.0]
+    ms = sorted({int(r["train_size"]) for r in table})
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    learned = {f"m={m}": [r["as_learned"] for r in fitted if int(r["train_size"]) == m] for m in ms}
+    random = {f"m={m}": [r["as_random"] for r in fitted if int(r["train_size"]) == m] for m in ms}
+    strip_with_means(ax, learned, offset=-0.18, label="learned completion", color=PALETTE[0])
+    strip_with_means(ax, random, offset=0.18, label="random completion", color=PALETTE[1])
+    if table:
+        n = int(table[0]["n"])
+        ax.axhline(n / 2, color="grey", ls="--", lw=1, label=f"random function (n/2 = {n / 2:g})")
+    ax.set_ylabel("average sensitivity")
+    ax.set_xlabel("distinct training inputs")
+    ax.set_title("Completions of partial random tables (fitted runs)")
+    ax.legend(frameon=False, fontsize=8, loc="lower right")
+    ax.set_ylim(bottom=0)
     fig.tight_layout()
     return fig

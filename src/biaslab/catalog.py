@@ -1,0 +1,51 @@
+"""Every module that registers a task, model, measure or experiment, listed by hand.
+
+The registries (``registry.py``) fill themselves from these lists the first time they are asked
+for a name, so no package ``__init__`` has to import its members for their side effects and
+importing one module never drags in the whole lab. A new task, model, measure or experiment is
+one line here (keep the lists sorted).
+"""
+
+from __future__ import annotations
+
+TASKS = [
+    "biaslab.tasks.anchor",
+    "biaslab.tasks.boolean",
+    "biaslab.tasks.prefix_parity",
+    "biaslab.tasks.table",
+]
+
+MODELS = [
+    "biaslab.models.cnn",
+    "biaslab.models.decoder",
+    "biaslab.models.lstm",
+    "biaslab.models.mlp",
+    "biaslab.models.seq2seq",
+    "biaslab.models.transformer",
+]
+
+MEASURES = [
+    "biaslab.measure.anchor",
+    "biaslab.measure.fourier",
+    "biaslab.measure.landscape",
+    "biaslab.measure.norms",
+    "biaslab.measure.sensitivity",
+]
+
+EXPERIMENTS = [
+    "biaslab.experiments.hahn_rofin.length_generalization",
+    "biaslab.experiments.hahn_rofin.lowsens_generalization",
+    "biaslab.experiments.hahn_rofin.norm_blowup_tradeoff",
+    "biaslab.experiments.hahn_rofin.scratchpad",
+    "biaslab.experiments.hahn_rofin.sensitivity_sharpness",
+    "biaslab.experiments.hahn_rofin.sharpness_scaling",
+    "biaslab.experiments.hahn_rofin.training_dynamics",
+    "biaslab.experiments.vasudeva.architecture_sensitivity",
+    "biaslab.experiments.zhang_anchor.anchor_mechanisms",
+    "biaslab.experiments.zhang_anchor.complexity_control",
+    "biaslab.experiments.zhang_anchor.init_phase_diagram",
+]
+
+#: registry kind -> the modules that fill it (claims are registered by experiment modules).
+MODULES = {"task": TASKS, "model": MODELS, "measure": MEASURES, "experiment": EXPERIMENTS,
+           "claim": EXPERIMENTS}

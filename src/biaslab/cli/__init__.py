@@ -1,0 +1,131 @@
+"""The `biaslab` command line. Human output by default, ``--json`` for machines.
+
+Bad input of any kind ends in one line on stderr naming the field and the accepted values, with
+exit code 2, before anything is written. Commands live in ``explore.py`` (list, sample, measure,
+spec) and ``experiments.py`` (run, reproduce, runs, report, export); ``common.py`` holds what
+they share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..errors import InputError
+from .common import DEFAULT_STORE, Parser, parallel_args, spec_args, store_arg, threads_arg
+from .experiments import cmd_export, cmd_report, cmd_reproduce, cmd_run, cmd_runs
+from .explore import cmd_list, cmd_measure, cmd_sample, cmd_spec
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="biaslab", description="A laboratory for the inductive biases of neural networks.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    s = sub.add_parser("list", help="registered tasks, models, measures, experiments and claims")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.set_defaults(fn=cmd_list)
+
+    s = sub.add_parser("sample", help="draw examples from a task")
+    s.add_argument("task", help="task name (see `biaslab list`)")
+    s.add_argument("params", nargs="*", help="task parameters as key=value, e.g. n=12")
+    s.add_argument("--split", default="train", help="train or test")
+    s.add_argument("--count", type=int, default=8, help="number of examples")
+    s.add_argument("--seed", type=int, default=0, help="seed of the task state and the draw")
+    s.add_argument("--json", action="store_true", help="a JSON list of {input, target}")
+    s.set_defaults(fn=cmd_sample)
+
+    s = sub.add_parser("measure", help="measure a Boolean function: sensitivity or fourier")
+    s.add_argument("what", choices=["sensitivity", "fourier"], help="which measure")
+    s.add_argument("task", nargs="?", help="Boolean task name")
+    s.add_argument("params", nargs="*", help="task parameters as key=value")
+    s.add_argument("--table", help=".npy truth table of length 2^n, values in {0,1} or {-1,+1}, "
+                                   "bit i of the index = input i")
+    s.add_argument("--seed", type=int, default=0, help="seed of random targets")
+    s.add_argument("--samples", type=int, default=20000, help="Monte-Carlo samples when n > 24")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.set_defaults(fn=cmd_measure)
+
+    s = sub.add_parser("run", help="run an experiment (finished runs are skipped)")
+    s.add_argument("experiment", help="experiment name (see `biaslab list`)")
+    s.add_argument("overrides", nargs="*", help="spec overrides as dotted key=value")
+    spec_args(s)
+    store_arg(s)
+    s.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    threads_arg(s)
+    parallel_args(s)
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_run)
+
+    s = sub.add_parser("spec", help="every field of an experiment's resolved spec, with its meaning")
+    s.add_argument("experiment", help="experiment name (see `biaslab list`)")
+    s.add_argument("overrides", nargs="*", help="spec overrides as dotted key=value")
+    spec_args(s)
+    s.add_argument("--json", action="store_true", help="a JSON list of {field, value, description}")
+    s.set_defaults(fn=cmd_spec)
+
+    s = sub.add_parser("reproduce", help="run what claims need, then check them")
+    s.add_argument("claims", nargs="*", help="claim names (see `biaslab list`)")
+    s.add_argument("--all", action="store_true", help="every registered claim")
+    s.add_argument("--preset", default="cpu", help="cpu, gpu or paper (default cpu)")
+    s.add_argument("--set", dest="overrides", action="append", default=[],
+                   help="spec override key=value applied to every experiment (repeatable)")
+    store_arg(s)
+    s.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    threads_arg(s)
+    parallel_args(s)
+    s.add_argument("--report", help="also write the HTML report to this folder")
+    s.add_argument("--quiet", action="store_true")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_reproduce)
+
+    s = sub.add_parser("runs", help="what the store holds")
+    store_arg(s)
+    s.add_argument("--experiment", help="only this experiment")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_runs)
+
+    s = sub.add_parser("report", help="write one HTML page with every figure and the claims table")
+    store_arg(s)
+    s.add_argument("--out", default="report", help="output folder (default ./report)")
+    s.set_defaults(fn=cmd_report)
+
+    s = sub.add_parser("export", help="export finished runs to CSV (or Parquet with pyarrow)")
+    store_arg(s)
+    s.add_argument("--out", required=True, help="a .csv or .parquet path")
+    s.add_argument("--experiment", help="only this experiment")
+    s.set_defaults(fn=cmd_export)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        parser = build_parser()
+        args, extra = parser.parse_known_args(argv)
+        # key=value words may come after options (`run exp --preset cpu n=3`); argparse
+        # leaves those over, so hand them to the command's key=value list.
+        target = next((a for a in ("overrides", "params") if hasattr(args, a)), None)
+        rest = [w for w in extra if not (target and "=" in w and not w.startswith("-"))]
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        if target:
+            setattr(args, target, list(getattr(args, target) or []) + [w for w in extra if w not in rest])
+        return args.fn(args)
+    except InputError as exc:
+        print(f"biaslab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("biaslab: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # Output piped into `head` and closed early: not an error worth a traceback.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

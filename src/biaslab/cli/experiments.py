@@ -1,0 +1,111 @@
+"""Commands that train, check and read the store: run, reproduce, runs, report, export."""
+
+from __future__ import annotations
+
+import sys
+
+from ..errors import InputError
+from .common import check_parallel, emit, set_threads, spec_and_experiment
+
+
+def cmd_run(args) -> int:
+    from ..execute import resolve_device, run_experiment
+    from ..store import Store
+
+    set_threads(args.threads)
+    exp, spec = spec_and_experiment(args.experiment, args.preset, args.spec, args.overrides,
+                                    args.only)
+    device = resolve_device(args.device)
+    check_parallel(args)
+    with Store(args.store) as store:
+        summary = run_experiment(exp, spec, store, device, progress=not args.quiet,
+                                 max_members=args.max_members, workers=args.workers)
+    emit(summary, args.json, lambda s: print(
+        f"{exp.name}: trained {s['trained']}, skipped {s['skipped']} finished, "
+        f"{s['seconds']:.0f}s; store {args.store}"))
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    """Run what the claims need under one preset, check them on exactly those runs (the one
+    claim path: ``experiments.claims.check_claims``, which stores each verdict), print the
+    verdicts, and with --report write the page that shows the same stored verdicts."""
+    from ..execute import resolve_device, run_experiment
+    from ..experiments.claims import check_claims
+    from ..registry import CLAIMS
+    from ..store import Store
+
+    set_threads(args.threads)
+    check_parallel(args)
+    if args.all == bool(args.claims):
+        raise InputError("claims", "name claims or pass --all (not both)", ", ".join(CLAIMS.names()))
+    claims = [CLAIMS.get(c) for c in (CLAIMS.names() if args.all else args.claims)]
+    preset = args.preset or "cpu"
+    plans = {}
+    for claim in claims:
+        if claim.experiment not in plans:
+            plans[claim.experiment] = spec_and_experiment(claim.experiment, preset, None,
+                                                          args.overrides)
+    device = resolve_device(args.device)
+    with Store(args.store) as store:
+        for exp, spec in plans.values():
+            run_experiment(exp, spec, store, device, progress=not args.quiet,
+                           max_members=args.max_members, workers=args.workers)
+        runs = {name: {p.id for p in exp.plan(spec)} for name, (exp, spec) in plans.items()}
+        results = [c.as_dict() for c in check_claims(store, claims, runs, preset)]
+        if args.report:
+            from ..report.html import write_report
+
+            page = write_report(store, args.report)
+            print(f"report: {page}", file=sys.stderr)
+
+    def human(rs):
+        for r in rs:
+            print(f"[{r['status']}] {r['claim']} (preset {r['preset']}, {r['runs']} runs)")
+            print(f"    claim:    {r['statement']}")
+            print(f"    measured: {r['summary']}")
+            print(f"    paper:    {r['paper']}")
+    emit(results, args.json, human)
+    return 0
+
+
+# -- runs / report / export --------------------------------------------------------------------
+def cmd_runs(args) -> int:
+    from ..store import Store
+
+    with Store(args.store, create=False) as store:
+        runs = store.runs(args.experiment)
+    rows = [{"id": r["id"], "experiment": r["experiment"], "status": r["status"],
+             "seconds": r["seconds"], "metrics": r["metrics"]} for r in runs]
+
+    def human(rs):
+        if not rs:
+            print("(no runs)")
+        for r in rs:
+            keys = [k for k in ("fitted", "as_learned", "as_random", "sharpness", "acc",
+                                "inferential_acc", "symmetric_acc") if k in r["metrics"]]
+            shown = " ".join(f"{k}={r['metrics'][k]:.4g}" for k in keys if r["metrics"][k] is not None)
+            print(f"{r['id']}  {r['experiment']:<28} {r['status']:<8} {shown}")
+    emit(rows, args.json, human)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from ..report.html import write_report
+    from ..store import Store
+
+    with Store(args.store, create=False) as store:
+        page = write_report(store, args.out)
+    print(f"report written to {page}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from ..store import Store
+
+    with Store(args.store, create=False) as store:
+        path = store.export(args.out, args.experiment)
+    print(f"exported to {path}")
+    return 0
+
+

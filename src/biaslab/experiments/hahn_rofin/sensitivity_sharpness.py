@@ -1,0 +1,170 @@
+"""sensitivity-sharpness (Hahn & Rofin E5 step 3): fresh transformers refit on the full cube to
+the learned and random completions of lowsens-generalization; sharpness against the function's
+average sensitivity. Depends on lowsens-generalization: the executor runs its spec ``source``
+first and hands this experiment a read-only view of those runs (their completion tables).
+Measured with ``experiments/protocol.py``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from ...measure.sensitivity import average_sensitivity
+from ...tasks.table import TableTask
+from ...train import TrainConfig
+from ..base import Experiment, SpecBase, Verdict, register_claim, register_experiment
+from ..common import ModelChoice, members_of
+from ..outcomes import member_outcomes, train_metrics
+from ..protocol import MeasureSpec, fit_and_measure, reference_model, reference_train
+from ..stats import mean_sd, pearson, rounded, spearman, stderr
+from .lowsens_generalization import LowSensGeneralization, LowSensSpec
+
+
+def _refit_train() -> TrainConfig:
+    # Refit on the full cube: the reference recipe, 10k steps, keep eval MSE < 1e-3.
+    return reference_train()
+
+
+class SensSharpSpec(SpecBase):
+    source: LowSensSpec = Field(default_factory=LowSensSpec,
+                                description="the lowsens-generalization spec whose completions are "
+                                "refit (run first by the executor; its stored runs are reused)")
+    random_sizes: list[int] = Field(default=[256], description="training sizes m whose random "
+                                    "completion is refit too (the sheet: m = 256)")
+    model_seeds: list[int] = Field(default=[0, 1, 2, 3, 4], min_length=1,
+                                   description="seeds of the refit models")
+    model: ModelChoice = Field(default_factory=reference_model,
+                               description="the refit model (default: the reference's)")
+    lr: float = Field(default=3e-4, gt=0, description="learning rate unless model.lr is set")
+    weight_decay: float = Field(default=0.1, ge=0, description="AdamW weight decay")
+    train: TrainConfig = Field(default_factory=_refit_train, description="refit recipe")
+    measure: MeasureSpec = Field(default_factory=MeasureSpec, description="how refits are measured")
+    keep_mse: float = Field(default=1e-3, gt=0, description="converged = eval MSE below this")
+
+
+@register_experiment
+class SensitivitySharpness(Experiment):
+    name = "sensitivity-sharpness"
+    description = "sharpness of transformers refit to learned vs random completions (n = 10)"
+    Spec = SensSharpSpec
+
+    def dependencies(self, spec: SensSharpSpec):
+        return [(LowSensGeneralization(), spec.source)]
+
+    def plan(self, spec: SensSharpSpec):
+        spec.model.validate_now("model")
+        plans = []
+        for sp in LowSensGeneralization().plan(spec.source):
+            m = sp.config["train_size"]
+            kinds = ["learned"] + (["random"] if m in spec.random_sizes else [])
+            src = {k: sp.config[k] for k in ("n", "train_size", "function_seed", "subset_seed", "seed")}
+            for kind in kinds:
+                for s in spec.model_seeds:
+                    cfg = {"source_run": sp.id, "source": src, "kind": kind, "seed": s,
+                           "model": spec.model.model_dump(), "lr": spec.model.lr or spec.lr,
+                           "weight_decay": spec.weight_decay, "train": spec.train.model_dump(),
+                           "measure": spec.measure.model_dump(), "keep_mse": spec.keep_mse}
+                    plans.append(self._plan(cfg, (f"m={m}", kind)))
+        return plans
+
+    @staticmethod
+    def source_tables(upstream, run_ids: set[str]) -> dict:
+        """source run id -> {"learned": array, "random": array, "fitted": float}, read from the
+        lowsens-generalization runs the executor ran first (``upstream``, a read-only view)."""
+        rows = {r["run_id"]: r for r in upstream.table(LowSensGeneralization.name)}
+        missing = sorted(set(run_ids) - set(rows))
+        if missing:
+            raise RuntimeError(f"lowsens-generalization runs {missing[:3]} are not finished; "
+                               "the executor runs an experiment's dependencies first")
+        return {rid: {"learned": upstream.artifacts.array(rid, "learned_table"),
+                      "random": upstream.artifacts.array(rid, "random_table"),
+                      "fitted": float(rows[rid].get("fitted") or 0.0)} for rid in run_ids}
+
+    def run_group(self, spec, plans, device, progress=False, upstream=None):
+        t0 = time.perf_counter()
+        tables = self.source_tables(upstream, {p.config["source_run"] for p in plans})
+        c0 = plans[0].config
+        n = c0["source"]["n"]
+        train_cfg = TrainConfig(**c0["train"])
+        arrays = [np.asarray(tables[p.config["source_run"]][p.config["kind"]], dtype=np.float32)
+                  for p in plans]
+        as_vals = [float(average_sensitivity(torch.as_tensor(a, dtype=torch.float64))) for a in arrays]
+        stack, result, met, _ = fit_and_measure(
+            "table", [TableTask.of(a, n) for a in arrays], members_of(plans),
+            ModelChoice(**c0["model"]), train_cfg, MeasureSpec(**c0["measure"]), c0["keep_mse"],
+            device, progress)
+
+        def member(i):
+            return {**{k: v[i] for k, v in met.items()}, **train_metrics(result, train_cfg, i),
+                    "as_table": as_vals[i],
+                    "source_fitted": tables[plans[i].config["source_run"]]["fitted"]}
+
+        return member_outcomes(plans, member, time.perf_counter() - t0, result=result,
+                               series=("train_loss", "mse"))
+
+    def figures(self, table, artifacts):
+        from . import figures
+
+        return {"sharpness_vs_sensitivity": figures.sensitivity_sharpness_figure(table)}
+
+
+SENS_MIN_PER_KIND = 3
+
+
+def sens_sharp_stats(table) -> dict:
+    kept = [r for r in table if r.get("converged") == 1.0 and r.get("source_fitted") == 1.0]
+    by_kind = {k: [r for r in kept if r["kind"] == k] for k in ("learned", "random")}
+    out = {"kept": f"{len(kept)}/{len(table)}",
+           "spearman_as_sharpness": rounded(spearman([r["as_table"] for r in kept],
+                                                [r["sharpness_x4"] for r in kept]), 3),
+           "pearson_as_sharpness": rounded(pearson([r["as_table"] for r in kept],
+                                              [r["sharpness_x4"] for r in kept]), 3)}
+    for k, rows in by_kind.items():
+        m, sd, cnt = mean_sd([r["sharpness_x4"] for r in rows])
+        out[k] = {"runs": cnt, "sharpness_x4": rounded(m, 5), "sd": rounded(sd, 5),
+                  "stderr": rounded(stderr([r["sharpness_x4"] for r in rows]), 5),
+                  "as": rounded(mean_sd([r["as_table"] for r in rows])[0], 3)}
+    return out
+
+
+@register_claim(
+    "sharpness-rises-with-sensitivity",
+    "sensitivity-sharpness",
+    "transformers refit on the full cube (n = 10 in the paper) to more sensitive functions are "
+    "sharper: Spearman "
+    "(average sensitivity, sharpness) > 0.3 over converged refits, and refits of random "
+    "completions are sharper than refits of learned completions by more than two standard errors",
+    "Hahn & Rofin Fig 4 / 15 (E5 step 3): sharpness rises with average sensitivity; random "
+    "completions (as about 5) are sharper than learned ones; figure values not published in "
+    "the sheet",
+)
+def check_sens_sharp(table):
+    st = sens_sharp_stats(table)
+    lr_, rd = st["learned"], st["random"]
+    # Decision rule, fixed before the runs: >= SENS_MIN_PER_KIND converged refits of fitted
+    # sources per kind. PASS: Spearman > 0.3 and mean(random) - mean(learned) > 2 * sqrt(se_l^2 +
+    # se_r^2). FAIL: Spearman <= 0 or mean(random) <= mean(learned). INCONCLUSIVE otherwise.
+    if lr_["runs"] < SENS_MIN_PER_KIND or rd["runs"] < SENS_MIN_PER_KIND:
+        return Verdict("INCONCLUSIVE", f"too few converged refits (learned {lr_['runs']}, random "
+                       f"{rd['runs']}; need {SENS_MIN_PER_KIND} each)", st)
+    rho = st["spearman_as_sharpness"]
+    diff = rd["sharpness_x4"] - lr_["sharpness_x4"]
+    se = math.sqrt(lr_["stderr"] ** 2 + rd["stderr"] ** 2)
+    if rho is None:
+        status = "INCONCLUSIVE"
+    elif rho > 0.3 and diff > 2 * se:
+        status = "PASS"
+    elif rho <= 0 or diff <= 0:
+        status = "FAIL"
+    else:
+        status = "INCONCLUSIVE"
+    summary = (f"Spearman(as, sharpness) = {rho}; sharpness x4 learned {lr_['sharpness_x4']} "
+               f"(as {lr_['as']}, {lr_['runs']} runs) vs random {rd['sharpness_x4']} "
+               f"(as {rd['as']}, {rd['runs']} runs); diff {diff:.4g}, 2 se {2 * se:.3g}")
+    return Verdict(status, summary, st)
+

@@ -1,0 +1,137 @@
+"""sharpness-scaling (Hahn & Rofin E1): perturbation sharpness, LayerNorm blow-up and parameter
+norm of converged transformers against n, for PARITY, MAJORITY, FIRST and MEAN (sweep A: the
+reference model; sweep B: d_model 4, batch 128, n to the hundreds, no PARITY).
+
+Sheet: /work/shared/papers/sensitivity-hardness.md. How sharpness, blow-up and convergence are
+measured: ``experiments/protocol.py``.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ...train import TrainConfig
+from ..base import Experiment, SpecBase, Verdict, register_claim, register_experiment
+from ..claims import combine
+from ..common import ModelChoice
+from ..protocol import (MeasureSpec, fit_measure_group, reference_model, reference_train,
+                        validate_boolean)
+from ..stats import linfit, rounded
+
+class SharpnessSweep(SpecBase):
+    """One grid: targets x ns x seeds, trained with its own model and recipe."""
+
+    targets: list[str] = Field(default=["parity", "majority", "first", "mean"], min_length=1,
+                               description="Boolean targets")
+    ns: list[int] = Field(default=list(range(4, 31)), min_length=1, description="input lengths")
+    seeds: list[int] = Field(default=list(range(10)), min_length=1, description="model seeds")
+    model: ModelChoice = Field(default_factory=reference_model,
+                               description="the model trained (default: the reference's)")
+    lr: float = Field(default=3e-4, gt=0, description="learning rate unless model.lr is set")
+    weight_decay: float = Field(default=0.1, ge=0, description="AdamW weight decay")
+    train: TrainConfig = Field(default_factory=reference_train, description="training recipe")
+
+
+class SharpnessSpec(SpecBase):
+    sweeps: dict[str, SharpnessSweep] = Field(
+        default_factory=lambda: {"A": SharpnessSweep()}, min_length=1,
+        description="named sweeps; each is a grid targets x ns x seeds with its own model")
+    measure: MeasureSpec = Field(default_factory=MeasureSpec, description="how runs are measured")
+    keep_mse: float = Field(default=1e-3, gt=0, description="converged = eval MSE below this")
+
+
+@register_experiment
+class SharpnessScaling(Experiment):
+    name = "sharpness-scaling"
+    description = "perturbation sharpness, LayerNorm blow-up and norm of converged transformers vs n"
+    Spec = SharpnessSpec
+
+    def plan(self, spec: SharpnessSpec):
+        plans = []
+        for sw_name, sw in spec.sweeps.items():
+            sw.model.validate_now(f"sweeps.{sw_name}.model")
+            for target in sw.targets:
+                for n in sw.ns:
+                    validate_boolean(target, n)
+                    for s in sw.seeds:
+                        cfg = {"sweep": sw_name, "target": target, "n": n, "seed": s,
+                               "model": sw.model.model_dump(), "lr": sw.model.lr or sw.lr,
+                               "weight_decay": sw.weight_decay, "train": sw.train.model_dump(),
+                               "measure": spec.measure.model_dump(), "keep_mse": spec.keep_mse}
+                        plans.append(self._plan(cfg, (sw_name, target, f"n={n}")))
+        return plans
+
+    def run_group(self, spec, plans, device, progress=False):
+        return fit_measure_group(plans, device, progress)
+
+    def figures(self, table, artifacts):
+        from . import figures
+
+        return {"sharpness_blowup_norm_vs_n": figures.sharpness_scaling_figure(table)}
+
+
+SCALING_MIN_RUNS = 5  # converged runs per target, fixed before any run
+SCALING_MIN_NS = 3  # distinct n with a converged run, per target
+
+
+def scaling_fits(table, value: str = "sharpness_x4") -> dict:
+    """Per (sweep, target): least-squares fit of ``value`` on n over converged runs."""
+    cells: dict = {}
+    for r in table:
+        if r.get("converged") == 1.0:
+            cells.setdefault((r["sweep"], r["target"]), []).append((r["n"], r.get(value)))
+    out = {}
+    for (sw, t), pts in sorted(cells.items()):
+        fit = linfit([p[0] for p in pts], [p[1] for p in pts])
+        fit["ns"] = len({p[0] for p in pts})
+        out.setdefault(sw, {})[t] = fit
+    return out
+
+
+@register_claim(
+    "sharpness-grows-for-parity",
+    "sharpness-scaling",
+    "the perturbation sharpness of converged transformers grows with n for PARITY "
+    "(positive slope, Pearson r > 0.8) while MAJORITY's and FIRST's stay flat (|slope| under a "
+    "fifth of PARITY's), in the sweep that trains PARITY",
+    "Hahn & Rofin Figs 1, 5-8 (E1): sharpness (x4) grows with n for PARITY; MAJORITY, FIRST, MEAN "
+    "stay low and flat up to n = 512; slopes, r and p are plotted but their values are not "
+    "published in the sheet",
+)
+def check_sharpness_scaling(table):
+    fits = scaling_fits(table)
+    total = {}
+    for r in table:
+        key = (r["sweep"], r["target"])
+        total[key] = total.get(key, 0) + 1
+    numbers = {sw: {t: {"slope_x4": rounded(f["slope"], 5), "r": rounded(f["r"], 3),
+                        "converged": f"{f['k']}/{total.get((sw, t), 0)}", "n_values": f["ns"]}
+                    for t, f in fs.items()} for sw, fs in fits.items()}
+    statuses, parts = [], []
+    parity_sweeps = sorted({r["sweep"] for r in table if r["target"] == "parity"})
+    for sw in parity_sweeps:
+        fs = fits.get(sw, {})
+        # Decision rule, fixed before the runs: every one of PARITY, MAJORITY, FIRST needs at
+        # least SCALING_MIN_RUNS converged runs over SCALING_MIN_NS distinct n, else INCONCLUSIVE.
+        # PASS: PARITY slope > 0 with r > 0.8, and |slope| of MAJORITY and of FIRST below a fifth
+        # of PARITY's. FAIL otherwise.
+        enough = all(t in fs and fs[t]["k"] >= SCALING_MIN_RUNS and fs[t]["ns"] >= SCALING_MIN_NS
+                     for t in ("parity", "majority", "first"))
+        if not enough:
+            statuses.append("INCONCLUSIVE")
+            parts.append(f"sweep {sw}: too few converged runs / n values "
+                         f"(need {SCALING_MIN_RUNS} runs over {SCALING_MIN_NS} n per target)")
+            continue
+        p, mj, fi = fs["parity"], fs["majority"], fs["first"]
+        ok = (p["slope"] > 0 and p["r"] > 0.8 and abs(mj["slope"]) < p["slope"] / 5
+              and abs(fi["slope"]) < p["slope"] / 5)
+        statuses.append("PASS" if ok else "FAIL")
+        parts.append(f"sweep {sw}: slope x4 parity {p['slope']:.4g} (r {p['r']:.2f}), majority "
+                     f"{mj['slope']:.3g}, first {fi['slope']:.3g}")
+    for sw in sorted(set(fits) - set(parity_sweeps)):
+        parts.append(f"sweep {sw} (no parity; reported only): " + ", ".join(
+            f"{t} {f['slope']:.3g}" for t, f in fits[sw].items()))
+    if not parity_sweeps:
+        parts.append("no PARITY runs")
+    return Verdict(combine(statuses), "; ".join(parts), numbers)
+

@@ -1,0 +1,214 @@
+"""training-dynamics (Hahn & Rofin E3): sharpness, LayerNorm blow-up, squared norm and loss probed
+along PARITY training, aligned at each run's convergence step, and compared in windows before
+and after it. Measured with ``experiments/protocol.py`` on one fixed probe batch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+from pydantic import Field, model_validator
+from torch.func import vmap
+
+from ...measure.norms import parameter_norm_stack
+from ...tasks import make_task
+from ...train import Stack, TrainConfig, train
+from ...train.losses import get_loss
+from ..base import Experiment, SpecBase, Verdict, register_claim, register_experiment
+from ..claims import combine
+from ..common import ModelChoice, members_of
+from ..outcomes import member_outcomes
+from ..protocol import (MeasureSpec, blowup_of, measurement_batches, reference_model, sharpness_of,
+                        validate_boolean)
+from ..stats import jsonable, rounded
+
+PROBE_STREAM = 0x7B0B  # rng stream of the fixed probe batch
+
+
+def _dynamics_train() -> TrainConfig:
+    # Sheet E3: 20k steps, logging (here: probing) every 100 steps, no early stop.
+    return TrainConfig(steps=20_000, batch=1024, eval_every=100, converge="none",
+                       stop_on_converge=False, eval_split="test")
+
+
+def _dynamics_probe() -> MeasureSpec:
+    # Sheet E3: a fixed batch of 1024, sharpness with R = 500 draws reseeded at every probe.
+    return MeasureSpec(draws=500, batches=1, batch=1024)
+
+
+class DynamicsSpec(SpecBase):
+    target: str = Field(default="parity", description="Boolean target")
+    n: int = Field(default=25, gt=0, description="input length")
+    seeds: list[int] = Field(default=list(range(101)), min_length=1, description="model seeds")
+    weight_decays: list[float] = Field(default=[0.0, 0.1, 0.2, 0.3], min_length=1,
+                                       description="AdamW weight decays (one stack each)")
+    lr: float = Field(default=3e-4, gt=0, description="learning rate unless model.lr is set")
+    model: ModelChoice = Field(default_factory=reference_model,
+                               description="the model trained (default: the reference's)")
+    train: TrainConfig = Field(default_factory=_dynamics_train,
+                               description="probes run every train.eval_every steps")
+    probe: MeasureSpec = Field(default_factory=_dynamics_probe,
+                               description="probe: one fixed batch (batches=1), fresh noise per probe")
+    align_loss: float = Field(default=0.01, gt=0, description="convergence = first probe with "
+                              "fixed-batch loss below this (the reference's alignment)")
+    window: int = Field(default=1000, gt=0, description="steps in each comparison window")
+    span: int = Field(default=5000, gt=0, description="aligned curves stored from -span to +span")
+
+    @model_validator(mode="after")
+    def _windows(self):
+        if self.window % self.train.eval_every or self.span % self.train.eval_every:
+            raise ValueError("window and span must be multiples of train.eval_every")
+        return self
+
+
+DYN_NAMES = ("loss", "sharpness_x4", "blowup", "norm_sq")
+
+
+def window_stats(series: dict[int, float], c: int, window: int, every: int, last: int) -> dict:
+    """Means of a probe series in [c-2W, c-W) (control), [c-W, c) (before), [c, c+W) (after).
+
+    ``ok`` only when all three windows lie inside the probed range (c - 2W >= first probe and
+    c + W <= last probe + every)."""
+    def mean_in(a, b):
+        vals = [v for s, v in series.items() if a <= s < b and v is not None and math.isfinite(v)]
+        return float(np.mean(vals)) if vals else float("nan")
+
+    ok = c > 0 and c - 2 * window >= every and c + window <= last + every
+    return {"ctrl": mean_in(c - 2 * window, c - window), "before": mean_in(c - window, c),
+            "after": mean_in(c, c + window), "ok": ok}
+
+
+@register_experiment
+class TrainingDynamics(Experiment):
+    name = "training-dynamics"
+    description = "sharpness, blow-up, norm and loss along PARITY training, aligned at convergence"
+    Spec = DynamicsSpec
+
+    def plan(self, spec: DynamicsSpec):
+        spec.model.validate_now("model")
+        validate_boolean(spec.target, spec.n)
+        plans = []
+        for wd in spec.weight_decays:
+            for s in spec.seeds:
+                cfg = {"target": spec.target, "n": spec.n, "seed": s, "weight_decay": wd,
+                       "lr": spec.model.lr or spec.lr, "model": spec.model.model_dump(),
+                       "train": spec.train.model_dump(), "probe": spec.probe.model_dump(),
+                       "align_loss": spec.align_loss, "window": spec.window, "span": spec.span}
+                plans.append(self._plan(cfg, (f"wd={wd}",)))
+        return plans
+
+    def run_group(self, spec, plans, device, progress=False):
+        t0 = time.perf_counter()
+        c0 = plans[0].config
+        model = ModelChoice(**c0["model"])
+        cfg = TrainConfig(**c0["train"])
+        pm = MeasureSpec(**c0["probe"])
+        members = members_of(plans)
+        stack = Stack(model.name, model.params, make_task(c0["target"], {"n": c0["n"]}), members,
+                      device)
+        fixed = measurement_batches(stack, pm, salt=PROBE_STREAM)  # the same batch(es) every probe
+        lossf = get_loss(cfg.loss).fn
+        logs: dict[str, dict[int, list]] = {k: {} for k in DYN_NAMES}
+
+        def probe(step):
+            x, y = fixed[0]
+            out = stack.forward(x, shared_input=False)
+            logs["loss"][step] = vmap(lossf)(out, y).cpu().tolist()
+            # Reseeded at every probe: fresh noise, keyed by the probe's step.
+            logs["sharpness_x4"][step] = (4 * sharpness_of(stack, cfg.loss, fixed, pm, step)).cpu().tolist()
+            logs["blowup"][step] = blowup_of(stack, fixed, pm.member_chunk).cpu().tolist()
+            logs["norm_sq"][step] = parameter_norm_stack(stack).pow(2).cpu().tolist()
+
+        result = train(stack, cfg, progress=progress, probe=probe)
+        seconds = time.perf_counter() - t0
+        every, W, span = cfg.eval_every, c0["window"], c0["span"]
+        last = max(logs["loss"])
+        per = [{k: {s: v[i] for s, v in logs[k].items()} for k in DYN_NAMES} for i in range(len(plans))]
+
+        def member(i):
+            c = next((s for s in sorted(per[i]["loss"]) if per[i]["loss"][s] < c0["align_loss"]), -1)
+            metrics = {"align_step": c, "final_loss": per[i]["loss"][last],
+                       "diverged": float(result.diverged[i])}
+            ok = True
+            for k in ("sharpness_x4", "blowup", "norm_sq"):
+                ws = window_stats(per[i][k], c, W, every, last)
+                ok = ok and ws["ok"]
+                for part in ("ctrl", "before", "after"):
+                    metrics[f"{k}_{part}"] = ws[part]
+                metrics[f"{k}_final"] = per[i][k][last]
+            metrics["windows_ok"] = float(ok and c > 0)
+            if c > 0:
+                for k in DYN_NAMES:
+                    for off in range(-span, span + 1, every):
+                        if c + off in per[i][k]:
+                            metrics[f"aligned.{k}.{off:+d}"] = per[i][k][c + off]
+            return metrics
+
+        return member_outcomes(plans, member, seconds, curves=lambda i: [
+            (s, k, per[i][k][s]) for k in DYN_NAMES for s in sorted(per[i][k])])
+
+    def figures(self, table, artifacts):
+        from . import figures
+
+        return {"aligned_at_convergence": figures.dynamics_figure(table)}
+
+
+DYN_MIN_RUNS = 3
+# A priori: the window is short (the reference's plots mark -800..-1200 steps around convergence,
+# a few percent of a 20k-step run), so a two-fold change of the mean across it is abrupt on the
+# run's time scale; the control ratio (the window before vs the one before that) must be at most
+# half as large in log terms, so that a steady drift does not count as a change at convergence.
+DYN_FACTOR = 2.0
+
+
+def dynamics_ratios(table) -> dict:
+    rows = [r for r in table if r.get("windows_ok") == 1.0]
+    out = {"runs": len(rows), "total": len(table)}
+    for k in ("sharpness_x4", "blowup", "norm_sq"):
+        before = [r[f"{k}_before"] for r in rows]
+        after = [r[f"{k}_after"] for r in rows]
+        ctrl = [r[f"{k}_ctrl"] for r in rows]
+        mb, ma, mc = (float(np.mean(v)) if v else float("nan") for v in (before, after, ctrl))
+
+        def ratio(num, den):
+            if not (math.isfinite(num) and math.isfinite(den)):
+                return float("nan")
+            if den <= 0:
+                return float("inf") if num > 0 else float("nan")
+            return num / den
+
+        out[k] = {"before": rounded(mb, 5), "after": rounded(ma, 5), "ctrl": rounded(mc, 5),
+                  "ratio": ratio(ma, mb), "ctrl_ratio": ratio(mb, mc)}
+    return out
+
+
+@register_claim(
+    "abrupt-change-at-convergence",
+    "training-dynamics",
+    "along PARITY training, sharpness and LayerNorm blow-up change abruptly at convergence: the "
+    "mean over runs in a window after convergence differs from the window before by a factor "
+    ">= 2, and by at least twice as much (in log) as between the two windows before",
+    "Hahn & Rofin Figs 3, 12-14 (E3): abrupt changes in sharpness and blow-up at convergence "
+    "(n = 25, seeds 0-100, wd 0-0.3); curve values not published in the sheet",
+)
+def check_dynamics(table):
+    st = dynamics_ratios(table)
+    if st["runs"] < DYN_MIN_RUNS:
+        return Verdict("INCONCLUSIVE", f"{st['runs']}/{st['total']} runs converged with full "
+                       f"windows (need {DYN_MIN_RUNS})", jsonable(st))
+    statuses, parts = [], []
+    for k in ("sharpness_x4", "blowup"):
+        R, Rc = st[k]["ratio"], st[k]["ctrl_ratio"]
+        if not math.isfinite(R) and R != float("inf"):
+            statuses.append("INCONCLUSIVE")
+            parts.append(f"{k}: undefined ratio")
+            continue
+        lr = abs(math.log(R)) if R != float("inf") else float("inf")
+        lc = abs(math.log(Rc)) if math.isfinite(Rc) and Rc > 0 else float("inf")
+        ok = lr >= math.log(DYN_FACTOR) and lr >= 2 * lc
+        statuses.append("PASS" if ok else "FAIL")
+        parts.append(f"{k}: after/before {R:.3g} (control {Rc:.3g})")
+    return Verdict(combine(statuses), f"{st['runs']} runs; " + "; ".join(parts), jsonable(st))
+

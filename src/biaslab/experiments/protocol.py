@@ -1,0 +1,163 @@
+"""The sharpness measurement protocol (Hahn & Rofin; sheet: sensitivity-hardness.md), shared by
+every experiment that measures trained transformers' landscapes: the reference model and
+training recipe, measurement batches, perturbation sharpness, LayerNorm blow-up, evaluation of
+members, and "train one stack, then measure it".
+
+Conventions. Sharpness is the perturbation sharpness of ``measure.landscape``: mean over
+``draws`` Gaussian perturbations (sigma 0.02, every parameter but the positional embeddings) of
+L(theta + eps) - L(theta), L the batch MSE against {0,1} targets, averaged over ``batches``
+fresh batches with fresh noise per batch (the reference reused one noise draw for every batch;
+``same_noise`` restores that). Two columns are stored: ``sharpness`` (raw, the {0,1}-target MSE
+scale) and ``sharpness_x4`` (= 4 x raw: the MSE of the same outputs against +-1 labels, the
+scale of the paper's plots). The noise key is the spec's ``measure.seed`` (shared by all
+members: common random numbers, so member i's value equals its value trained alone). A run is
+*converged* when its MSE over the same fresh batches is below ``keep_mse`` (1e-3, the
+reference's plotting filter); claims use converged runs only.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+import torch
+from pydantic import Field
+from torch.func import vmap
+
+from .. import rng
+from ..errors import InputError
+from ..measure.landscape import perturbation_sharpness_stack
+from ..measure.norms import layernorm_blowup_stack, parameter_norm_stack
+from ..tasks import make_task
+from ..train import Stack, TrainConfig, train
+from ..train.losses import get_loss
+from .base import SpecBase
+from .common import ModelChoice, members_of
+from .outcomes import member_outcomes, train_metrics
+
+MEASURE_STREAM = 0x5A4E  # rng stream of the measurement batches
+NOISE_STREAM = 0x401E  # rng stream of the sharpness noise
+
+#: The reference's model (sheet §3): 2 layers, d 128, 2 heads, FFN 128, post-LN, concat positions.
+REFERENCE_MODEL = {"d_model": 128, "n_heads": 2, "n_layers": 2, "d_ff": 128}
+
+
+def reference_model() -> ModelChoice:
+    return ModelChoice(name="transformer", params=dict(REFERENCE_MODEL))
+
+
+def reference_train() -> TrainConfig:
+    """Sheet §3: AdamW lr 3e-4 wd 0.1 (on the members), batch 1024, 10k steps, MSE on {0,1}; the
+    reference trains all 10k steps (no early stop) and keeps runs with eval MSE < 1e-3."""
+    return TrainConfig(steps=10_000, batch=1024, eval_every=100, converge="mse", converge_mse=1e-3,
+                       stop_on_converge=False, eval_split="test")
+
+
+def validate_boolean(target: str, n: int) -> None:
+    """Fail now (one line) if ``target`` is not a Boolean task accepting length ``n``."""
+    from ..tasks.boolean import BooleanTask
+
+    task = make_task(target, {"n": n})
+    if not isinstance(task, BooleanTask):
+        raise InputError("targets", f"{target} is not a Boolean task", "parity, majority, first, mean")
+
+
+class MeasureSpec(SpecBase):
+    """How sharpness, blow-up and the keep-filter MSE are measured after training."""
+
+    sigma: float = Field(default=0.02, gt=0, description="std of the weight perturbation")
+    draws: int = Field(default=10, gt=0, description="perturbations per batch (R)")
+    batches: int = Field(default=10, gt=0, description="fresh batches (reference: 1000)")
+    batch: int = Field(default=1024, gt=0, description="examples per batch")
+    seed: int = Field(default=0, description="seed of the batches' draw and of the noise")
+    same_noise: bool = Field(default=False, description="one noise draw for every batch "
+                             "(the reference code's quirk)")
+    draw_chunk: Optional[int] = Field(default=None, gt=0, description="draws per vmap (memory)")
+    member_chunk: Optional[int] = Field(default=None, gt=0, description="members per vmap (memory)")
+
+
+def measurement_batches(stack: Stack, m: MeasureSpec, split: str = "test", salt: int = 0):
+    """``m.batches`` fresh batches per member: list of (x [M, B, L], y [M, B, ...])."""
+    task = stack.task
+    out = []
+    for b in range(m.batches):
+        keys = rng.derive(stack.seed_keys, MEASURE_STREAM, m.seed, salt, b)
+        out.append(vmap(lambda s, k: task.sample(s, k, m.batch, split))(stack.task_states, keys))
+    return out
+
+
+def sharpness_of(stack: Stack, loss: str, batches, m: MeasureSpec, key_salt: int = 0):
+    """Raw perturbation sharpness of every member, [M] (the {0,1}-target MSE scale)."""
+    return perturbation_sharpness_stack(
+        stack, loss, batches, sigma=m.sigma, draws=m.draws,
+        key=rng.derive(rng.key_of(m.seed, stack.device), NOISE_STREAM, key_salt),
+        same_noise=m.same_noise, chunk=m.draw_chunk, member_chunk=m.member_chunk)
+
+
+def blowup_of(stack: Stack, batches, member_chunk=None) -> torch.Tensor:
+    """LayerNorm blow-up of every member averaged over the batches, [M]; nan without LayerNorm."""
+    try:
+        vals = [layernorm_blowup_stack(stack, x, member_chunk=member_chunk)["blowup"]
+                for x, _ in batches]
+    except ValueError:  # a model without LayerNorm has no blow-up
+        return torch.full((stack.M,), float("nan"))
+    return torch.stack(vals).mean(0)
+
+
+def eval_of(stack: Stack, loss: str, batches) -> dict:
+    """MSE of the predictions and accuracy of every member over the batches: name -> [M]."""
+    predict = get_loss(loss).predict
+    mse, acc = [], []
+    with torch.no_grad():
+        for x, y in batches:
+            out = predict(stack.forward(x, shared_input=False).float())
+            mse.append((out - y.float()).pow(2).flatten(1).mean(1))
+            acc.append(stack.task.correct(out, y).float().flatten(1).mean(1))
+    return {"eval_mse": torch.stack(mse).mean(0), "eval_acc": torch.stack(acc).mean(0)}
+
+
+def measure_members(stack: Stack, loss: str, m: MeasureSpec, keep_mse: float) -> dict:
+    """Every final measure of every member: name -> list of M floats."""
+    batches = measurement_batches(stack, m)
+    ev = eval_of(stack, loss, batches)
+    sharp = sharpness_of(stack, loss, batches, m)
+    out = {
+        "sharpness": sharp,
+        "sharpness_x4": 4 * sharp,
+        "blowup": blowup_of(stack, batches, m.member_chunk),
+        "param_norm": parameter_norm_stack(stack),
+        **ev,
+    }
+    out["converged"] = (ev["eval_mse"] < keep_mse).float()
+    return {k: [float(v) for v in t.detach().cpu()] for k, t in out.items()}
+
+
+def fit_and_measure(task_name: str, tasks, members, model: ModelChoice, train_cfg: TrainConfig,
+                    m: MeasureSpec, keep_mse: float, device, progress=False):
+    """Train one stack (one task class) and measure it; returns (stack, result, metrics, seconds).
+
+    ``tasks`` is one dict of task params (shared by all members), a list of dicts (one per
+    member), or a list of ready Task objects (e.g. ``TableTask.of`` tables).
+    """
+    t0 = time.perf_counter()
+    if isinstance(tasks, dict):
+        tasks = make_task(task_name, tasks)
+    else:
+        tasks = [t if not isinstance(t, dict) else make_task(task_name, t) for t in tasks]
+    stack = Stack(model.name, model.params, tasks, members, device)
+    result = train(stack, train_cfg, progress=progress)
+    metrics = measure_members(stack, train_cfg.loss, m, keep_mse)
+    return stack, result, metrics, time.perf_counter() - t0
+
+
+def fit_measure_group(plans, device, progress=False):
+    """``run_group`` of every experiment whose runs are "train a Boolean target at length n, then
+    measure": config keys target, n, model, train, measure, keep_mse (+ seed, lr, weight_decay)."""
+    c0 = plans[0].config
+    train_cfg = TrainConfig(**c0["train"])
+    stack, result, met, seconds = fit_and_measure(
+        c0["target"], {"n": c0["n"]}, members_of(plans), ModelChoice(**c0["model"]), train_cfg,
+        MeasureSpec(**c0["measure"]), c0["keep_mse"], device, progress)
+    return member_outcomes(plans, lambda i: {**{k: v[i] for k, v in met.items()},
+                                             **train_metrics(result, train_cfg, i)},
+                           seconds, result=result, series=("train_loss", "mse"))

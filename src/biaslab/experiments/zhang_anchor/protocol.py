@@ -1,0 +1,163 @@
+"""What the anchor-function experiments share (Zhang et al., NeurIPS 2024; sheet: anchor-init.md).
+
+A decoder learns composite anchor functions f = key + d(a1) + d(a2) with (3,4) trained as x-6
+and (4,3) held out. Its answer on (4,3) tells the solution: x-10 = inferential (it composed the
+single-anchor maps), x-6 = symmetric (it merged (4,3) with its mirror). The paper's finding:
+the initialization rate gamma (std d_in^-gamma; larger gamma = smaller init) decides which.
+
+Here: the setup every anchor spec shares (model, task, optimizer, training, measuring), training
+one stack of decoders, which solution each member found, and the small statistics the claims
+compare gammas with.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Optional
+
+import torch
+from pydantic import Field
+
+from ... import rng
+from ...measure import anchor as A
+from ...registry import MODELS
+from ...tasks import make_task
+from ...train import Stack, TrainConfig, train
+from ..base import RunOutcome, SpecBase
+from ..claims import FAIL, INCONCLUSIVE, PASS
+from ..common import members_of
+from ..outcomes import member_outcomes
+from ..stats import mean_sd, rounded, stderr
+
+HELDOUT = "4,3"  # the pair scored in every experiment (also when (3,4) is held out too)
+VALID_ACC = 0.9  # the paper's bar: seen pairs with test keys >= 90%, else the run "failed"
+SOLVED = 0.9  # a held-out answer this frequent counts as the model's solution
+MEASURE_SEED = 0  # every member is measured on the same inputs (common random numbers)
+SERIES = ("train_loss", "acc")  # the training curves every anchor run stores
+
+
+def anchor_train() -> TrainConfig:
+    # Paper App. A: AdamW, CE on the last token, clip 1, warmup for 10 of 210 epochs (1/21 of
+    # the steps), then cosine down to peak/25 (2.5e-4 -> 1e-5); a fixed budget, not stopped at
+    # convergence (the mechanisms keep forming after the training set is fitted).
+    return TrainConfig(steps=3000, batch=256, loss="ce", schedule="warmup_cosine", warmup_steps=150,
+                       min_lr_ratio=0.04, converge="none", eval_every=250)
+
+
+def anchor_decoder() -> dict:
+    # The CPU sanity scale; presets set the paper's d_model 400 / d_ff 1200 / d_head 200.
+    return {"d_model": 64, "d_ff": 192, "d_head": 32}
+
+
+class AnchorSetup(SpecBase):
+    """What every anchor experiment shares: model, task, optimizer, training, measuring."""
+
+    model: dict = Field(default_factory=anchor_decoder,
+                        description="decoder params except n_layers (see `biaslab list`)")
+    task: dict = Field(default_factory=dict, description="anchor task params (default: paper's)")
+    weight_decay: float = Field(default=0.01, ge=0, description="AdamW weight decay")
+    clip_norm: Optional[float] = Field(default=1.0, gt=0, description="gradient norm clip (None: off)")
+    measure_batch: int = Field(default=2048, gt=0, description="sequences per accuracy measure")
+    train: TrainConfig = Field(default_factory=anchor_train, description="training recipe (paper App. A)")
+
+    def validate_now(self, depths) -> None:
+        """Fail on a bad model or task before anything trains."""
+        make_task("anchor", self.task)
+        for L in depths:
+            MODELS.get("decoder").config({**self.model, "n_layers": L})
+
+    def config(self, **run) -> dict:
+        cfg = {"model": {**self.model, "n_layers": run.pop("depth")}, "task": dict(self.task),
+               "weight_decay": self.weight_decay, "clip_norm": self.clip_norm,
+               "measure_batch": self.measure_batch, "train": self.train.model_dump()}
+        cfg.update(run)
+        cfg["depth"] = cfg["model"]["n_layers"]
+        return cfg
+
+
+def train_anchor_stack(plans, device, progress=False):
+    """One stack of decoders (members differ in seed, gamma, lr, weight decay); trained."""
+    c0 = plans[0].config
+    task = make_task("anchor", c0["task"])
+    members = members_of(plans, "gamma", "clip_norm")
+    stack = Stack("decoder", c0["model"], task, members, device)
+    result = train(stack, TrainConfig(**c0["train"]), progress=progress)
+    return stack, result
+
+
+def solution_metrics(stack, result, batch: int) -> tuple[list[dict], torch.Tensor]:
+    """Per member: which answer (4,3) gets, seen-pair test accuracy, training loss, histogram.
+
+    (4,3) is scored with train keys, as the authors' code does; seen pairs with test keys
+    ("generalization on data"). Returns the metric dicts and the histograms [M, 33].
+    """
+    key = rng.key_of(MEASURE_SEED, stack.device)
+    ho = A.heldout_accuracy_stack(stack, key, pair=HELDOUT, batch=batch)
+    seen = A.seen_accuracy_stack(stack, key, batch=batch)
+    last = result.history[-1]
+    rows = []
+    for i in range(stack.M):
+        m = {"inferential_acc": float(ho["inferential"][i]), "symmetric_acc": float(ho["symmetric"][i]),
+             "other_acc": float(ho["other"][i]), "seen_test_acc": float(seen["acc"][i]),
+             "train_acc": float(last["acc"][i]), "train_loss": float(last["train_loss"][i]),
+             "diverged": float(result.diverged[i]), "steps_run": result.steps_run,
+             "hist_outside": float(ho["outside"][i])}
+        # the deviation histogram as metrics hist_-16 .. hist_+16 (+4 = symmetric, 0 = inferential)
+        m.update({f"hist_{int(o):+d}": float(h) for o, h in zip(ho["offsets"], ho["hist"][i])})
+        rows.append(m)
+    return rows, ho["hist"].cpu()
+
+
+
+
+def run_solution_group(plans, device, progress=False) -> list[RunOutcome]:
+    """Train one stack and measure only which solution each member found."""
+    t0 = time.perf_counter()
+    stack, result = train_anchor_stack(plans, device, progress)
+    rows, hist = solution_metrics(stack, result, plans[0].config["measure_batch"])
+    return member_outcomes(plans, rows, time.perf_counter() - t0, result=result,
+                           series=SERIES, arrays=lambda i: {"deviation_hist": hist[i].numpy()})
+
+
+def valid(row) -> bool:
+    """The paper's bar: seen pairs with test keys >= 90% and not diverged, else the run failed."""
+    return row.get("seen_test_acc") is not None and row["seen_test_acc"] >= VALID_ACC \
+        and not row.get("diverged")
+
+
+def gamma_key(x) -> float:
+    return round(float(x), 4)  # gammas compared by value, not float identity
+
+
+def compare(low: list[float], high: list[float]) -> dict:
+    """Means of two groups, their difference high - low and its standard error."""
+    ml, _, kl = mean_sd(low)
+    mh, _, kh = mean_sd(high)
+    se = math.sqrt(stderr(low) ** 2 + stderr(high) ** 2)
+    return {"low": ml, "high": mh, "diff": mh - ml, "se": se, "n": (kl, kh)}
+
+
+def rounded3(x, nd: int = 3):
+    """A verdict number, by default to 3 places (None when missing or not finite)."""
+    return rounded(x, nd)
+
+
+def by_gamma(table, metric: str, valid_only: bool = True) -> dict[float, list[float]]:
+    """gamma -> values of ``metric`` over the (valid) runs."""
+    out: dict = {}
+    for r in table:
+        if (not valid_only or valid(r)) and r.get(metric) is not None:
+            out.setdefault(gamma_key(r["gamma"]), []).append(r[metric])
+    return out
+
+
+def direction(cmp: dict, lower: bool) -> str:
+    """PASS when gamma 0.8 is on the expected side by > 2 SE, FAIL when on the other side or
+    equal, INCONCLUSIVE in between or with fewer than two valid runs per gamma."""
+    if min(cmp["n"]) < 2:
+        return INCONCLUSIVE
+    d = -cmp["diff"] if lower else cmp["diff"]
+    if d <= 0:
+        return FAIL
+    return PASS if d > 2 * cmp["se"] else INCONCLUSIVE
