@@ -21,7 +21,7 @@ import torch
 from biaslab.experiments import get_experiment
 from biaslab.experiments.common import ModelChoice
 from biaslab.experiments.protocol import MeasureSpec, measurement_batches, sharpness_of
-from biaslab.execute.local import plan_groups
+from biaslab.execute.plan import stacks_of
 from biaslab.spec import resolve
 from biaslab.tasks import make_task
 from biaslab.train import Member, Stack, TrainConfig
@@ -77,7 +77,7 @@ def main():
     exp = get_experiment("sharpness-scaling")
     spec = resolve(exp.Spec, exp.name, "paper")
     plans = exp.plan(spec)
-    groups = [members for _, members in plan_groups(plans, None)]
+    groups = [members for _, members in stacks_of(plans, None)]
     by_sweep: dict[str, dict[int, list]] = {}
     for g in groups:
         c = g[0].config
