@@ -1,6 +1,6 @@
 """Models: who learns. Importing this package registers every model."""
 
 from .base import ModelConfig, build_model, POSITION_PREFIX
-from . import cnn, decoder, lstm, mlp, seq2seq, transformer  # noqa: F401  (registers)
+from . import cnn, decoder, lawt, lstm, mlp, seq2seq, transformer  # noqa: F401  (registers)
 
 __all__ = ["ModelConfig", "build_model", "POSITION_PREFIX"]
