@@ -10,6 +10,8 @@ where each number starts; scatters collect its parts), with no Python loop over 
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 
 from ..errors import InputError
@@ -165,3 +167,9 @@ class Vocabulary:
         """The tokens of one number, e.g. 3.14 in P10 -> ['+', '3', '1', '4', 'E-2']."""
         ids, _, _ = self.encode(enc, torch.tensor([[[float(x)]]], dtype=torch.float64))
         return self.to_words(ids[0])[2:]
+
+
+@lru_cache(maxsize=16)
+def vocabulary(*names: str, max_dim: int = MAX_DIM) -> Vocabulary:
+    """A shared Vocabulary of the named encodings (building FP15's tables takes a moment)."""
+    return Vocabulary(*names, max_dim=max_dim)
