@@ -2,6 +2,7 @@
 
 from .base import Task, TaskParams
 from . import anchor, boolean, prefix_parity, table  # noqa: F401  (registers)
+from . import modular  # noqa: F401  (registers)
 from . import text, vocab_features  # noqa: F401  (registers)
 from . import linalg  # noqa: F401  (registers the LAWT matrix tasks)
 
