@@ -82,7 +82,7 @@ class Vocabulary:
         pos = used.cumsum(1) - 1
         pos = torch.where(used & (pos < L), pos, torch.full_like(pos, L))
         out = torch.full((B, L + 1), self.pad_id, dtype=torch.int64, device=mats.device)
-        out.scatter_(1, pos, tok)
+        out = out.scatter(1, pos, tok)  # out of place: task.sample runs under vmap in a stack
         overflow = over.reshape(B, n).any(1) | (lengths > L)
         return out[:, :L], lengths, overflow
 
