@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 
-from biaslab import rng
 from biaslab.measure.linalg_checks import (TOLERANCES, eigenvector_error, evaluate,
                                            evaluate_matrices, inversion_residual, relative_l1,
                                            singularvector_error)

@@ -68,7 +68,8 @@ def inversion_residual(m: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
 
 
 def singularvector_error(m: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
-    """||U^T M V - diag(sigma)||_1 / ||sigma||_1; pred stacks sigma (row 0), U (r rows), V (c rows)."""
+    """||U^T M V - diag(sigma)||_1 / ||sigma||_1; pred stacks sigma (row 0), U (r rows) and
+    V (c rows)."""
     r = m.shape[-2]
     s, u, v = pred[..., 0, :], pred[..., 1:1 + r, :], pred[..., 1 + r:, :]
     d = torch.diag_embed(s)

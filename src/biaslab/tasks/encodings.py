@@ -53,8 +53,8 @@ def pow10(k: torch.Tensor) -> torch.Tensor:
     inf beyond 10^308."""
     table = _POW10.get(k.device)
     if table is None:
-        table = _POW10[k.device] = torch.tensor([float(10 ** i) if i <= 308 else math.inf for i in range(331)],
-                                                dtype=torch.float64, device=k.device)
+        values = [float(10 ** i) if i <= 308 else math.inf for i in range(331)]
+        table = _POW10[k.device] = torch.tensor(values, dtype=torch.float64, device=k.device)
     return table[k.clamp(0, 330)]
 
 

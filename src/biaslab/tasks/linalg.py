@@ -32,7 +32,7 @@ from ..errors import InputError
 from ..registry import TASKS
 from .base import Task, TaskParams
 from .encodings import get_encoding
-from .linalg_generators import DISTRIBUTIONS, PROBLEMS, SPECTRAL, SQUARE_ONLY, normal64, shapes
+from .linalg_generators import DISTRIBUTIONS, PROBLEMS, SQUARE_ONLY, normal64, shapes
 from .linalg_vocab import vocabulary
 
 SPLIT_SALT = {"train": 41, "test": 42}
@@ -203,7 +203,8 @@ class LinalgTask(Task):
         enc_ids, _, bad_in = self.vocab.encode(self.input_encoding, inp, enc_len)
         out_ids, lengths, bad_out = self.vocab.encode(self.output_encoding, ans, out_len)
         idx = select_rows(ok & ~bad_in & ~bad_out, batch)
-        enc_ids, out_ids, lengths, inp, ans = (t[idx] for t in (enc_ids, out_ids, lengths, inp, ans))
+        enc_ids, out_ids, lengths, inp, ans = (t[idx] for t in
+                                               (enc_ids, out_ids, lengths, inp, ans))
         inp_r = ans_r = None
         if rounded:
             (ri, ci), (ro, co) = self.shapes(problem)
