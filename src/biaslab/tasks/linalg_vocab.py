@@ -125,7 +125,7 @@ class Vocabulary:
 
         def collect(mask, values, dtype=torch.float64):
             out = torch.zeros(B, n + 1, dtype=dtype, device=dev)
-            return out.scatter_(1, torch.where(mask, slot, torch.full_like(slot, n)),
+            return out.scatter(1, torch.where(mask, slot, torch.full_like(slot, n)),
                                 values.to(dtype))
 
         lead_val = collect(start, val)
