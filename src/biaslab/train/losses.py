@@ -6,7 +6,8 @@
 ``ce``: cross-entropy over classes; prediction = logits (the task takes argmax).
 ``ce_seq``: teacher-forced cross-entropy over token sequences, logits [B, L, V] against targets
 [B, L] whose ``<pad>`` positions (id 1, the seq2seq tasks' convention) are ignored: the mean over
-the real target tokens, ``<eos>`` included, as in the LAWT reference; prediction = argmax tokens.
+the real target tokens, ``<eos>`` included, as in the LAWT reference; prediction = logits
+(the task's ``correct`` takes the argmax).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ LOSSES = {
     "mse_pm1": Loss("mse_pm1", _mse_pm1, lambda o: (o + 1) / 2),
     "bce": Loss("bce", _bce, torch.sigmoid),
     "ce": Loss("ce", _ce, lambda o: o),
-    "ce_seq": Loss("ce_seq", _ce_seq, lambda o: o.argmax(-1)),
+    "ce_seq": Loss("ce_seq", _ce_seq, lambda o: o),
 }
 
 

@@ -126,7 +126,9 @@ def evaluate(stack: Stack, cfg: TrainConfig, params=None, split: str | None = No
     losses = vmap(loss.fn)(out, y)
     pred = loss.predict(out)
     acc = stack.task.correct(pred, y).float().mean(-1)
-    mse = (pred - y.float()).pow(2).flatten(1).mean(-1) if stack.task.target_kind != "classes" else losses
+    # classes and token sequences (logits [.., V] against ids) have no MSE: report the loss there
+    per_position = stack.task.target_kind != "classes" and pred.shape == y.shape
+    mse = (pred - y.float()).pow(2).flatten(1).mean(-1) if per_position else losses
     return {"loss": losses, "acc": acc, "mse": mse}
 
 
