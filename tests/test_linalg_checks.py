@@ -114,3 +114,18 @@ def test_cotraining_evaluation_per_code():
     assert set(out) == {"T", "A", "I"}
     assert out["T"].correct.all() and out["A"].correct.all()
     assert sum(int(e.error.numel()) for e in out.values()) == 48
+
+
+def test_baselines_rounding_floor_and_mean_spectrum():
+    from biaslab.measure.linalg_baselines import (condition_stats, mean_spectrum_baseline,
+                                                  rounding_floor)
+
+    floor = rounding_floor(make_task("eigenvalues", {"dim": 5, "encoding": "fp15"}), size=500)
+    assert floor["acc@0.005"] == 1.0 and 0 < floor["rounding_l1_max"] < 0.005
+    inv = rounding_floor(make_task("invert_matrix", {"dim": 5, "encoding": "fp15",
+                                                     "output_encoding": "p1000"}), size=500)
+    assert 0.8 < inv["acc@0.05"] < 1.0 and inv["inverse_close@0.005"] == 1.0
+    base = mean_spectrum_baseline(make_task("eigenvalues", {"dim": 5}), train_size=2000, size=500)
+    assert base["acc@0.05"] < 0.01 and base["acc@0.25"] > 0.1
+    c = condition_stats(size=2000)
+    assert 1 < c["median"] < c["p90"] < c["p99"]
