@@ -271,13 +271,14 @@ class LinalgTask(Task):
         enc = x[: self.encoder_len]
         m_in, ok_in = self.vocab.decode(self.input_encoding, enc[None], ri, ci)
         m_out, ok_out = self.decode_answers(y[None])
-        return _render(self.vocab, enc, m_in[0], ok_in[0], y, m_out[0], ok_out[0])
+        return render_example(self.vocab, enc, m_in[0], ok_in[0], y, m_out[0], ok_out[0])
 
     def describe(self) -> dict:
         return {"task": self.problem, **self.params.model_dump()}
 
 
-def _render(vocab, enc, m_in, ok_in, y, m_out, ok_out) -> str:
+def render_example(vocab, enc, m_in, ok_in, y, m_out, ok_out) -> str:
+    """Input and target token strings, each above the matrix it encodes."""
     def mat(m, ok):
         if not bool(ok):
             return "  (malformed)"

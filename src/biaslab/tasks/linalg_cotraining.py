@@ -16,7 +16,8 @@ import torch
 from .. import rng
 from ..errors import InputError
 from ..registry import TASKS
-from .linalg import COTRAINING_CODES, SPLIT_SALT, LinalgProblems, LinalgTask, _render
+from .linalg import (COTRAINING_CODES, SPLIT_SALT, LinalgProblems, LinalgTask,
+                     render_example)
 
 
 @TASKS.register("cotraining", "LAWT: one of T A D M E F I per example, task token in front")
@@ -108,5 +109,5 @@ class Cotraining(LinalgTask):
         enc = x[1:self.encoder_len]
         m_in, ok_in = self.vocab.decode(self.input_encoding, enc[None], ri, ci)
         m_out, ok_out = self.vocab.decode(self.output_encoding, y[None, 1:], ro, co)
-        return f"task {code} = {sub.problem}\n" + _render(self.vocab, enc, m_in[0], ok_in[0],
-                                                           y[1:], m_out[0], ok_out[0])
+        shown = render_example(self.vocab, enc, m_in[0], ok_in[0], y[1:], m_out[0], ok_out[0])
+        return f"task {code} = {sub.problem}\n" + shown
