@@ -147,7 +147,7 @@ class LinalgTask(Task):
     def _check_shapes(self) -> None:
         if self.params.cols not in (None, self.params.dim) and self.problem in SQUARE_ONLY:
             raise InputError("cols", f"{self.problem} needs a square matrix, got "
-                             f"{self.rows}x{self.cols}", f"cols unset or equal to dim")
+                             f"{self.rows}x{self.cols}", "cols unset or equal to dim")
         for shape in self.shapes():
             if max(shape) > self.vocab.max_dim:
                 raise InputError("dim", f"a {shape[0]}x{shape[1]} matrix has no header tokens",
