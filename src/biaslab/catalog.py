@@ -11,16 +11,27 @@ from __future__ import annotations
 TASKS = [
     "biaslab.tasks.anchor",
     "biaslab.tasks.boolean",
+    "biaslab.tasks.linalg",
+    "biaslab.tasks.linalg_cotraining",
+    "biaslab.tasks.modular",
     "biaslab.tasks.prefix_parity",
     "biaslab.tasks.table",
+    "biaslab.tasks.text",
+    "biaslab.tasks.vocab_features",
 ]
 
 MODELS = [
     "biaslab.models.cnn",
     "biaslab.models.decoder",
+    "biaslab.models.gpt2",
+    "biaslab.models.grokking",
+    "biaslab.models.lawt",
     "biaslab.models.lstm",
     "biaslab.models.mlp",
+    "biaslab.models.one_layer_attention",
+    "biaslab.models.roberta",
     "biaslab.models.seq2seq",
+    "biaslab.models.text_lstm",
     "biaslab.models.transformer",
 ]
 
@@ -30,9 +41,14 @@ MEASURES = [
     "biaslab.measure.landscape",
     "biaslab.measure.norms",
     "biaslab.measure.sensitivity",
+    "biaslab.measure.tokenwise",
 ]
 
 EXPERIMENTS = [
+    "biaslab.experiments.charton.failure_anatomy",
+    "biaslab.experiments.charton.lawt_accuracy",
+    "biaslab.experiments.charton.lawt_encodings",
+    "biaslab.experiments.charton.ood_eigen_distributions",
     "biaslab.experiments.hahn_rofin.length_generalization",
     "biaslab.experiments.hahn_rofin.lowsens_generalization",
     "biaslab.experiments.hahn_rofin.norm_blowup_tradeoff",

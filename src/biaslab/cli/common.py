@@ -43,6 +43,9 @@ def parallel_args(sp) -> None:
     sp.add_argument("--workers", type=int, default=1,
                     help="CPU: train this many stacks at once in worker processes")
     sp.add_argument("--max-members", type=int, help="largest stack (default: one stack per group)")
+    from ..execute.executors import add_executor_arguments
+
+    add_executor_arguments(sp)
 
 
 def store_arg(sp) -> None:

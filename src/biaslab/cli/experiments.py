@@ -9,17 +9,17 @@ from .common import check_parallel, emit, set_threads, spec_and_experiment
 
 
 def cmd_run(args) -> int:
-    from ..execute import resolve_device, run_experiment
+    from ..execute import run_experiment
+    from ..execute.executors import open_executor
     from ..store import Store
 
     set_threads(args.threads)
     exp, spec = spec_and_experiment(args.experiment, args.preset, args.spec, args.overrides,
                                     args.only)
-    device = resolve_device(args.device)
     check_parallel(args)
-    with Store(args.store) as store:
+    with open_executor(args) as (device, pool), Store(args.store) as store:
         summary = run_experiment(exp, spec, store, device, progress=not args.quiet,
-                                 max_members=args.max_members, workers=args.workers)
+                                 max_members=args.max_members, workers=args.workers, pool=pool)
     emit(summary, args.json, lambda s: print(
         f"{exp.name}: trained {s['trained']}, skipped {s['skipped']} finished, "
         f"{s['seconds']:.0f}s; store {args.store}"))
@@ -30,7 +30,8 @@ def cmd_reproduce(args) -> int:
     """Run what the claims need under one preset, check them on exactly those runs (the one
     claim path: ``experiments.claims.check_claims``, which stores each verdict), print the
     verdicts, and with --report write the page that shows the same stored verdicts."""
-    from ..execute import resolve_device, run_experiment
+    from ..execute import run_experiment
+    from ..execute.executors import open_executor
     from ..experiments.claims import check_claims
     from ..registry import CLAIMS
     from ..store import Store
@@ -46,11 +47,10 @@ def cmd_reproduce(args) -> int:
         if claim.experiment not in plans:
             plans[claim.experiment] = spec_and_experiment(claim.experiment, preset, None,
                                                           args.overrides)
-    device = resolve_device(args.device)
-    with Store(args.store) as store:
+    with open_executor(args) as (device, pool), Store(args.store) as store:
         for exp, spec in plans.values():
             run_experiment(exp, spec, store, device, progress=not args.quiet,
-                           max_members=args.max_members, workers=args.workers)
+                           max_members=args.max_members, workers=args.workers, pool=pool)
         runs = {name: {p.id for p in exp.plan(spec)} for name, (exp, spec) in plans.items()}
         results = [c.as_dict() for c in check_claims(store, claims, runs, preset)]
         if args.report:

@@ -40,9 +40,14 @@ def cmd_sample(args) -> int:
     x, y = task.sample(state, rng.key_of(args.seed), args.count, args.split)
     rows = [{"input": xi, "target": yi} for xi, yi in zip(x.tolist(), _targets(y, task))]
 
+    describe = getattr(task, "describe_example", None)  # tasks with a readable form (linalg)
+
     def human(rs):
-        for r in rs:
-            print(" ".join(map(str, r["input"])), "->", r["target"])
+        for i, r in enumerate(rs):
+            if describe is not None:
+                print(describe(x[i], y[i]), end="\n\n")
+            else:
+                print(" ".join(map(str, r["input"])), "->", r["target"])
     emit(rows, args.json, human)
     return 0
 

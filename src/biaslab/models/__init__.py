@@ -1,6 +1,8 @@
 """Models: who learns. Importing this package registers every model."""
 
 from .base import ModelConfig, build_model, POSITION_PREFIX
-from . import cnn, decoder, lstm, mlp, seq2seq, transformer  # noqa: F401  (registers)
+from . import cnn, decoder, lawt, lstm, mlp, seq2seq, transformer  # noqa: F401  (registers)
+from . import grokking  # noqa: F401  (registers)
+from . import gpt2, one_layer_attention, roberta, text_lstm  # noqa: F401  (registers)
 
 __all__ = ["ModelConfig", "build_model", "POSITION_PREFIX"]

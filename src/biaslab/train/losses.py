@@ -4,6 +4,10 @@
 ``mse_pm1``: MSE against {-1,+1} labels (targets mapped 2y-1); prediction = (output+1)/2.
 ``bce``: binary cross-entropy on a logit; prediction = sigmoid(output).
 ``ce``: cross-entropy over classes; prediction = logits (the task takes argmax).
+``ce_seq``: teacher-forced cross-entropy over token sequences, logits [B, L, V] against targets
+[B, L] whose ``<pad>`` positions (id 1, the seq2seq tasks' convention) are ignored: the mean over
+the real target tokens, ``<eos>`` included, as in the LAWT reference; prediction = logits
+(the task's ``correct`` takes the argmax).
 """
 
 from __future__ import annotations
@@ -40,11 +44,23 @@ def _ce(out, y):
     return F.cross_entropy(out, y)
 
 
+#: ``<pad>`` id of the seq2seq token tasks (``tasks/linalg.py``): ignored by ``ce_seq``.
+SEQ_PAD_ID = 1
+
+
+def _ce_seq(out, y):
+    # logsumexp - target logit: the negative log-likelihood without a full log_softmax buffer
+    nll = out.logsumexp(-1) - out.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+    keep = (y != SEQ_PAD_ID).to(nll.dtype)
+    return (nll * keep).sum() / keep.sum().clamp(min=1)
+
+
 LOSSES = {
     "mse": Loss("mse", _mse, lambda o: o),
     "mse_pm1": Loss("mse_pm1", _mse_pm1, lambda o: (o + 1) / 2),
     "bce": Loss("bce", _bce, torch.sigmoid),
     "ce": Loss("ce", _ce, lambda o: o),
+    "ce_seq": Loss("ce_seq", _ce_seq, lambda o: o),
 }
 
 
