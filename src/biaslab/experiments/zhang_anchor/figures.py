@@ -135,32 +135,34 @@ def attention_flow(examples):
     return fig
 
 
-def cosine_heatmaps(examples):
-    """Cosine of last-token vectors of probe sequences sorted by composite value (Fig 4)."""
+def _sorted_cosine_panels(examples, order_of, title_of, xlabel=None):
+    """One cosine heatmap per example model, rows and columns in ``order_of(arrays)`` order."""
     fig, axes = plt.subplots(1, len(examples), figsize=(4.4 * len(examples), 4), squeeze=False)
     for ax, (g, row, arr) in zip(axes[0], examples):
-        order = np.argsort(arr["fused_values"], kind="stable")
-        im = ax.imshow(arr["fused_cos"][np.ix_(order, order)], vmin=-1, vmax=1, cmap="RdBu_r")
-        ax.set_title(f"gamma {g:g}: same {row['fused_same']:.2f}, different {row['fused_diff']:.2f}",
-                     fontsize=9)
-        ax.set_xlabel("sequences sorted by composite value")
+        c, order = order_of(arr)
+        im = ax.imshow(c[np.ix_(order, order)], vmin=-1, vmax=1, cmap="RdBu_r")
+        ax.set_title(title_of(g, row), fontsize=9)
+        if xlabel:
+            ax.set_xlabel(xlabel)
         fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     return fig
+
+
+def cosine_heatmaps(examples):
+    """Cosine of last-token vectors of probe sequences sorted by composite value (Fig 4)."""
+    return _sorted_cosine_panels(
+        examples, lambda a: (a["fused_cos"], np.argsort(a["fused_values"], kind="stable")),
+        lambda g, r: f"gamma {g:g}: same {r['fused_same']:.2f}, different {r['fused_diff']:.2f}",
+        "sequences sorted by composite value")
 
 
 def query_heatmaps(examples):
-    """Cosine between rows of W_Q(1), rows ordered by their leading direction (Fig 5a,b)."""
-    fig, axes = plt.subplots(1, len(examples), figsize=(4.4 * len(examples), 4), squeeze=False)
-    for ax, (g, row, arr) in zip(axes[0], examples):
-        c = arr["query_cos"]
-        lead = np.linalg.eigh(c)[1][:, -1]  # rows aligned with the leading direction cluster
-        order = np.argsort(lead)
-        im = ax.imshow(c[np.ix_(order, order)], vmin=-1, vmax=1, cmap="RdBu_r")
-        ax.set_title(f"gamma {g:g}: condensation {row['cond_wq1']:.2f}", fontsize=9)
-        fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    return fig
+    """Cosine between rows of W_Q(1), rows ordered by their leading direction (Fig 5a,b): rows
+    aligned with the leading direction cluster."""
+    return _sorted_cosine_panels(
+        examples, lambda a: (a["query_cos"], np.argsort(np.linalg.eigh(a["query_cos"])[1][:, -1])),
+        lambda g, r: f"gamma {g:g}: condensation {r['cond_wq1']:.2f}")
 
 
 def embedding_pca(examples):
