@@ -199,3 +199,48 @@ def test_unknown_encoding_and_large_header():
     v = Vocabulary("fp15")
     with pytest.raises(InputError, match="dim"):
         v.encode(get_encoding("fp15"), torch.zeros(1, 101, 1, dtype=torch.float64))
+
+
+def scalar_tokens(name, x):
+    """An independent scalar writer with the reference's semantics: printf's %.2e for P10/P1000/
+    B1999 (exponent below -100 -> zero), and for FP15 the mantissa int(v 10^(2-e) + 0.5) of
+    v = |x| 10^7 with e = int(log10 v) clamped at 0."""
+    if name == "fp15":
+        v = abs(x) * 1e7
+        if abs(x) > 1e9:
+            return ["NaN" if x > 0 else "-NaN"]
+        if v == 0:
+            return ["N0e0"]
+        e = max(int(math.log10(v)), 0)
+        m = int(v * 10 ** (2 - e) + 0.5)
+        if m == 1000:
+            m, e = 100, e + 1
+        if e >= 16:
+            return ["NaN" if x > 0 else "-NaN"]
+        return [("N" if x > 0 or m == 0 else "N-") + f"{m}e{e}"]
+    mant, e = (f"{abs(x):.2e}").split("e")
+    m, e = int(mant.replace(".", "")), int(e) - 2
+    if e < -100:
+        m = 0
+    if m == 0:
+        e = 0
+    neg = x < 0 and m != 0
+    if name == "b1999":
+        return [f"N{-m if neg else m}", f"E{e}"]
+    digits = [str(m)] if name == "p1000" else list(str(m))
+    return ["-" if neg else "+"] + digits + [f"E{e}"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_tokens_agree_with_an_independent_scalar_writer(name):
+    enc = get_encoding(name)
+    v = Vocabulary(enc)
+    g = torch.Generator().manual_seed(3)
+    mag = 10 ** (torch.rand(4000, generator=g, dtype=torch.float64) * 24 - 12)
+    x = mag * torch.where(torch.rand(4000, generator=g) < 0.5, -1.0, 1.0).double()
+    edges = torch.tensor([0.0, 1.0, -1.0, 9.995, 0.5e-9, 1.5e-9, 1e-7, 99.95, 1e9, 1.1e9, 999.4999],
+                         dtype=torch.float64)
+    x = torch.cat([x, edges])
+    ids, lengths, _ = v.encode(enc, x[:, None, None])
+    for i, xi in enumerate(x.tolist()):
+        assert v.to_words(ids[i])[2:] == scalar_tokens(name, xi), xi
