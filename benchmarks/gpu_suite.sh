@@ -6,9 +6,10 @@
 #
 # Stages: bench (bench_all.py: training and measure ratios), claims3 (issue 3's claims, --preset gpu),
 # phase (init-phase-diagram --preset gpu, timed), paper (sharpness-scaling --preset paper, timed;
-# longer than one call: it stores every finished run, so repeating the stage resumes it).
+# longer than one call: it stores every finished run, so repeating the stage resumes it),
+# grokking (issue 13: bench_grokking.py at p = 113 and grokking-sensitivity --preset gpu).
 set -euo pipefail
-stage=${1:?stage: bench | claims3 | phase | paper}
+stage=${1:?stage: bench | claims3 | phase | paper | grokking}
 out=${OUT:-gpu-out}
 mkdir -p "$out"
 if compgen -G ".whl/*.whl" > /dev/null; then
@@ -50,5 +51,18 @@ case "$stage" in
     echo "sharpness-scaling --preset paper, this call: $(( $(date +%s) - start )) s" | tee -a "$out/paper.txt"
     cp "$store" "$out/paper.sqlite"
     ;;
-  *) echo "stage: bench | claims3 | phase | paper (got '$stage')" >&2; exit 2 ;;
+  grokking)
+    # Issue 13: bench_grokking.py at the paper's size, then grokking-sensitivity --preset gpu
+    # (p = 113, 30 %, 5 seeds as one stack, stored when the stack finishes; not yet timed on a GPU).
+    store=gpu-store/grokking.sqlite; mkdir -p gpu-store
+    python3 benchmarks/bench_grokking.py --device cuda --p 113 --frac 0.3 --members 1 5 --probe \
+      --json "$out/bench_grokking.json" 2>&1 | tee "$out/bench_grokking.txt"
+    start=$(date +%s)
+    timeout "${BUDGET_S:-420}" python3 -m biaslab.cli reproduce grokking-sensitivity-falls \
+      grokking-sensitivity-leads grokking-weight-norm-falls --preset gpu --store "$store" \
+      --report "$out/report13" 2>&1 | tail -n 40 | tee "$out/grokking.txt" || true
+    echo "grokking-sensitivity --preset gpu: $(( $(date +%s) - start )) s" | tee -a "$out/grokking.txt"
+    cp "$store" "$out/grokking.sqlite"
+    ;;
+  *) echo "stage: bench | claims3 | phase | paper | grokking (got '$stage')" >&2; exit 2 ;;
 esac
