@@ -89,5 +89,22 @@ case "$stage" in
     echo "$stage: $(( $(date +%s) - start )) s" | tee -a "$out/$stage.txt"
     cp "$store" "$out/charton.sqlite"
     ;;
-  *) echo "stage: bench | claims3 | phase | paper | grokking | lawt-speed | lawt-eigen | lawt-accuracy | failure-anatomy | ood (got '$stage')" >&2; exit 2 ;;
+  text-vocab|text-mrpc|text-qqp)
+    # Issue 12, language: synthetic-vocabulary --preset gpu; text-sensitivity --preset gpu (MRPC)
+    # and --preset paper (QQP, 1e5 examples seen; resumes from its store over several calls).
+    # GLUE files are never downloaded: carry data/glue/MRPC or data/glue/QQP (train.tsv, dev.tsv);
+    # a missing directory ends in one line naming the expected file (exit 2).
+    store=gpu-store/text.sqlite; mkdir -p gpu-store
+    case "$stage" in
+      text-vocab) args=(reproduce synthetic-vocabulary --preset gpu) ;;
+      text-mrpc) args=(reproduce text-roberta-below-lstm text-lstm-rises-at-end --preset gpu) ;;
+      text-qqp) args=(reproduce text-roberta-below-lstm text-lstm-rises-at-end --preset paper) ;;
+    esac
+    start=$(date +%s)
+    timeout "${BUDGET_S:-540}" python3 -m biaslab.cli "${args[@]}" --store "$store" \
+      --report "$out/report12-text" 2>&1 | tail -n 40 | tee "$out/$stage.txt" || true
+    echo "$stage: $(( $(date +%s) - start )) s" | tee -a "$out/$stage.txt"
+    cp "$store" "$out/text.sqlite"
+    ;;
+  *) echo "stage: bench | claims3 | phase | paper | grokking | lawt-speed | lawt-eigen | lawt-accuracy | failure-anatomy | ood | text-vocab | text-mrpc | text-qqp (got '$stage')" >&2; exit 2 ;;
 esac
