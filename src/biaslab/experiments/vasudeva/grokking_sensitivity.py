@@ -94,7 +94,8 @@ class GrokkingSensitivity(Experiment):
         try:
             return make_task("modular", values)
         except InputError as exc:  # name the spec's field, not the task's
-            raise InputError(exc.field.replace("modular", "spec", 1), exc.problem, exc.accepted) from None
+            inner = exc.field.removeprefix("modular").lstrip(".")
+            raise InputError(inner or "p, op, train_fraction", exc.problem, exc.accepted) from None
 
     def plan(self, spec: GrokkingSpec):
         spec.model.validate_now("model")
