@@ -37,7 +37,7 @@ class VisionSensSpec(SpecBase):
 def plan_architectures(exp: Experiment, spec, extra: dict | None = None):
     """One run per (architecture, seed); a group (one stack) per architecture."""
     spec.sensitivity.check()
-    spec.task.make()  # a missing data set or a bad field fails now, before any training
+    spec.task.make().make_state(0)  # a missing data set or a bad field fails now, not later
     plans = []
     for arch, choice in spec.architectures.items():
         choice.validate_now(f"architectures.{arch}")
