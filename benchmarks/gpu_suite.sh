@@ -106,5 +106,24 @@ case "$stage" in
     echo "$stage: $(( $(date +%s) - start )) s" | tee -a "$out/$stage.txt"
     cp "$store" "$out/text.sqlite"
     ;;
-  *) echo "stage: bench | claims3 | phase | paper | grokking | lawt-speed | lawt-eigen | lawt-accuracy | failure-anatomy | ood | text-vocab | text-mrpc | text-qqp (got '$stage')" >&2; exit 2 ;;
+  vision|vision-reg|vision-sharp)
+    # Issue 12, vision: vision-sensitivity, sensitivity-regularization and
+    # sensitivity-sharpness-architectures --preset gpu (synthetic 32x32 images on the device, the
+    # reference's ViT size, ResNet-18 at width 64, 5 seeds per stack; not yet timed on a GPU).
+    # Each architecture's stack is stored when it finishes, so a stage cut by the budget resumes
+    # in the next call with gpu-store/ carried. The paper presets need cifar-10-batches-bin in data/.
+    store=gpu-store/vision.sqlite; mkdir -p gpu-store
+    case "$stage" in
+      vision) args=(reproduce vision-transformer-lowest-sensitivity --preset gpu) ;;
+      vision-reg) args=(reproduce sensreg-lowers-vit-sensitivity sensreg-raises-vit-noise-accuracy
+                        vit-more-robust-than-cnn --preset gpu) ;;
+      vision-sharp) args=(reproduce sensitivity-tracks-sharpness --preset gpu) ;;
+    esac
+    start=$(date +%s)
+    timeout "${BUDGET_S:-540}" python3 -m biaslab.cli "${args[@]}" --store "$store" \
+      --report "$out/report12-vision" 2>&1 | tail -n 40 | tee "$out/$stage.txt" || true
+    echo "$stage: $(( $(date +%s) - start )) s" | tee -a "$out/$stage.txt"
+    cp "$store" "$out/vision.sqlite"
+    ;;
+  *) echo "stage: bench | claims3 | phase | paper | grokking | lawt-speed | lawt-eigen | lawt-accuracy | failure-anatomy | ood | text-vocab | text-mrpc | text-qqp | vision | vision-reg | vision-sharp (got '$stage')" >&2; exit 2 ;;
 esac
