@@ -8,14 +8,13 @@ import torch
 
 from biaslab.errors import InputError
 from biaslab.tasks.encodings import SPECIALS, get_encoding, scale_by_pow10
-from biaslab.tasks.linalg_vocab import Vocabulary
+from biaslab.tasks.linalg_vocab import Vocabulary, vocabulary
 
 NAMES = ["p10", "p1000", "b1999", "fp15"]
 
 
 def words(name, x):
-    enc = get_encoding(name)
-    return Vocabulary(enc).number_words(enc, x)
+    return vocabulary(name).number_words(get_encoding(name), x)
 
 
 @pytest.mark.parametrize("name,expected", [
@@ -56,7 +55,7 @@ def test_fp15_smallest_numbers():
 
 def test_overflow():
     enc = get_encoding("fp15")
-    v = Vocabulary(enc)
+    v = vocabulary("fp15")
     assert words("fp15", 2e9) == ["NaN"] and words("fp15", -2e9) == ["-NaN"]
     assert words("fp15", 9.996e8) == ["NaN"]  # m rounds to 1000 at e = 15: past the last token
     assert words("fp15", 9.99e8) == ["N999e15"]
@@ -100,7 +99,7 @@ def test_sequence_lengths():
 
 def test_p10_zero_is_shorter_and_padded():
     enc = get_encoding("p10")
-    v = Vocabulary(enc)
+    v = vocabulary("p10")
     x = torch.tensor([[[1.0, 0.0], [0.0, -2.0]]], dtype=torch.float64)
     ids, lengths, _ = v.encode(enc, x)
     assert lengths.item() == 2 + 5 + 3 + 3 + 5 and ids.shape[1] == 2 + 4 * 5
@@ -126,7 +125,7 @@ def representable(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_exact_round_trip_of_every_representable_value(name):
     enc = get_encoding(name)
-    v = Vocabulary(enc)
+    v = vocabulary(name)
     vals = representable(name)
     expected = {"p10": 1800 * 201 + 1, "p1000": 1800 * 201 + 1, "b1999": 1800 * 201 + 1,
                 "fp15": 28999}[name]
@@ -143,9 +142,9 @@ def test_exact_round_trip_of_every_representable_value(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_random_values_within_half_a_percent(name):
     enc = get_encoding(name)
-    v = Vocabulary(enc)
+    v = vocabulary(name)
     g = torch.Generator().manual_seed(0)
-    n = 1_000_000
+    n = 250_000  # x 4 encodings: 10^6 values
     mag = 10 ** (torch.rand(n, generator=g, dtype=torch.float64) * 12 - 6)  # 1e-6 .. 1e6
     sign = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0).to(torch.float64)
     x = (mag * sign).reshape(-1, 10, 10)
@@ -160,7 +159,7 @@ def test_random_values_within_half_a_percent(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_malformed_sequences_are_reported_not_raised(name):
     enc = get_encoding(name)
-    v = Vocabulary(enc)
+    v = vocabulary(name)
     x = torch.tensor([[[1.5, -2.25]]], dtype=torch.float64).expand(6, 1, 2).clone()
     ids, lengths, _ = v.encode(enc, x)
     ids = torch.cat([ids, torch.full((6, 3), v.eos_id)], 1)
@@ -185,7 +184,7 @@ def test_malformed_sequences_are_reported_not_raised(name):
 
 def test_p10_parses_short_mantissas():
     enc = get_encoding("p10")
-    v = Vocabulary(enc)
+    v = vocabulary("p10")
     ids = torch.tensor([[v.index[w] for w in "V1 V2 + 3 1 E-1 - 7 E2 <eos>".split()]])
     vals, ok = v.decode(enc, ids, 1, 2)
     assert ok.item() and vals.tolist() == [[[3.1, -700.0]]]
@@ -199,3 +198,48 @@ def test_unknown_encoding_and_large_header():
     v = Vocabulary("fp15")
     with pytest.raises(InputError, match="dim"):
         v.encode(get_encoding("fp15"), torch.zeros(1, 101, 1, dtype=torch.float64))
+
+
+def scalar_tokens(name, x):
+    """An independent scalar writer with the reference's semantics: printf's %.2e for P10/P1000/
+    B1999 (exponent below -100 -> zero), and for FP15 the mantissa int(v 10^(2-e) + 0.5) of
+    v = |x| 10^7 with e = int(log10 v) clamped at 0."""
+    if name == "fp15":
+        v = abs(x) * 1e7
+        if abs(x) > 1e9:
+            return ["NaN" if x > 0 else "-NaN"]
+        if v == 0:
+            return ["N0e0"]
+        e = max(int(math.log10(v)), 0)
+        m = int(v * 10 ** (2 - e) + 0.5)
+        if m == 1000:
+            m, e = 100, e + 1
+        if e >= 16:
+            return ["NaN" if x > 0 else "-NaN"]
+        return [("N" if x > 0 or m == 0 else "N-") + f"{m}e{e}"]
+    mant, e = (f"{abs(x):.2e}").split("e")
+    m, e = int(mant.replace(".", "")), int(e) - 2
+    if e < -100:
+        m = 0
+    if m == 0:
+        e = 0
+    neg = x < 0 and m != 0
+    if name == "b1999":
+        return [f"N{-m if neg else m}", f"E{e}"]
+    digits = [str(m)] if name == "p1000" else list(str(m))
+    return ["-" if neg else "+"] + digits + [f"E{e}"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_tokens_agree_with_an_independent_scalar_writer(name):
+    enc = get_encoding(name)
+    v = vocabulary(name)
+    g = torch.Generator().manual_seed(3)
+    mag = 10 ** (torch.rand(4000, generator=g, dtype=torch.float64) * 24 - 12)
+    x = mag * torch.where(torch.rand(4000, generator=g) < 0.5, -1.0, 1.0).double()
+    edges = torch.tensor([0.0, 1.0, -1.0, 9.995, 0.5e-9, 1.5e-9, 1e-7, 99.95, 1e9, 1.1e9, 999.4999],
+                         dtype=torch.float64)
+    x = torch.cat([x, edges])
+    ids, lengths, _ = v.encode(enc, x[:, None, None])
+    for i, xi in enumerate(x.tolist()):
+        assert v.to_words(ids[i])[2:] == scalar_tokens(name, xi), xi

@@ -237,3 +237,14 @@ def test_cli_sample_shows_tokens_and_matrices(capsys):
 def test_cli_bad_input_is_one_line_exit_2(capsys, args):
     code, out, err = run_cli(capsys, *args)
     assert code == 2 and len(err.strip().splitlines()) == 1 and out == ""
+
+
+def test_input_noise_perturbs_inputs_not_answers():
+    clean = make_task("transpose", {"dim": 4})
+    noisy = make_task("transpose", {"dim": 4, "input_noise": 0.1})
+    a = clean.problems({}, rng.key_of(0), 2000)
+    b = noisy.problems({}, rng.key_of(0), 2000)
+    torch.testing.assert_close(b.answers, a.answers)                 # from the clean matrix
+    d = b.inputs - a.inputs
+    std = 10 * 0.1 / math.sqrt(3)                                    # s times the coefficient std
+    assert abs(d.std().item() / std - 1) < 0.03 and abs(d.mean().item()) < 0.01

@@ -11,6 +11,7 @@ from __future__ import annotations
 TASKS = [
     "biaslab.tasks.anchor",
     "biaslab.tasks.boolean",
+    "biaslab.tasks.images",
     "biaslab.tasks.linalg",
     "biaslab.tasks.linalg_cotraining",
     "biaslab.tasks.modular",
@@ -22,6 +23,7 @@ TASKS = [
 
 MODELS = [
     "biaslab.models.cnn",
+    "biaslab.models.convmixer",
     "biaslab.models.decoder",
     "biaslab.models.gpt2",
     "biaslab.models.grokking",
@@ -29,10 +31,13 @@ MODELS = [
     "biaslab.models.lstm",
     "biaslab.models.mlp",
     "biaslab.models.one_layer_attention",
+    "biaslab.models.resnet",
     "biaslab.models.roberta",
     "biaslab.models.seq2seq",
     "biaslab.models.text_lstm",
     "biaslab.models.transformer",
+    "biaslab.models.vision_small",
+    "biaslab.models.vit",
 ]
 
 MEASURES = [
@@ -42,6 +47,7 @@ MEASURES = [
     "biaslab.measure.norms",
     "biaslab.measure.sensitivity",
     "biaslab.measure.tokenwise",
+    "biaslab.measure.weight_noise",
 ]
 
 EXPERIMENTS = [
@@ -57,6 +63,12 @@ EXPERIMENTS = [
     "biaslab.experiments.hahn_rofin.sharpness_scaling",
     "biaslab.experiments.hahn_rofin.training_dynamics",
     "biaslab.experiments.vasudeva.architecture_sensitivity",
+    "biaslab.experiments.vasudeva.grokking_sensitivity",
+    "biaslab.experiments.vasudeva.sensitivity_regularization",
+    "biaslab.experiments.vasudeva.sensitivity_sharpness_architectures",
+    "biaslab.experiments.vasudeva.synthetic_vocabulary",
+    "biaslab.experiments.vasudeva.text_sensitivity",
+    "biaslab.experiments.vasudeva.vision_sensitivity",
     "biaslab.experiments.zhang_anchor.anchor_mechanisms",
     "biaslab.experiments.zhang_anchor.complexity_control",
     "biaslab.experiments.zhang_anchor.init_phase_diagram",

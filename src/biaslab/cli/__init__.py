@@ -98,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="a .csv or .parquet path")
     s.add_argument("--experiment", help="only this experiment")
     s.set_defaults(fn=cmd_export)
+
+    from ..doctor import add_doctor_parser
+
+    add_doctor_parser(sub)
     return p
 
 

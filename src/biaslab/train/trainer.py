@@ -32,7 +32,8 @@ class TrainConfig(BaseModel):
 
     steps: int = Field(default=10_000, gt=0, description="maximum optimizer steps")
     batch: int = Field(default=1024, gt=0, description="examples per member per step")
-    loss: Literal["mse", "mse_pm1", "bce", "ce", "ce_seq"] = Field(default="mse", description="training loss")
+    loss: Literal["mse", "mse_pm1", "bce", "ce", "ce_seq", "sensreg",
+                  "sensreg_detached"] = Field(default="mse", description="training loss")
     eval_every: int = Field(default=100, gt=0, description="steps between evaluations")
     eval_batch: int = Field(default=1024, gt=0, description="examples of the fixed eval batch")
     eval_split: Literal["train", "test"] = Field(
