@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import os
+import sqlite3
 import sys
 
 from .errors import InputError
@@ -422,6 +423,13 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except (OSError, sqlite3.Error) as exc:
+        # A full disk, a failed write, a lost mount: the store's transactions leave every run
+        # either whole or absent, so say what failed and that rerunning resumes.
+        what = f"{exc.strerror}: {exc.filename}" if getattr(exc, "strerror", None) else str(exc)
+        print(f"biaslab: error: I/O failed ({what}); runs finished before it are kept in the "
+              "store: fix the cause and rerun the same command to resume", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
