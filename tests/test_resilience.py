@@ -323,7 +323,8 @@ def test_readers_never_see_a_half_written_run(request, capsys, tmp_path):
         seen.add(len(done))
         if not reported and 0 < len(done) < RUNS:
             code = main(["report", "--store", str(store), "--out", str(tmp_path / "rep")])
-            assert code == 0, capsys.readouterr().err
+            err = capsys.readouterr().err
+            assert code == 0, err
             reported = True
     proc.join()
     assert proc.exitcode == 0, f"the writing sweep ended with exit code {proc.exitcode}"
