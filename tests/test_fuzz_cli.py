@@ -108,11 +108,17 @@ def _check(args):
 
 @pytest.fixture(autouse=True)
 def no_training(monkeypatch):
-    """Plan every run (specs resolve and validate in full), train none."""
+    """Plan every run (specs resolve and validate in full), train none; fuzzed --threads
+    values must not outlive this file (they set torch's thread count in this process)."""
+    import torch
+
     def plan_only(experiment, spec, store, device="auto", **kw):
         plans = experiment.plan(spec)
         return {"planned": len(plans), "skipped": 0, "trained": 0, "seconds": 0.0}
     monkeypatch.setattr(biaslab.execute, "run_experiment", plan_only)
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 def test_fuzzed_command_lines(tmp_path_factory):

@@ -63,6 +63,7 @@ def _sweep_child(store_path, plan):
     """Run the sweep; with a ``plan`` (phase, k, j, delay), die in that phase of the k-th stack."""
     import biaslab.execute.local as local
 
+    torch.set_num_threads(1)  # no OpenMP team inherited across fork
     exp, spec = _spec()
     marker = store_path.parent / "died_in"
     if plan:
