@@ -113,6 +113,10 @@ case "$stage" in
     # Each architecture's stack is stored when it finishes, so a stage cut by the budget resumes
     # in the next call with gpu-store/ carried. The paper presets need cifar-10-batches-bin in data/.
     store=gpu-store/vision.sqlite; mkdir -p gpu-store
+    if [ "$stage" = vision ]; then
+      python3 benchmarks/bench_tokenwise.py --device cuda --members 16 --images 1024 --size 32 \
+        2>&1 | tee "$out/bench_tokenwise.txt"
+    fi
     case "$stage" in
       vision) args=(reproduce vision-transformer-lowest-sensitivity --preset gpu) ;;
       vision-reg) args=(reproduce sensreg-lowers-vit-sensitivity sensreg-raises-vit-noise-accuracy

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 
 from ..errors import InputError
@@ -105,6 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line(message) -> str:
+    """An error message on one line, whatever the input it quotes holds (newlines escaped)."""
+    return str(message).replace("\r", "\\r").replace("\n", "\\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
@@ -119,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             setattr(args, target, list(getattr(args, target) or []) + [w for w in extra if w not in rest])
         return args.fn(args)
     except InputError as exc:
-        print(f"biaslab: error: {exc}", file=sys.stderr)
+        print(f"biaslab: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("biaslab: interrupted", file=sys.stderr)
@@ -129,6 +135,13 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except (OSError, sqlite3.Error) as exc:
+        # A full disk, a failed write, a lost mount: the store's transactions leave every run
+        # either whole or absent, so say what failed and that rerunning resumes.
+        what = f"{exc.strerror}: {exc.filename}" if getattr(exc, "strerror", None) else str(exc)
+        print(f"biaslab: error: I/O failed ({_one_line(what)}); runs finished before it are kept "
+              "in the store: fix the cause and rerun the same command to resume", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from ..errors import InputError
@@ -94,6 +95,8 @@ def cmd_report(args) -> int:
     from ..report.html import write_report
     from ..store import Store
 
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise InputError("out", f"{args.out} is a file", "a folder (created if missing)")
     with Store(args.store, create=False) as store:
         page = write_report(store, args.out)
     print(f"report written to {page}")
@@ -103,6 +106,10 @@ def cmd_report(args) -> int:
 def cmd_export(args) -> int:
     from ..store import Store
 
+    if os.path.isdir(args.out):
+        raise InputError("out", f"{args.out} is a folder", "a .csv or .parquet file path")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
+        raise InputError("out", f"the folder of {args.out} does not exist", "a path in an existing folder")
     with Store(args.store, create=False) as store:
         path = store.export(args.out, args.experiment)
     print(f"exported to {path}")

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .artifacts import load_array
+
 
 @dataclass(frozen=True)
 class Artifacts:
@@ -19,11 +21,11 @@ class Artifacts:
         return dict(self.paths.get(run_id, {}))
 
     def array(self, run_id: str, name: str) -> np.ndarray:
-        return np.load(self.paths[run_id][name], allow_pickle=False)
+        return load_array(self.paths[run_id][name])
 
     def arrays(self, run_id: str) -> dict[str, np.ndarray]:
         """Every .npy artifact of a run, loaded."""
-        return {name: np.load(path, allow_pickle=False) for name, path in self.of(run_id).items()
+        return {name: load_array(path) for name, path in self.of(run_id).items()
                 if str(path).endswith(".npy")}
 
     def merged(self, other: "Artifacts") -> "Artifacts":

@@ -54,7 +54,7 @@ class SensitivitySharpnessArchitectures(Experiment):
             wn = weight_noise_sharpness(stack, x, key, sigma=sh.sigma, draws=sh.draws)
             loss = perturbation_sharpness_stack(stack, "ce", (x, y), sigma=sh.lab_sigma,
                                                 draws=sh.lab_draws, key=key, exclude=(),
-                                                shared=True)
+                                                shared=True, chunk=1)  # one draw at a time
             return {"sharp_l1": wn["l1"], "sharp_flip": wn["flip"], "sharp_loss": loss}
 
         return measure_architecture(plans, device, progress, extra_measures=sharpness)
