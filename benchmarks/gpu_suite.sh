@@ -10,10 +10,12 @@
 # grokking (issue 13: bench_grokking.py at p = 113 and grokking-sensitivity --preset gpu),
 # lawt-speed / lawt-eigen / lawt-accuracy / failure-anatomy / ood (issue 11, Charton's math
 # transformers: bench_lawt.py on the sheet's 6/1-layer 512 model; 5x5 FP15 eigenvalues; the other
-# lawt-accuracy cells; failure-anatomy and ood-eigen-distributions --preset gpu). The training
-# stages keep their store in gpu-store/ (carry it back in to resume: finished runs are skipped).
+# lawt-accuracy cells; failure-anatomy and ood-eigen-distributions --preset gpu), text-vocab /
+# text-mrpc / text-qqp (issue 12, language: synthetic-vocabulary --preset gpu; text-sensitivity
+# --preset gpu on MRPC and --preset paper on QQP, with data/glue/MRPC or data/glue/QQP carried;
+# not yet timed on a GPU). The training stages keep their store in gpu-store/ (carry it back in to resume: finished runs are skipped).
 set -euo pipefail
-stage=${1:?stage: bench | claims3 | phase | paper | grokking | lawt-speed | lawt-eigen | lawt-accuracy | failure-anatomy | ood}
+stage=${1:?stage: bench | claims3 | phase | paper | grokking | lawt-speed | lawt-eigen | lawt-accuracy | failure-anatomy | ood | text-vocab | text-mrpc | text-qqp}
 out=${OUT:-gpu-out}
 mkdir -p "$out"
 if compgen -G ".whl/*.whl" > /dev/null; then

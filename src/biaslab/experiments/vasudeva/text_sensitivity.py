@@ -27,6 +27,7 @@ import torch
 from pydantic import Field
 
 from ... import rng
+from ...errors import InputError
 from ...measure.tokenwise import EmbeddingNoise, tokenwise_flip_sensitivity
 from ...tasks import make_task
 from ...tasks.tokenizer import PAD
@@ -87,7 +88,6 @@ class TextSensitivity(Experiment):
     def plan(self, spec: TextSensSpec):
         task = make_task(spec.task.name, spec.task.params)  # a missing data set fails here
         if task.target_kind != "classes":
-            from ...errors import InputError
             raise InputError("task.name", f"{spec.task.name} is not a classification task",
                              "pair_topics, glue_pair")
         plans = []
