@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
-from torch.func import functional_call, stack_module_state, vmap
+from torch.func import functional_call, stack_module_state
+from torch.utils._pytree import tree_flatten, tree_map
 
 from ..errors import InputError
 from ..models import build_model
+from .members import AUTO, map_members, peak_buffer_bytes, resolve_chunk
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class Stack:
         if len({t.shape_key() for t in tasks}) != 1:
             raise ValueError("all members of a stack need tasks of one shape")
         self.device = torch.device(device)
+        self.dtype = dtype
         self.model_name = model_name
         self.model_values = dict(model_values)
         self.task = tasks[0]
@@ -78,11 +81,17 @@ class Stack:
     def M(self) -> int:
         return len(self.members)
 
+    @property
+    def metric_dtype(self) -> torch.dtype:
+        """Precision of hyperparameters, optimizer arithmetic and recorded losses: the
+        parameters' dtype, at least fp32 (a float64 stack keeps float64 throughout)."""
+        return torch.promote_types(self.dtype, torch.float32)
+
     def hyper(self, name: str, default: float = float("inf")) -> torch.Tensor:
         """An [M] tensor of a member hyperparameter (None -> ``default``)."""
         vals = [getattr(m, name) for m in self.members]
         return torch.tensor([default if v is None else float(v) for v in vals],
-                            dtype=torch.float32, device=self.device)
+                            dtype=self.metric_dtype, device=self.device)
 
     # -- functional forward -----------------------------------------------------------------
     def apply(self, params: dict, buffers: dict, x: torch.Tensor, acts: bool = False):
@@ -90,11 +99,37 @@ class Stack:
         return functional_call(self.base, (params, buffers), (x,), {"acts": acts})
 
     def forward(self, x: torch.Tensor, acts: bool = False, shared_input: bool = True,
-                params: dict | None = None):
-        """Forward of every member: x [B, L] shared, or [M, B, L] per member."""
+                params: dict | None = None, chunk=AUTO):
+        """Forward of every member: x [B, L] shared, or [M, B, L] per member (``map``)."""
         p = self.params if params is None else params
-        return vmap(lambda pp, bb, xx: self.apply(pp, bb, xx, acts),
-                    in_dims=(0, 0, None if shared_input else 0))(p, self.buffers, x)
+        return self.map(lambda pp, bb, xx: self.apply(pp, bb, xx, acts), p, self.buffers, x,
+                        in_dims=(0, 0, None if shared_input else 0), chunk=chunk)
+
+    def map(self, fn, *args, in_dims=0, chunk=AUTO, peak_bytes: int | None = None):
+        """``fn(*member_args)`` for every member, results stacked along a new dim 0.
+
+        The one way to run a per-member function over a stack (the trainer's step and
+        evaluation, and every ``*_stack`` measure): ``args`` are trees of tensors with the member
+        dim first (``in_dims`` 0) or shared by all members (None), e.g.
+        ``stack.map(f, stack.params, stack.buffers, x, in_dims=(0, 0, None))``. ``chunk`` picks
+        how (``train/members.py``): ``"auto"`` (default: one vmap on an accelerator; on a CPU
+        cache-sized vmapped chunks, or a plain loop for members with large buffers), None (one
+        vmap), or k (vmapped chunks of at most k members; 1 = a loop). ``peak_bytes``, when
+        known, is one member's largest buffer; otherwise the automatic rule probes ``fn`` once
+        on member 0 (on meta tensors where it can).
+        """
+        dims = tuple(in_dims) if isinstance(in_dims, (tuple, list)) else (in_dims,) * len(args)
+        n = self.M if not any(d == 0 for d in dims) else \
+            tree_flatten([a for a, d in zip(args, dims) if d == 0])[0][0].shape[0]
+
+        def probe() -> int:
+            if peak_bytes is not None:
+                return peak_bytes
+            first = tuple(a if d is None else tree_map(lambda t: t[0], a) for a, d in zip(args, dims))
+            return peak_buffer_bytes(fn, first, grad=False)
+
+        c = resolve_chunk(self.device, n, chunk, probe)
+        return map_members(fn, c, in_dims=dims)(*args)
 
     # -- members as plain modules -------------------------------------------------------------
     def member(self, i: int) -> torch.nn.Module:
