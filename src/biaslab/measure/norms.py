@@ -14,9 +14,8 @@ from typing import Literal, Sequence
 
 import torch
 from torch import nn
-from torch.func import vmap
 
-from ..models.base import POSITION_PREFIX
+from ..models.roles import parameter_roles, position_keys
 
 LN_INPUTS = ("ln1_in", "ln2_in")
 
@@ -67,9 +66,12 @@ def layernorm_blowup_stack(stack, x: torch.Tensor, reduce: Literal["max", "mean"
         # Reduce inside the vmap, so only scalars (not every activation) leave it.
         return blowup_from_acts(stack.apply(p, b, xx, acts=True)[1], reduce)
 
+    from ..train.members import AUTO
+
     with torch.no_grad():
-        return vmap(member, in_dims=(0, 0, 0 if per_member else None),
-                    chunk_size=member_chunk)(stack.params, stack.buffers, x)
+        return stack.map(member, stack.params, stack.buffers, x,
+                         in_dims=(0, 0, 0 if per_member else None),
+                         chunk=AUTO if member_chunk is None else member_chunk)
 
 
 # -- parameter norm -----------------------------------------------------------------------------
@@ -79,19 +81,29 @@ def _params_of(model_or_params) -> dict:
     return dict(model_or_params)
 
 
-def parameter_norm(model_or_params, exclude: Sequence[str] = (POSITION_PREFIX,)) -> torch.Tensor:
+def _positions(owner, names) -> tuple:
+    """The positional-embedding keys: by role for a module or a Stack, by the models' naming
+    convention for a bare name -> tensor dict."""
+    if isinstance(owner, nn.Module):
+        return parameter_roles(owner).position_embeddings
+    roles = getattr(owner, "roles", None)
+    return roles.position_embeddings if roles is not None else tuple(position_keys(names))
+
+
+def parameter_norm(model_or_params, exclude: Sequence[str] | None = None) -> torch.Tensor:
     """L2 norm over all parameters except names starting with a prefix in ``exclude``
     (the positional embeddings by default, as in the paper). A module or a name->tensor dict."""
     p = _params_of(model_or_params)
-    return torch.sqrt(sum(t.pow(2).sum() for n, t in p.items() if not n.startswith(tuple(exclude))))
+    skip = tuple(exclude) if exclude is not None else _positions(model_or_params, p)
+    return torch.sqrt(sum(t.pow(2).sum() for n, t in p.items() if not n.startswith(skip)))
 
 
-def parameter_norm_stack(stack_or_params, exclude: Sequence[str] = (POSITION_PREFIX,)
-                         ) -> torch.Tensor:
+def parameter_norm_stack(stack_or_params, exclude: Sequence[str] | None = None) -> torch.Tensor:
     """``parameter_norm`` of every member, from a Stack or its [M, ...] params dict -> [M]."""
     p = getattr(stack_or_params, "params", stack_or_params)
+    skip = tuple(exclude) if exclude is not None else _positions(stack_or_params, p)
     return torch.sqrt(sum(t.flatten(1).pow(2).sum(1) for n, t in p.items()
-                          if not n.startswith(tuple(exclude))))
+                          if not n.startswith(skip)))
 
 
 # -- stable rank --------------------------------------------------------------------------------

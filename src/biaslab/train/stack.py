@@ -17,7 +17,7 @@ from torch.func import functional_call, stack_module_state
 from torch.utils._pytree import tree_flatten, tree_map
 
 from ..errors import InputError
-from ..models import build_model
+from ..models import ParamRoles, build_model, parameter_roles
 from .members import AUTO, map_members, peak_buffer_bytes, resolve_chunk
 
 
@@ -68,6 +68,7 @@ class Stack:
         self.params = {k: v.detach().to(self.device) for k, v in params.items()}
         self.buffers = {k: v.detach().to(self.device) for k, v in buffers.items()}
         self._template = modules[0]
+        self._roles = None
         self.base = copy.deepcopy(modules[0]).to("meta")
         self.task_states = stack_states(
             [t.make_state(m.task_seed if m.task_seed is not None else m.seed) for t, m in
@@ -76,6 +77,13 @@ class Stack:
         )
         self.seed_keys = torch.tensor([m.seed & 0xFFFFFFFF for m in members], dtype=torch.int64,
                                       device=self.device)
+
+    @property
+    def roles(self) -> ParamRoles:
+        """Which parameter keys play which part (``models/roles.py``); keys of ``params``."""
+        if self._roles is None:
+            self._roles = parameter_roles(self._template)
+        return self._roles
 
     @property
     def M(self) -> int:
