@@ -217,6 +217,8 @@ def _noisy_loss_mean(apply, loss_fn, params, buffers, x, y, key, sigma, draws, n
         return loss_fn(apply(_with_flat(params, names, noisy), buffers, x), y)
 
     dkeys = rng.derive(key, torch.arange(draws, device=x.device))
+    if chunk == 1:  # one plain forward per draw, as a one-model loop makes them
+        return torch.stack([noisy_loss(k) for k in dkeys.unbind(-1)], -1).mean(-1)
     return vmap(noisy_loss, chunk_size=chunk)(dkeys).mean()
 
 
