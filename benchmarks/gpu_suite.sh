@@ -6,9 +6,14 @@
 #
 # Stages: bench (bench_all.py: training and measure ratios), claims3 (issue 3's claims, --preset gpu),
 # phase (init-phase-diagram --preset gpu, timed), paper (sharpness-scaling --preset paper, timed;
-# longer than one call: it stores every finished run, so repeating the stage resumes it).
+# longer than one call: it stores every finished run, so repeating the stage resumes it),
+# grokking (issue 13: bench_grokking.py at p = 113 and grokking-sensitivity --preset gpu),
+# lawt-speed / lawt-eigen / lawt-accuracy / failure-anatomy / ood (issue 11, Charton's math
+# transformers: bench_lawt.py on the sheet's 6/1-layer 512 model; 5x5 FP15 eigenvalues; the other
+# lawt-accuracy cells; failure-anatomy and ood-eigen-distributions --preset gpu). The training
+# stages keep their store in gpu-store/ (carry it back in to resume: finished runs are skipped).
 set -euo pipefail
-stage=${1:?stage: bench | claims3 | phase | paper}
+stage=${1:?stage: bench | claims3 | phase | paper | grokking | lawt-speed | lawt-eigen | lawt-accuracy | failure-anatomy | ood}
 out=${OUT:-gpu-out}
 mkdir -p "$out"
 if compgen -G ".whl/*.whl" > /dev/null; then
@@ -50,5 +55,39 @@ case "$stage" in
     echo "sharpness-scaling --preset paper, this call: $(( $(date +%s) - start )) s" | tee -a "$out/paper.txt"
     cp "$store" "$out/paper.sqlite"
     ;;
-  *) echo "stage: bench | claims3 | phase | paper (got '$stage')" >&2; exit 2 ;;
+  grokking)
+    # Issue 13: bench_grokking.py at the paper's size, then grokking-sensitivity --preset gpu
+    # (p = 113, 30 %, 5 seeds as one stack, stored when the stack finishes; not yet timed on a GPU).
+    store=gpu-store/grokking.sqlite; mkdir -p gpu-store
+    python3 benchmarks/bench_grokking.py --device cuda --p 113 --frac 0.3 --members 1 5 --probe \
+      --json "$out/bench_grokking.json" 2>&1 | tee "$out/bench_grokking.txt"
+    start=$(date +%s)
+    timeout "${BUDGET_S:-420}" python3 -m biaslab.cli reproduce grokking-sensitivity-falls \
+      grokking-sensitivity-leads grokking-weight-norm-falls --preset gpu --store "$store" \
+      --report "$out/report13" 2>&1 | tail -n 40 | tee "$out/grokking.txt" || true
+    echo "grokking-sensitivity --preset gpu: $(( $(date +%s) - start )) s" | tee -a "$out/grokking.txt"
+    cp "$store" "$out/grokking.sqlite"
+    ;;
+  lawt-speed)
+    # Issue 11 item 7: this trainer vs a one-model host-fed loop; target >= 50,000 examples/s.
+    python3 benchmarks/bench_lawt.py --device cuda --model sheet --json "$out/bench_lawt.json" \
+      2>&1 | tee "$out/bench_lawt.txt"
+    ;;
+  lawt-eigen|lawt-accuracy|failure-anatomy|ood)
+    # Issue 11: each within one call (BUDGET_S); a run killed by the budget restarts next call.
+    store=gpu-store/charton.sqlite; mkdir -p gpu-store
+    case "$stage" in
+      lawt-eigen) args=(reproduce lawt-eigenvalues-5x5 --preset gpu --set
+        "entries=[{task: eigenvalues, dim: 5, input_encoding: fp15, output_encoding: fp15, model: {d_model: 512, n_enc_layers: 6, n_dec_layers: 1}, train: {steps: 20000}}]") ;;
+      lawt-accuracy) args=(reproduce lawt-easy-tasks-learned lawt-eigenvalues-5x5 --preset gpu) ;;
+      failure-anatomy) args=(reproduce wimtd-failures-roughly-right wimtd-cond-separates --preset gpu) ;;
+      ood) args=(reproduce ood-laplace-to-wigner --preset gpu) ;;
+    esac
+    start=$(date +%s)
+    timeout "${BUDGET_S:-540}" python3 -m biaslab.cli "${args[@]}" --store "$store" \
+      --report "$out/report11" 2>&1 | tail -n 40 | tee "$out/$stage.txt" || true
+    echo "$stage: $(( $(date +%s) - start )) s" | tee -a "$out/$stage.txt"
+    cp "$store" "$out/charton.sqlite"
+    ;;
+  *) echo "stage: bench | claims3 | phase | paper | grokking | lawt-speed | lawt-eigen | lawt-accuracy | failure-anatomy | ood (got '$stage')" >&2; exit 2 ;;
 esac

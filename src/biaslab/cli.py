@@ -70,9 +70,14 @@ def cmd_sample(args) -> int:
     x, y = task.sample(state, rng.key_of(args.seed), args.count, args.split)
     rows = [{"input": xi, "target": yi} for xi, yi in zip(x.tolist(), _targets(y, task))]
 
+    describe = getattr(task, "describe_example", None)  # tasks with a readable form (linalg)
+
     def human(rs):
-        for r in rs:
-            print(" ".join(map(str, r["input"])), "->", r["target"])
+        for i, r in enumerate(rs):
+            if describe is not None:
+                print(describe(x[i], y[i]), end="\n\n")
+            else:
+                print(" ".join(map(str, r["input"])), "->", r["target"])
     _emit(rows, args.json, human)
     return 0
 
@@ -194,16 +199,16 @@ def _check_parallel(args) -> None:
 
 
 def cmd_run(args) -> int:
-    from .execute import resolve_device, run_experiment
+    from .execute import run_experiment
+    from .execute.executors import open_executor
     from .store import Store
 
     _set_threads(args.threads)
     exp, spec = _spec_and_experiment(args.experiment, args.preset, args.spec, args.overrides)
-    device = resolve_device(args.device)
     _check_parallel(args)
-    with Store(args.store) as store:
+    with open_executor(args) as (device, pool), Store(args.store) as store:
         summary = run_experiment(exp, spec, store, device, progress=not args.quiet,
-                                 max_members=args.max_members, workers=args.workers)
+                                 max_members=args.max_members, workers=args.workers, pool=pool)
     _emit(summary, args.json, lambda s: print(
         f"{exp.name}: trained {s['trained']}, skipped {s['skipped']} finished, "
         f"{s['seconds']:.0f}s; store {args.store}"))
@@ -211,7 +216,8 @@ def cmd_run(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    from .execute import resolve_device, run_experiment
+    from .execute import run_experiment
+    from .execute.executors import open_executor
     from .registry import CLAIMS, load_all
     from .store import Store
 
@@ -226,12 +232,11 @@ def cmd_reproduce(args) -> int:
     for claim in claims:
         if claim.experiment not in plans:
             plans[claim.experiment] = _spec_and_experiment(claim.experiment, preset, None, args.overrides)
-    device = resolve_device(args.device)
     results = []
-    with Store(args.store) as store:
+    with open_executor(args) as (device, pool), Store(args.store) as store:
         for name, (exp, spec) in plans.items():
             run_experiment(exp, spec, store, device, progress=not args.quiet,
-                           max_members=args.max_members, workers=args.workers)
+                           max_members=args.max_members, workers=args.workers, pool=pool)
         for claim in claims:
             exp, spec = plans[claim.experiment]
             ids = {p.id for p in exp.plan(spec)}
@@ -335,6 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--workers", type=int, default=1,
                         help="CPU: train this many stacks at once in worker processes")
         sp.add_argument("--max-members", type=int, help="largest stack (default: one stack per group)")
+        from .execute.executors import add_executor_arguments
+
+        add_executor_arguments(sp)
 
     def store_arg(sp):
         sp.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite store (default {DEFAULT_STORE})")
@@ -383,6 +391,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="a .csv or .parquet path")
     s.add_argument("--experiment", help="only this experiment")
     s.set_defaults(fn=cmd_export)
+
+    from .doctor import add_doctor_parser
+
+    add_doctor_parser(sub)
     return p
 
 

@@ -86,11 +86,14 @@ def _worker_run(experiment, spec, members, dev):
 
 
 def run_experiment(experiment, spec, store: Store, device="auto", progress=True,
-                   max_members: int | None = None, log=None, workers: int = 1) -> dict:
+                   max_members: int | None = None, log=None, workers: int = 1,
+                   pool=None) -> dict:
     """Run every unfinished run of ``experiment`` under ``spec``; returns counts.
 
     With ``workers > 1`` (CPU), groups train in parallel worker processes, one intra-op thread
     each: on a small machine, two single-threaded stacks beat one two-threaded stack by far.
+    ``pool``: an executor with ``submit(fn, *args)`` returning a concurrent.futures Future
+    (``execute.ray.RayPool``) to train every group in instead; the caller owns and closes it.
     Only this process writes the store, so the store stays consistent whatever is killed.
     """
     dev = resolve_device(device) if not isinstance(device, torch.device) else device
@@ -104,12 +107,14 @@ def run_experiment(experiment, spec, store: Store, device="auto", progress=True,
     labels = [f"[{i + 1}/{len(groups)}] {experiment.name} " + " ".join(str(k) for k in key)
               for i, (key, _) in enumerate(groups)]
     trained = 0
-    if workers > 1 and len(groups) > 1 and dev.type == "cpu":
+    if pool is not None or (workers > 1 and len(groups) > 1 and dev.type == "cpu"):
+        import contextlib
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                 initializer=_worker_init, initargs=(1,)) as pool:
+        with (contextlib.nullcontext(pool) if pool is not None else ProcessPoolExecutor(
+                max_workers=workers, mp_context=mp.get_context("spawn"),
+                initializer=_worker_init, initargs=(1,))) as pool:
             futures = {}
             for label, (key, members) in zip(labels, groups):
                 store.mark_running(experiment.name, [(p.id, p.config) for p in members], dev.type)

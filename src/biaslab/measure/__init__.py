@@ -8,6 +8,8 @@ from .landscape import (hessian_top_eigenvalues, hessian_trace, hvp, loss_slice,
                         perturbation_sharpness)
 from .norms import layernorm_blowup, parameter_norm, stable_rank
 from . import anchor  # noqa: F401  (registers)
+from . import tokenwise  # noqa: F401  (registers tokenwise_flip_sensitivity)
+from . import weight_noise  # noqa: F401  (registers weight_noise_sharpness)
 
 __all__ = [
     "average_sensitivity", "bitflip_sensitivity", "degree_profile", "fourier_degree",

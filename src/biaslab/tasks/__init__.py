@@ -2,6 +2,10 @@
 
 from .base import Task, TaskParams
 from . import anchor, boolean, prefix_parity, table  # noqa: F401  (registers)
+from . import modular  # noqa: F401  (registers)
+from . import images  # noqa: F401  (registers synthetic_images, cifar10, svhn)
+from . import text, vocab_features  # noqa: F401  (registers)
+from . import linalg  # noqa: F401  (registers the LAWT matrix tasks)
 
 __all__ = ["Task", "TaskParams", "make_task"]
 

@@ -32,7 +32,8 @@ class TrainConfig(BaseModel):
 
     steps: int = Field(default=10_000, gt=0, description="maximum optimizer steps")
     batch: int = Field(default=1024, gt=0, description="examples per member per step")
-    loss: Literal["mse", "mse_pm1", "bce", "ce"] = Field(default="mse", description="training loss")
+    loss: Literal["mse", "mse_pm1", "bce", "ce", "ce_seq", "sensreg",
+                  "sensreg_detached"] = Field(default="mse", description="training loss")
     eval_every: int = Field(default=100, gt=0, description="steps between evaluations")
     eval_batch: int = Field(default=1024, gt=0, description="examples of the fixed eval batch")
     eval_split: Literal["train", "test"] = Field(
@@ -123,7 +124,9 @@ def evaluate(stack: Stack, cfg: TrainConfig, params=None, split: str | None = No
     losses = vmap(loss.fn)(out, y)
     pred = loss.predict(out)
     acc = stack.task.correct(pred, y).float().mean(-1)
-    mse = (pred - y.float()).pow(2).flatten(1).mean(-1) if stack.task.target_kind != "classes" else losses
+    # classes and token sequences (logits [.., V] against ids) have no MSE: report the loss there
+    per_position = stack.task.target_kind != "classes" and pred.shape == y.shape
+    mse = (pred - y.float()).pow(2).flatten(1).mean(-1) if per_position else losses
     return {"loss": losses, "acc": acc, "mse": mse}
 
 
