@@ -154,7 +154,9 @@ def default_predict(threshold: Optional[float]) -> Callable[[torch.Tensor], torc
             return out.argmax(-1).float()
         if out.dim() == 2:
             out = out.squeeze(-1)
-        return out.float() if threshold is None else (out > threshold).float()
+        if threshold is None:  # raw outputs keep the model's precision (at least fp32)
+            return out.to(torch.promote_types(out.dtype, torch.float32))
+        return (out > threshold).float()
 
     return predict
 
