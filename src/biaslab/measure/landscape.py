@@ -254,10 +254,32 @@ def perturbation_sharpness(model: nn.Module, loss_fn, batch, sigma: float = 0.02
     apply, params, buffers = _module_fn(model)
     k = _key(key, _device(params))
     names = _included(params, _exclusions(model, exclude))
+    bs = _as_batches(batch)
+    peak = lambda: _forward_peak(apply, params, buffers, bs[0][0])  # noqa: E731
     with torch.no_grad():
-        s = _sharpness_member(apply, _loss(loss_fn), params, buffers, _as_batches(batch), k,
-                              sigma, draws, names, same_noise, chunk, noise_plan(params, names))
+        s = _sharpness_member(apply, _loss(loss_fn), params, buffers, bs, k, sigma, draws, names,
+                              same_noise, _draw_chunk(chunk, k.device, draws, peak),
+                              noise_plan(params, names))
     return s * label_scale
+
+
+def _forward_peak(apply, params: dict, buffers: dict, x: torch.Tensor) -> int:
+    """Largest buffer of one forward of a plain module on x (probed on meta tensors)."""
+    from ..train.members import peak_buffer_bytes
+
+    meta = lambda t: t.to("meta")  # noqa: E731
+    return peak_buffer_bytes(apply, ({n: meta(t) for n, t in params.items()},
+                                     {n: meta(t) for n, t in buffers.items()}, meta(x)), grad=False)
+
+
+def _draw_chunk(chunk, device: torch.device, draws: int, forward_peak) -> int | None:
+    """Draws per vmapped call: ``chunk``, or (None) the chunking rule applied to the draws as
+    to members: all at once on an accelerator; on a CPU a plain loop over draws whose forward
+    is large (what a one-model loop does), cache-sized vmapped chunks otherwise."""
+    from ..train.members import AUTO, resolve_chunk
+
+    return resolve_chunk(device, draws, AUTO if chunk is None else chunk, forward_peak,
+                         backward=False)
 
 
 def perturbation_sharpness_stack(stack, loss_fn, batches, sigma: float = 0.02, draws: int = 10,
@@ -267,8 +289,12 @@ def perturbation_sharpness_stack(stack, loss_fn, batches, sigma: float = 0.02, d
                                  chunk: int | None = None, member_chunk=None,
                                  clean: torch.Tensor | None = None) -> torch.Tensor:
     """``perturbation_sharpness`` of every member of ``stack`` -> [M] (``Stack.map``;
-    ``member_chunk`` None = the automatic chunking rule). ``clean`` [M, len(batches)]: the
-    members' clean losses on the batches, when the caller computed them already."""
+    ``member_chunk`` and ``chunk`` None = the automatic chunking rule over members and over
+    draws). ``clean`` [M, len(batches)]: the members' clean losses on the batches, when the
+    caller computed them already (e.g. in the forward that gave its outputs and activations).
+
+    Noise is drawn per member and batch for all perturbed parameters at once (``flat_normal``).
+    """
     bs = _as_batches(batches)
     names = _included(stack.params, _exclusions(stack, exclude))
     loss = _loss(loss_fn)
@@ -277,14 +303,18 @@ def perturbation_sharpness_stack(stack, loss_fn, batches, sigma: float = 0.02, d
 
     def member(p, b, own, same, k, pl, c=None):
         return _sharpness_member(stack.apply, loss, p, b, _in_order(own, same, order), k, sigma,
-                                 draws, names, same_noise, chunk, pl, c)
+                                 draws, names, same_noise, dchunk, pl, c)
 
+    x0 = bs[0][0]
+    fpeak = stack.forward_peak(tuple(x0.shape[1:] if x0.dim() == 3 else x0.shape), x0.dtype)
+    dchunk = _draw_chunk(chunk, stack.device, draws, lambda: fpeak)
+    peak = fpeak * (draws if dchunk is None else dchunk)  # the draws one call batches
     args = (stack.params, stack.buffers, mapped, common, _stack_keys(stack, key), plan)
     dims = (0, 0, 0, None, 0, None)
     if clean is not None:
         args, dims = args + (clean,), dims + (0,)
     with torch.no_grad():
-        s = stack.map(member, *args, in_dims=dims, chunk=_chunk(member_chunk))
+        s = stack.map(member, *args, in_dims=dims, chunk=_chunk(member_chunk), peak_bytes=peak)
     return s * label_scale
 
 

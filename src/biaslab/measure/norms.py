@@ -69,9 +69,11 @@ def layernorm_blowup_stack(stack, x: torch.Tensor, reduce: Literal["max", "mean"
     from ..train.members import AUTO
 
     with torch.no_grad():
+        shape = tuple(x.shape[1:] if per_member else x.shape)
         return stack.map(member, stack.params, stack.buffers, x,
                          in_dims=(0, 0, 0 if per_member else None),
-                         chunk=AUTO if member_chunk is None else member_chunk)
+                         chunk=AUTO if member_chunk is None else member_chunk,
+                         peak_bytes=lambda: stack.forward_peak(shape, x.dtype))
 
 
 # -- parameter norm -----------------------------------------------------------------------------

@@ -69,6 +69,7 @@ class Stack:
         self.buffers = {k: v.detach().to(self.device) for k, v in buffers.items()}
         self._template = modules[0]
         self._roles = None
+        self._forward_peaks: dict = {}  # (input shape, dtype) -> bytes, see forward_peak
         self.base = copy.deepcopy(modules[0]).to("meta")
         self.task_states = stack_states(
             [t.make_state(m.task_seed if m.task_seed is not None else m.seed) for t, m in
@@ -110,10 +111,25 @@ class Stack:
                 params: dict | None = None, chunk=AUTO):
         """Forward of every member: x [B, L] shared, or [M, B, L] per member (``map``)."""
         p = self.params if params is None else params
+        shape = tuple(x.shape) if shared_input else tuple(x.shape[1:])
         return self.map(lambda pp, bb, xx: self.apply(pp, bb, xx, acts), p, self.buffers, x,
-                        in_dims=(0, 0, None if shared_input else 0), chunk=chunk)
+                        in_dims=(0, 0, None if shared_input else 0), chunk=chunk,
+                        peak_bytes=lambda: self.forward_peak(shape, x.dtype))
 
-    def map(self, fn, *args, in_dims=0, chunk=AUTO, peak_bytes: int | None = None):
+    def forward_peak(self, x_shape: tuple, x_dtype: torch.dtype = torch.int64) -> int:
+        """Largest buffer one member's forward makes on an input of ``x_shape`` (bytes),
+        probed once per shape on meta tensors: what a measure that runs forwards tells
+        ``map``'s chunking rule (times the forwards it batches in one call)."""
+        key = (tuple(x_shape), x_dtype)
+        if key not in self._forward_peaks:
+            first = {k: v[0] for k, v in self.params.items()}
+            buffers = {k: v[0] for k, v in self.buffers.items()}
+            x = torch.zeros(x_shape, dtype=x_dtype, device="meta")
+            self._forward_peaks[key] = peak_buffer_bytes(
+                lambda p, b, xx: self.apply(p, b, xx), (first, buffers, x), grad=False)
+        return self._forward_peaks[key]
+
+    def map(self, fn, *args, in_dims=0, chunk=AUTO, peak_bytes=None):
         """``fn(*member_args)`` for every member, results stacked along a new dim 0.
 
         The one way to run a per-member function over a stack (the trainer's step and
@@ -122,9 +138,11 @@ class Stack:
         ``stack.map(f, stack.params, stack.buffers, x, in_dims=(0, 0, None))``. ``chunk`` picks
         how (``train/members.py``): ``"auto"`` (default: one vmap on an accelerator; on a CPU
         cache-sized vmapped chunks, or a plain loop for members with large buffers), None (one
-        vmap), or k (vmapped chunks of at most k members; 1 = a loop). ``peak_bytes``, when
-        known, is one member's largest buffer; otherwise the automatic rule probes ``fn`` once
-        on member 0 (on meta tensors where it can).
+        vmap), or k (vmapped chunks of at most k members; 1 = a loop). ``peak_bytes`` (bytes,
+        or a function returning them, e.g. from ``forward_peak``), when known, is the largest
+        buffer of ``fn`` on one member; otherwise the rule probes ``fn`` once on member 0 (on
+        meta tensors where it can). ``fn`` is forward-only work (the trainer maps its
+        gradient step with ``map_members`` itself).
         """
         dims = tuple(in_dims) if isinstance(in_dims, (tuple, list)) else (in_dims,) * len(args)
         n = self.M if not any(d == 0 for d in dims) else \
@@ -132,11 +150,11 @@ class Stack:
 
         def probe() -> int:
             if peak_bytes is not None:
-                return peak_bytes
+                return int(peak_bytes() if callable(peak_bytes) else peak_bytes)
             first = tuple(a if d is None else tree_map(lambda t: t[0], a) for a, d in zip(args, dims))
             return peak_buffer_bytes(fn, first, grad=False)
 
-        c = resolve_chunk(self.device, n, chunk, probe)
+        c = resolve_chunk(self.device, n, chunk, probe, backward=False)
         return map_members(fn, c, in_dims=dims)(*args)
 
     # -- members as plain modules -------------------------------------------------------------
