@@ -55,23 +55,32 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
+#: The clock of every timing: wall time, or (``--clock cpu``, the default on a CPU) the CPU time
+#: of this process. On a machine shared with other jobs, wall time also counts the time the
+#: scheduler gave the core to someone else (the 2-core development machine ran at a load of
+#: 10-15 while these numbers were taken); CPU time counts only this process's own work. With one
+#: intra-op thread the two agree on an idle machine.
+CLOCK = {"clock": time.perf_counter}
+
+
 def rounds(cases: dict, n_rounds: int, device) -> dict:
     """name -> list of seconds per run over the rounds.
 
     ``cases``: name -> (fn, runs per call, calls per timing); several calls per timing keep a
     sub-millisecond case from being decided by the cache state the previous case left.
     """
+    clock = CLOCK["clock"]
     for fn, _, _ in cases.values():  # warm-up
         fn()
     times = {name: [] for name in cases}
     for _ in range(n_rounds):
         for name, (fn, runs, calls) in cases.items():
             sync(device)
-            t0 = time.perf_counter()
+            t0 = clock()
             for _ in range(calls):
                 fn()
             sync(device)
-            times[name].append((time.perf_counter() - t0) / runs / calls)
+            times[name].append((clock() - t0) / runs / calls)
     return times
 
 
@@ -206,13 +215,18 @@ def main(argv=None):
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--parts", nargs="*", default=["measurement", "tables", "learned"])
+    ap.add_argument("--clock", choices=["cpu", "wall"], default=None,
+                    help="cpu: this process's CPU time (default on a CPU: a shared machine's "
+                         "other jobs do not count); wall: elapsed time (default on a GPU)")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
+    clock = args.clock or ("cpu" if device.type == "cpu" else "wall")
+    CLOCK["clock"] = time.process_time if clock == "cpu" else time.perf_counter
     if device.type == "cpu":
         torch.set_num_threads(1)
     print(f"torch {torch.__version__}, numpy {np.__version__}, device {device}, "
-          f"threads {torch.get_num_threads()}, best of {args.rounds} interleaved rounds; "
-          "noise = (median - best) / best")
+          f"threads {torch.get_num_threads()}, {clock} time, best of {args.rounds} interleaved "
+          "rounds; noise = (median - best) / best")
     ratios = []
     if "measurement" in args.parts:
         ratios += bench_measurement(device, args.rounds)

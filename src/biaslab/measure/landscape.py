@@ -181,14 +181,14 @@ def flat_normal(key: torch.Tensor, plan: dict, dtype) -> torch.Tensor:
     elements instead of ~50 small ops per parameter (which cost a third of a measurement).
     """
     pkeys = rng.derive(key, plan["salt"])  # [K] one key per parameter
-
-    def uniform(stream: int) -> torch.Tensor:
-        # [P] the element's stream key (index_select: 4x faster than [] indexing on a CPU)
-        k = rng.derive(pkeys, stream).index_select(-1, plan["index"])
-        bits = rng.hash32(rng.hash32(plan["counter"] + k * 0x85EBCA77) ^ (k >> 3))
-        return ((bits >> 8).to(torch.float32) + 0.5) / float(1 << 24)
-
-    u1, u2 = uniform(1), uniform(2)
+    # Both uniform streams (derive(k, 1), derive(k, 2)) in one [2, P] tensor: half the ops.
+    streams = torch.arange(1, 3, device=pkeys.device).view(2, *([1] * pkeys.dim()))
+    k = rng.derive(pkeys.unsqueeze(0), streams)  # [2, K]
+    # [2, P] each element's stream key (index_select: 4x faster than [] indexing on a CPU)
+    k = k.index_select(-1, plan["index"])
+    bits = rng.hash32(rng.hash32(plan["counter"] + k * 0x85EBCA77) ^ (k >> 3))
+    u = ((bits >> 8).to(torch.float32) + 0.5) / float(1 << 24)
+    u1, u2 = u.unbind(0)
     return (torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * math.pi * u2)).to(dtype)
 
 
