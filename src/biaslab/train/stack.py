@@ -71,6 +71,10 @@ class Stack:
         self._roles = None
         self._forward_peaks: dict = {}  # (input shape, dtype) -> bytes, see forward_peak
         self.base = copy.deepcopy(modules[0]).to("meta")
+        # Untying shared weights walks every module on every call (a fifth of a small model's
+        # forward overhead); only a model that registers one tensor under two names needs it.
+        self._tied = len(list(modules[0].named_parameters(remove_duplicate=False))) != \
+            len(list(modules[0].named_parameters()))
         self.task_states = stack_states(
             [t.make_state(m.task_seed if m.task_seed is not None else m.seed) for t, m in
              zip(tasks, members)],
@@ -104,8 +108,9 @@ class Stack:
 
     # -- functional forward -----------------------------------------------------------------
     def apply(self, params: dict, buffers: dict, x: torch.Tensor, acts: bool = False):
-        """Forward of ONE member (call under vmap for the stack)."""
-        return functional_call(self.base, (params, buffers), (x,), {"acts": acts})
+        """Forward of ONE member (call under vmap, or in ``map``'s loop, for the stack)."""
+        return functional_call(self.base, (params, buffers), (x,), {"acts": acts},
+                               tie_weights=self._tied)
 
     def forward(self, x: torch.Tensor, acts: bool = False, shared_input: bool = True,
                 params: dict | None = None, chunk=AUTO):
