@@ -174,17 +174,17 @@ def noise_plan(params: dict, names: Sequence[str], member_dim: bool = False) -> 
 
 
 def flat_normal(key: torch.Tensor, plan: dict, dtype) -> torch.Tensor:
-    """The noise of every planned parameter, flattened in plan order: [P].
+    """The noise of every planned parameter, flattened in plan order: [..., P] for keys [...].
 
     Bit for bit ``cat([rng.normal(rng.derive(key, _salt(n)), shape_n) for n in names])``: the
     same keys, counters and Box-Muller formula, but one set of elementwise ops over all P
     elements instead of ~50 small ops per parameter (which cost a third of a measurement).
     """
-    pkeys = rng.derive(key, plan["salt"])  # [K] one key per parameter
-    # Both uniform streams (derive(k, 1), derive(k, 2)) in one [2, P] tensor: half the ops.
+    pkeys = rng.derive(key.unsqueeze(-1), plan["salt"])  # [..., K] one key per parameter
+    # Both uniform streams (derive(k, 1), derive(k, 2)) in one [2, ..., P] tensor: half the ops.
     streams = torch.arange(1, 3, device=pkeys.device).view(2, *([1] * pkeys.dim()))
-    k = rng.derive(pkeys.unsqueeze(0), streams)  # [2, K]
-    # [2, P] each element's stream key (index_select: 4x faster than [] indexing on a CPU)
+    k = rng.derive(pkeys.unsqueeze(0), streams)  # [2, ..., K]
+    # each element's stream key (index_select: 4x faster than [] indexing on a CPU)
     k = k.index_select(-1, plan["index"])
     bits = rng.hash32(rng.hash32(plan["counter"] + k * 0x85EBCA77) ^ (k >> 3))
     u = ((bits >> 8).to(torch.float32) + 0.5) / float(1 << 24)
@@ -218,8 +218,11 @@ def _noisy_loss_mean(apply, loss_fn, params, buffers, x, y, key, sigma, draws, n
         return loss_fn(apply(_with_flat(params, names, noisy), buffers, x), y)
 
     dkeys = rng.derive(key, torch.arange(draws, device=x.device))
-    if chunk == 1:  # one plain forward per draw, as a one-model loop makes them
-        return torch.stack([noisy_loss(k) for k in dkeys.unbind(-1)], -1).mean(-1)
+    if chunk == 1:  # one plain forward per draw, as a one-model loop makes them; the noise of
+        # all draws in one pass (per-op overhead was half of drawing it draw by draw)
+        noisy = flat + sigma * flat_normal(dkeys, plan, flat.dtype)
+        return torch.stack([loss_fn(apply(_with_flat(params, names, nz), buffers, x), y)
+                            for nz in noisy.unbind(0)], -1).mean(-1)
     return vmap(noisy_loss, chunk_size=chunk)(dkeys).mean()
 
 
