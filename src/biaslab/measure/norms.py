@@ -21,6 +21,13 @@ LN_INPUTS = ("ln1_in", "ln2_in")
 
 
 # -- LayerNorm blow-up --------------------------------------------------------------------------
+def _std_last(x: torch.Tensor) -> torch.Tensor:
+    """Unbiased std over the last dim, two-pass. ``Tensor.std`` over a short last dim is 9x
+    slower on this CPU (1.1 ms vs 0.12 ms for [256, 10, 32]), a sixth of a measurement."""
+    centred = x - x.mean(-1, keepdim=True)
+    return (centred.square().sum(-1) / (x.shape[-1] - 1)).sqrt()
+
+
 def blowup_from_acts(acts: dict, reduce: Literal["max", "mean"] = "max") -> dict:
     """The blow-up of one model from its activations (each [B, L, d]); see ``layernorm_blowup``."""
     names = [n for n in acts if n.rsplit(".", 1)[-1] in LN_INPUTS]
@@ -34,7 +41,7 @@ def blowup_from_acts(acts: dict, reduce: Literal["max", "mean"] = "max") -> dict
     per_ln, product = {}, None
     for n in names:
         # Unbiased std over the hidden units, no epsilon: the reference code's definition.
-        inv = 1.0 / acts[n].std(-1)  # [B, L]
+        inv = 1.0 / _std_last(acts[n])  # [B, L]
         if n.rsplit(".", 1)[0] == last:
             inv = inv[:, -1:]  # only the read-out position feeds the output in the last layer
         r = inv.amax(-1) if reduce == "max" else inv.mean(-1)  # [B]
