@@ -10,10 +10,12 @@
 # grokking (issue 13: bench_grokking.py at p = 113 and grokking-sensitivity --preset gpu),
 # lawt-speed / lawt-eigen / lawt-accuracy / failure-anatomy / ood (issue 11, Charton's math
 # transformers: bench_lawt.py on the sheet's 6/1-layer 512 model; 5x5 FP15 eigenvalues; the other
-# lawt-accuracy cells; failure-anatomy and ood-eigen-distributions --preset gpu). The training
-# stages keep their store in gpu-store/ (carry it back in to resume: finished runs are skipped).
+# lawt-accuracy cells; failure-anatomy and ood-eigen-distributions --preset gpu), text-vocab /
+# text-mrpc / text-qqp (issue 12, language: synthetic-vocabulary --preset gpu; text-sensitivity
+# --preset gpu on MRPC and --preset paper on QQP, with data/glue/MRPC or data/glue/QQP carried;
+# not yet timed on a GPU). The training stages keep their store in gpu-store/ (carry it back in to resume: finished runs are skipped).
 set -euo pipefail
-stage=${1:?stage: bench | claims3 | phase | paper | grokking | lawt-speed | lawt-eigen | lawt-accuracy | failure-anatomy | ood}
+stage=${1:?stage: bench | claims3 | phase | paper | grokking | lawt-speed | lawt-eigen | lawt-accuracy | failure-anatomy | ood | text-vocab | text-mrpc | text-qqp}
 out=${OUT:-gpu-out}
 mkdir -p "$out"
 if compgen -G ".whl/*.whl" > /dev/null; then
@@ -89,5 +91,45 @@ case "$stage" in
     echo "$stage: $(( $(date +%s) - start )) s" | tee -a "$out/$stage.txt"
     cp "$store" "$out/charton.sqlite"
     ;;
-  *) echo "stage: bench | claims3 | phase | paper | grokking | lawt-speed | lawt-eigen | lawt-accuracy | failure-anatomy | ood (got '$stage')" >&2; exit 2 ;;
+  text-vocab|text-mrpc|text-qqp)
+    # Issue 12, language: synthetic-vocabulary --preset gpu; text-sensitivity --preset gpu (MRPC)
+    # and --preset paper (QQP, 1e5 examples seen; resumes from its store over several calls).
+    # GLUE files are never downloaded: carry data/glue/MRPC or data/glue/QQP (train.tsv, dev.tsv);
+    # a missing directory ends in one line naming the expected file (exit 2).
+    store=gpu-store/text.sqlite; mkdir -p gpu-store
+    case "$stage" in
+      text-vocab) args=(reproduce synthetic-vocabulary --preset gpu) ;;
+      text-mrpc) args=(reproduce text-roberta-below-lstm text-lstm-rises-at-end --preset gpu) ;;
+      text-qqp) args=(reproduce text-roberta-below-lstm text-lstm-rises-at-end --preset paper) ;;
+    esac
+    start=$(date +%s)
+    timeout "${BUDGET_S:-540}" python3 -m biaslab.cli "${args[@]}" --store "$store" \
+      --report "$out/report12-text" 2>&1 | tail -n 40 | tee "$out/$stage.txt" || true
+    echo "$stage: $(( $(date +%s) - start )) s" | tee -a "$out/$stage.txt"
+    cp "$store" "$out/text.sqlite"
+    ;;
+  vision|vision-reg|vision-sharp)
+    # Issue 12, vision: vision-sensitivity, sensitivity-regularization and
+    # sensitivity-sharpness-architectures --preset gpu (synthetic 32x32 images on the device, the
+    # reference's ViT size, ResNet-18 at width 64, 5 seeds per stack; not yet timed on a GPU).
+    # Each architecture's stack is stored when it finishes, so a stage cut by the budget resumes
+    # in the next call with gpu-store/ carried. The paper presets need cifar-10-batches-bin in data/.
+    store=gpu-store/vision.sqlite; mkdir -p gpu-store
+    if [ "$stage" = vision ]; then
+      python3 benchmarks/bench_tokenwise.py --device cuda --members 16 --images 1024 --size 32 \
+        2>&1 | tee "$out/bench_tokenwise.txt"
+    fi
+    case "$stage" in
+      vision) args=(reproduce vision-transformer-lowest-sensitivity --preset gpu) ;;
+      vision-reg) args=(reproduce sensreg-lowers-vit-sensitivity sensreg-raises-vit-noise-accuracy
+                        vit-more-robust-than-cnn --preset gpu) ;;
+      vision-sharp) args=(reproduce sensitivity-tracks-sharpness --preset gpu) ;;
+    esac
+    start=$(date +%s)
+    timeout "${BUDGET_S:-540}" python3 -m biaslab.cli "${args[@]}" --store "$store" \
+      --report "$out/report12-vision" 2>&1 | tail -n 40 | tee "$out/$stage.txt" || true
+    echo "$stage: $(( $(date +%s) - start )) s" | tee -a "$out/$stage.txt"
+    cp "$store" "$out/vision.sqlite"
+    ;;
+  *) echo "stage: bench | claims3 | phase | paper | grokking | lawt-speed | lawt-eigen | lawt-accuracy | failure-anatomy | ood | text-vocab | text-mrpc | text-qqp | vision | vision-reg | vision-sharp (got '$stage')" >&2; exit 2 ;;
 esac

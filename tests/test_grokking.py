@@ -250,3 +250,17 @@ def test_bad_spec_names_the_field():
     ok = exp.plan(GrokkingSpec(p=5, epochs=2, model={"name": "transformer"},
                                sensitivity_kind="replacement"))
     assert len(ok) == 3
+
+
+def test_the_lab_transformer_runs_with_token_replacement():
+    from biaslab.experiments.vasudeva.grokking_sensitivity import CURVES, GrokkingSensitivity, GrokkingSpec
+
+    exp = GrokkingSensitivity()
+    spec = GrokkingSpec(p=5, train_fraction=0.6, seeds=[0, 1], epochs=4, measure_every=2,
+                        sharpness_every=1, fourier_top_k=1, sensitivity_kind="replacement",
+                        model={"name": "transformer",
+                               "params": {"d_model": 8, "n_heads": 2, "n_layers": 1, "d_ff": 8}})
+    outs = exp.run_group(spec, exp.plan(spec), torch.device("cpu"))
+    col = dict(zip(CURVES, outs[1].arrays["curves"].T))
+    assert col["epoch"].tolist() == [2, 4]
+    assert np.isfinite(col["sensitivity"]).all() and np.isfinite(col["fourier_share"]).all()

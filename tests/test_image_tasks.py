@@ -123,8 +123,8 @@ def test_missing_and_malformed_files_are_input_errors(tmp_path):
 
 def test_missing_data_set_exits_2_with_one_line(tmp_path):
     code = ("from biaslab.cli import main; import sys; "
-            f"sys.exit(main(['run', 'vision-sensitivity', 'task.name=cifar10', "
-            f"'task.params={{root: {tmp_path}}}']))")
+            f"sys.exit(main(['run', 'vision-sensitivity', '--preset', 'paper', "
+            f"'task.params.root={tmp_path}']))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2, r.stderr
     assert "data_batch_1.bin" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -215,3 +215,30 @@ def test_bad_input_is_one_clear_error():
         tokenwise_flip_sensitivity(TinyImage(), torch.zeros(2, 3, 8, 8), PatchNoise(1.0, 3),
                                    rng.key_of(0))
     assert "tokenwise_flip_sensitivity" in MEASURES
+
+
+def test_replacement_on_a_stack_equals_member_loop():
+    from biaslab.tasks import make_task
+    from biaslab.train import Member, Stack
+
+    task = make_task("parity", {"n": 6})
+    stack = Stack("transformer", {"d_model": 16, "d_ff": 16, "n_layers": 1}, task,
+                  [Member(seed=s) for s in (0, 1, 2)])
+    x = rng.randint(rng.key_of(3), (20, 6), 2)
+    pert = TokenReplacement(2, exclude_same=True)
+    sign = lambda o: (o > 0).float()  # noqa: E731  (untrained outputs sit near 0, not 0.5)
+    both = tokenwise_flip_sensitivity(stack, x, pert, rng.key_of(4), draws=2, chunk_rows=30,
+                                      positions=[[0, 1], [2, 3]], predict=sign)
+    assert both["per_position"].shape == (3, 2) and float(both["mean"].max()) > 0
+    for i in range(3):
+        member = stack.member(i)
+        one = tokenwise_flip_sensitivity(member, x, pert, rng.key_of(4), draws=2,
+                                         positions=[[0, 1], [2, 3]], predict=sign)
+        torch.testing.assert_close(both["per_position"][i], one["per_position"])
+        # brute force: flip bits 0 and 1 together, then bits 2 and 3 (exclude_same on 2 tokens = flip)
+        clean = member(x) > 0
+        for j, cols in enumerate(([0, 1], [2, 3])):
+            xx = x.clone()
+            xx[:, cols] ^= 1
+            rate = ((member(xx) > 0) != clean).double().mean()
+            torch.testing.assert_close(both["per_position"][i, j], rate)

@@ -63,7 +63,7 @@ def _check_store(store):
     con.close()
 
 
-def test_killed_worker_and_killed_driver_lose_nothing(cluster, tmp_path):
+def test_killed_worker_and_killed_driver_lose_nothing(cluster, tmp_path, request):
     """One sweep, two kills: a worker SIGKILLed while it trains a stack (Ray retries the task),
     then the driver SIGKILLed once some runs are stored; a second driver trains the rest."""
     store = tmp_path / "ray.sqlite"
@@ -91,8 +91,12 @@ def test_killed_worker_and_killed_driver_lose_nothing(cluster, tmp_path):
     after = _done(store)
     assert all(after[rid] == t for rid, t in before.items())  # kept, not retrained
     _check_store(store)
-    print(f"RAY worker_killed=1 driver_killed_after={len(before)} resumed={RUNS - len(before)} "
-          f"runs={len(after)}/{RUNS} lost=0 dup=0")
+    line = (f"worker_killed=1 driver_killed_after={len(before)} resumed={RUNS - len(before)} "
+            f"runs={len(after)}/{RUNS} lost=0 dup=0")
+    print(f"RESILIENCE ray: {line}")
+    cache = getattr(request.config, "cache", None)
+    if cache is not None:
+        cache.set("resilience/ray", {"line": line, "runs": len(after), "driver_killed_after": len(before)})
 
 
 def test_ray_missing_is_one_line(monkeypatch, capsys):

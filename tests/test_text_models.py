@@ -14,6 +14,7 @@ from biaslab.train import Member, Stack
 TINY = {
     "roberta": {"d_model": 16, "n_heads": 2, "n_layers": 2, "d_ff": 32},
     "roberta_relu": {"d_model": 16, "n_heads": 2, "n_layers": 2, "d_ff": 32, "attention": "relu"},
+    "roberta_ln": {"d_model": 16, "n_heads": 2, "n_layers": 2, "d_ff": 32, "embed_at": "layernorm"},
     "gpt2": {"d_model": 16, "n_heads": 2, "n_layers": 2, "d_ff": 32},
     "text_lstm": {"d_embed": 8, "hidden": 16, "n_layers": 2},
 }
@@ -119,3 +120,13 @@ def test_embedding_noise_on_a_stack_equals_each_member_alone(pairs):
         assert torch.allclose(together["per_position"][i].nan_to_num(-1),
                               alone["per_position"].nan_to_num(-1))
         assert torch.allclose(together["mean"][i], alone["mean"])
+
+
+def test_roberta_embed_boundary_changes_where_noise_goes_not_the_function(pairs):
+    task, x, _ = pairs
+    word = build_model("roberta", TINY["roberta"], task, seed=2)
+    normed = build_model("roberta", TINY["roberta_ln"], task, seed=2)
+    assert torch.equal(word(x), normed(x))
+    assert torch.equal(word.embed(x), word.token_embed(x) * (x != PAD)[..., None])
+    e = normed.embed(x)[x != PAD]
+    assert torch.allclose(e.mean(-1), torch.zeros_like(e[:, 0]), atol=1e-5)  # after LayerNorm

@@ -86,3 +86,11 @@ def test_bad_shapes_are_input_errors():
         build_model("image_cnn", {"n_layers": 5}, task(), seed=0)
     with pytest.raises(InputError):  # an image model on a token task
         build_model("vit", {}, make_task("parity", {"n": 4}), seed=0)
+
+
+def test_gamma_init_reaches_2d_convolutions():
+    # std = d_in^-gamma with d_in = in_channels / groups * kernel area (depthwise: the kernel)
+    m = build_model("convmixer", {"dim": 64, "depth": 1}, task(), seed=0, gamma=0.5)
+    dw, pw = m.blocks[0].depthwise.weight.detach(), m.blocks[0].pointwise.weight.detach()
+    assert abs(float(dw.std()) - 9 ** -0.5) < 0.04
+    assert abs(float(pw.std()) - 64 ** -0.5) < 0.01

@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import os
+import sqlite3
 import sys
 
 from .errors import InputError
@@ -287,6 +288,8 @@ def cmd_report(args) -> int:
     from .report.html import write_report
     from .store import Store
 
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise InputError("out", f"{args.out} is a file", "a folder (created if missing)")
     with Store(args.store, create=False) as store:
         page = write_report(store, args.out)
     print(f"report written to {page}")
@@ -296,6 +299,10 @@ def cmd_report(args) -> int:
 def cmd_export(args) -> int:
     from .store import Store
 
+    if os.path.isdir(args.out):
+        raise InputError("out", f"{args.out} is a folder", "a .csv or .parquet file path")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
+        raise InputError("out", f"the folder of {args.out} does not exist", "a path in an existing folder")
     with Store(args.store, create=False) as store:
         path = store.export(args.out, args.experiment)
     print(f"exported to {path}")
@@ -398,6 +405,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line(message) -> str:
+    """An error message on one line, whatever the input it quotes holds (newlines escaped)."""
+    return str(message).replace("\r", "\\r").replace("\n", "\\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
@@ -412,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
             setattr(args, target, list(getattr(args, target) or []) + [w for w in extra if w not in rest])
         return args.fn(args)
     except InputError as exc:
-        print(f"biaslab: error: {exc}", file=sys.stderr)
+        print(f"biaslab: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("biaslab: interrupted", file=sys.stderr)
@@ -422,6 +434,13 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except (OSError, sqlite3.Error) as exc:
+        # A full disk, a failed write, a lost mount: the store's transactions leave every run
+        # either whole or absent, so say what failed and that rerunning resumes.
+        what = f"{exc.strerror}: {exc.filename}" if getattr(exc, "strerror", None) else str(exc)
+        print(f"biaslab: error: I/O failed ({_one_line(what)}); runs finished before it are kept "
+              "in the store: fix the cause and rerun the same command to resume", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

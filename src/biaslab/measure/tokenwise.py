@@ -30,7 +30,9 @@ others give one clear InputError. Noise goes where ``embed`` ends, so a model de
 an LSTM is perturbed after its embedding LayerNorm.
 
 Batching: all draws x slots of a group of examples go through the model as one batch of at most
-``chunk_rows`` rows (one example per call if its slots alone exceed that). Draws are made for
+``chunk_rows`` rows (one example per call if its slots alone exceed that). On a CPU the forward
+is compute-bound and 1024 rows is about as fast as a per-slot loop (benchmarks/bench_tokenwise.py;
+4096 rows was 2x slower, out of cache); the batching pays on a GPU, where larger chunks help. Draws are made for
 all examples up front from counter-based keys, so the result does not depend on ``chunk_rows``.
 Labels: ``predict(output)`` if given, else argmax over [B, C>1] outputs, else (output > 0.5).
 
@@ -230,7 +232,7 @@ def tokenwise_flip_sensitivity(model, x: torch.Tensor, perturbation: Perturbatio
                                draws: int = 1, positions: Optional[Sequence] = None,
                                mask: Optional[torch.Tensor] = None,
                                predict: Optional[Callable] = None,
-                               chunk_rows: int = 4096) -> dict:
+                               chunk_rows: int = 1024) -> dict:
     """Label-flip rate per slot and its mean; see the module docstring."""
     if draws < 1:
         raise InputError("draws", f"{draws} draws", ">= 1")

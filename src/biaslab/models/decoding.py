@@ -6,8 +6,9 @@ no data-dependent exit (no host read), so the same function runs under ``vmap`` 
 of a stack: ``stack_greedy`` / ``stack_beam`` map it over ``stack.params``.
 
 A model is seen through its two parts (``models/lawt.py``): ``encode(xe) -> memory`` and
-``decode(xd, memory, src_keep) -> logits``. ``module_parts(model)`` gives them for a plain module,
-``functional_parts(base, params, buffers)`` for one member of a stack (under vmap).
+``decode(xd, memory, src_keep)`` -> the logits of the prefix's last position, [B, 1, V].
+``module_parts(model)`` gives them for a plain module, ``functional_parts(base, params, buffers)``
+for one member of a stack (under vmap).
 
 Outputs follow the target layout of the tasks: [B, decoder_len] tokens, the prediction, then
 ``<eos>``, then ``<pad>``; a sequence that never emits ``<eos>`` just fills the row (a malformed
@@ -31,7 +32,7 @@ class Parts(NamedTuple):
 
 def module_parts(model) -> Parts:
     return Parts(lambda xe: model(xe, part="encode"),
-                 lambda xd, mem, keep: model(xd, part="decode", memory=mem, src_keep=keep),
+                 lambda xd, mem, keep: model(xd, part="decode_last", memory=mem, src_keep=keep),
                  model.pad_id)
 
 
@@ -40,7 +41,7 @@ def functional_parts(base, params: dict, buffers: dict) -> Parts:
     def run(x, **kw):
         return functional_call(base, (params, buffers), (x,), kw)
     return Parts(lambda xe: run(xe, part="encode"),
-                 lambda xd, mem, keep: run(xd, part="decode", memory=mem, src_keep=keep),
+                 lambda xd, mem, keep: run(xd, part="decode_last", memory=mem, src_keep=keep),
                  base.pad_id)
 
 

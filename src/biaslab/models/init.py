@@ -1,12 +1,15 @@
 """The initialization rate gamma of Zhang et al.: every weight ~ N(0, (d_in^-gamma)^2).
 
 Larger gamma means a smaller initialization. d_in is the true fan-in of each layer: the input
-width of a Linear, in_channels * kernel of a convolution, and for an embedding table the width
-of the vectors it produces (d_model, not the vocabulary size), as in the paper's code.
+width of a Linear, in_channels / groups * kernel area of a convolution (1-D or 2-D), and for an
+embedding table the width of the vectors it produces (d_model, not the vocabulary size), as in
+the paper's code.
 LayerNorm gains and biases keep their defaults (1 and 0).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -20,8 +23,8 @@ def fan_in(module: nn.Module, name: str, p: torch.Tensor) -> int | None:
         return module.in_features
     if isinstance(module, nn.Embedding):
         return module.embedding_dim
-    if isinstance(module, nn.Conv1d):
-        return module.in_channels * module.kernel_size[0]
+    if isinstance(module, (nn.Conv1d, nn.Conv2d)):  # grouped (depthwise) convs see in/groups
+        return module.in_channels // module.groups * math.prod(module.kernel_size)
     custom = getattr(module, "gamma_fan_in", None)
     if custom is not None:
         return custom(name, p)

@@ -16,7 +16,8 @@ Input layout (the repo's seq2seq convention, ``tasks/prefix_parity.py``): one to
 ``encoder_len + decoder_len`` tokens, the encoder input padded with ``<pad>``, then the decoder
 input (``<eos>`` as BOS, the target shifted right). The output is [B, decoder_len, vocab]
 logits. ``forward(x, part="encode")`` returns the encoder memory, ``part="decode"`` the logits of
-decoder tokens ``x`` given ``memory`` and its key mask ``src_keep``: ``models/decoding.py``
+decoder tokens ``x`` given ``memory`` and its key mask ``src_keep`` (``"decode_last"``: only the
+last position's): ``models/decoding.py``
 builds greedy and beam search from these two parts, for a module or a stack member alike.
 Attention is plain matmul (``models/attention.py``'s reason), so the model vmaps in a Stack.
 
@@ -171,14 +172,17 @@ class LAWTModel(nn.Module):
         return h
 
     def decode(self, xd: torch.Tensor, memory: torch.Tensor, src_keep: torch.Tensor,
-               record: dict | None = None) -> torch.Tensor:
-        """Decoder tokens [B, Ld'] (any prefix length) -> logits [B, Ld', vocab]."""
+               record: dict | None = None, last: bool = False) -> torch.Tensor:
+        """Decoder tokens [B, Ld'] (any prefix length) -> logits [B, Ld', vocab] (``last``: only
+        the last position's, [B, 1, vocab]: a decoding step needs no more)."""
         pos = self.pos_embed_dec(torch.arange(xd.shape[1], device=xd.device))
         g = self.ln_emb_dec(self.dec_embed(xd) + pos)
         for layer in self.decoder:
             g = layer(g, memory, src_keep)
         if record is not None:
             record["readout"] = g
+        if last:
+            g = g[:, -1:]
         if self.cfg.tie_output:
             return nn.functional.linear(g, self.dec_embed.weight, self.out_bias)
         return self.proj(g)
@@ -186,8 +190,8 @@ class LAWTModel(nn.Module):
     def forward(self, x, acts: bool = False, part: str = "full", memory=None, src_keep=None):
         if part == "encode":
             return self.encode(x)
-        if part == "decode":
-            return self.decode(x, memory, src_keep)
+        if part in ("decode", "decode_last"):
+            return self.decode(x, memory, src_keep, last=part == "decode_last")
         xe, xd = x[:, :self.enc_len], x[:, self.enc_len:]
         record: dict = {}
         memory = self.encode(xe)

@@ -9,8 +9,12 @@ the first real token of a left-padded pair) through RoBERTa's head: dense, tanh,
 Dropout is left out: the lab trains stacks with counter-based randomness and no dropout streams.
 Weights start as in RoBERTa: N(0, 0.02), biases 0, LayerNorm 1/0.
 
-Embedding protocol (``measure/tokenwise.py``): ``embed(x)`` is the LayerNormed token + position
-embedding, exactly zero at padding (``text_attention.py``); ``forward_embedded(e)`` the rest.
+Embedding protocol (``measure/tokenwise.py``): ``embed(x)`` ends where the token-wise measure
+adds its noise, exactly zero at padding (``text_attention.py``); ``forward_embedded(e)`` the rest.
+``embed_at='word'`` (default): the word embedding, as Hugging Face's ``inputs_embeds`` that the
+reference feeds its models -- the noise then goes through the position add and the embedding
+LayerNorm, which rescales it. ``embed_at='layernorm'``: after the embedding LayerNorm, so the
+noise reaches the first layer at full size. ``forward`` is the same function either way.
 
 Activations (``acts=True``): ``embed`` [B, T, d], ``layers.{i}.attn`` [B, H, T, T],
 ``layers.{i}.out`` [B, T, d], ``readout`` [B, d] (the [CLS] vector fed to the head).
@@ -38,6 +42,9 @@ class RobertaConfig(ModelConfig):
     max_len: int = Field(default=0, ge=0, description="position table size; 0 = task length")
     ln_eps: float = Field(default=1e-5, gt=0)
     init_std: float = Field(default=0.02, gt=0, description="std of weights at init (RoBERTa: 0.02)")
+    embed_at: Literal["word", "layernorm"] = Field(
+        default="word", description="where embed() ends (where embedding noise goes): the word "
+        "embedding (HF inputs_embeds) or after the embedding LayerNorm")
 
     @model_validator(mode="after")
     def _heads(self):
@@ -87,13 +94,17 @@ class RobertaEncoder(nn.Module):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         mask = pad_mask(x)
-        e = self.embed_ln(self.token_embed(x) + self.pos_embed(positions_of(mask)))
+        e = self.token_embed(x)
+        if self.cfg.embed_at == "layernorm":
+            e = self.embed_ln(e + self.pos_embed(positions_of(mask)))
         return e * mask[..., None].to(e.dtype)
 
     def forward_embedded(self, e: torch.Tensor, acts: bool = False):
         record: dict = {"embed": e}
         mask = mask_of(e)
         h = e
+        if self.cfg.embed_at == "word":
+            h = self.embed_ln(e + self.pos_embed(positions_of(mask)))
         for i, layer in enumerate(self.layers):
             h = layer(h, mask, record, f"layers.{i}.")
         first = (~mask).sum(-1)  # left padding: the [CLS] token follows the pads

@@ -181,7 +181,14 @@ class Store:
             self.conn.execute("BEGIN IMMEDIATE")
 
         def __exit__(self, exc_type, *_):
-            self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+            # After a full disk or an I/O error SQLite may have rolled back already: a second
+            # ROLLBACK would raise and hide the real error.
+            try:
+                if exc_type is None:
+                    self.conn.execute("COMMIT")
+            finally:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
 
     def _tx(self):
         return Store._Tx(self.conn)

@@ -73,8 +73,10 @@ class Vocabulary:
         tab = self._tables(enc, mats.device)
         tok, used, over = enc.write(mats.reshape(-1).to(torch.float64), tab["write"])
         T = tok.shape[1]
-        head = torch.tensor([self.dim_id(r), self.dim_id(c)], device=mats.device)
-        tok = torch.cat([head.expand(B, 2), tok.reshape(B, n * T)], 1)
+        # header by fill kernels, not torch.tensor: no host-to-device copy inside a (captured) step
+        rows_id = torch.full((B, 1), self.dim_id(r), dtype=torch.int64, device=mats.device)
+        cols_id = torch.full((B, 1), self.dim_id(c), dtype=torch.int64, device=mats.device)
+        tok = torch.cat([rows_id, cols_id, tok.reshape(B, n * T)], 1)
         used = torch.cat([torch.ones(B, 2, dtype=torch.bool, device=mats.device),
                           used.reshape(B, n * T)], 1)
         L = length if length is not None else 2 + n * T

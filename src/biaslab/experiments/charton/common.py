@@ -163,7 +163,7 @@ def evaluate_stack(stack, task, test, tolerances, beam: int = 1, decode_batch: i
     return out
 
 
-def accuracy_metrics(ev, tolerances, prefix: str = "") -> dict:
+def accuracy_metrics(ev, prefix: str = "") -> dict:
     """Rates of one member's evaluation: accuracy at every tolerance (exact OR valid and error
     below tau), the exact-match (teacher-forced) and parse rates, and the malformed rate."""
     n = max(ev.error.numel(), 1)

@@ -53,7 +53,7 @@ class FailureAnatomy(Experiment):
         test, evs = tests[""]
         outcomes = []
         for i, plan in enumerate(plans):
-            metrics = {**accuracy_metrics(evs[i], plan.config["tolerances"]),
+            metrics = {**accuracy_metrics(evs[i]),
                        **train_metrics(task, result, plans, i)}
             anatomy, arrays = dissect(test, evs[i])
             metrics.update(anatomy)

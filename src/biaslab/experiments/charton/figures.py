@@ -98,8 +98,11 @@ def success_failure_histograms(panels: dict[str, tuple[np.ndarray, np.ndarray]],
         lo, hi = both.min(), both.max()
         use_log = log and lo > 0 and hi / lo > 20
         bins = np.geomspace(lo, hi, 40) if use_log else np.linspace(lo, hi + 1e-12, 40)
-        ax.hist(ok, bins=bins, density=True, alpha=0.6, label=f"successes ({ok.size})")
-        ax.hist(bad, bins=bins, density=True, alpha=0.6, label=f"failures ({bad.size})")
+        for vals, label in ((ok, "successes"), (bad, "failures")):
+            if vals.size:  # a density of an empty group is 0/0
+                ax.hist(vals, bins=bins, density=True, alpha=0.6, label=f"{label} ({vals.size})")
+            else:
+                ax.plot([], [], label=f"{label} (0)")
         if use_log:
             ax.set_xscale("log")
         ax.set_title(name, fontsize=9)

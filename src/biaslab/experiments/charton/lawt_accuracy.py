@@ -36,7 +36,7 @@ class LawtAccuracy(Experiment):
         test, evs = tests[""]
         outcomes = []
         for i, plan in enumerate(plans):
-            metrics = {**accuracy_metrics(evs[i], plan.config["tolerances"]),
+            metrics = {**accuracy_metrics(evs[i]),
                        **train_metrics(task, result, plans, i)}
             series = [(h["step"], k, h[k][i]) for h in result.history for k in ("train_loss",)]
             outcomes.append(RunOutcome(plan, metrics, series, tensors={"model": stack.member_state(i)},

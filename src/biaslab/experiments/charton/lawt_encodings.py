@@ -39,7 +39,7 @@ class LawtEncodings(Experiment):
     def run_group(self, spec, plans, device, progress=False):
         stack, task, result, tests = measure_group(spec, plans, device, progress)
         test, evs = tests[""]
-        return [RunOutcome(plan, {**accuracy_metrics(evs[i], plan.config["tolerances"]),
+        return [RunOutcome(plan, {**accuracy_metrics(evs[i]),
                                   **train_metrics(task, result, plans, i)},
                            [(h["step"], "train_loss", h["train_loss"][i]) for h in result.history],
                            arrays=test_arrays(test, evs[i]), seconds=result.seconds / len(plans))

@@ -59,7 +59,7 @@ class OodEigenDistributions(Experiment):
             metrics = train_metrics(task, result, plans, i)
             arrays = {}
             for d, (test, evs) in evals.items():
-                metrics.update(accuracy_metrics(evs[i], plan.config["tolerances"], prefix=f"{d}."))
+                metrics.update(accuracy_metrics(evs[i], prefix=f"{d}."))
                 arrays.update({f"{name}.{d}": getattr(evs[i], name).numpy()
                                for name in ("error", "exact", "valid")})
             outcomes.append(RunOutcome(plan, metrics, [(h["step"], "train_loss", h["train_loss"][i])

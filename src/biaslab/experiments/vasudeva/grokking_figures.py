@@ -21,8 +21,14 @@ REFERENCE_SENS = [(500, 3.0), (3000, 9.0), (9800, 3.0)]  # epoch, % (9800: middl
 
 
 def _curves_path(lookup, run_id: str):
-    """The run's ``curves`` artifact from a store (``artifacts(rid)``) or a mapping rid -> files."""
-    files = lookup.artifacts(run_id) if hasattr(lookup, "artifacts") else lookup.get(run_id, {})
+    """The run's ``curves`` artifact from a ``store.Artifacts`` (``of(rid)``), a store
+    (``artifacts(rid)``) or a mapping rid -> name -> file."""
+    if hasattr(lookup, "of"):
+        files = lookup.of(run_id)
+    elif hasattr(lookup, "artifacts"):
+        files = lookup.artifacts(run_id)
+    else:
+        files = lookup.get(run_id, {})
     return (files or {}).get("curves")
 
 

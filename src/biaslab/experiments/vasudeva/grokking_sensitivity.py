@@ -55,9 +55,10 @@ class GrokkingSpec(SpecBase):
         default=None, description="one split for every seed; None = each seed its own split "
         "(the reference reshuffles per seed)")
     seeds: list[int] = Field(default=[42, 43, 44], min_length=1, description="model (and split) seeds")
-    model: ModelChoice = Field(default_factory=lambda: ModelChoice(name="grokking"))
-    lr: float = Field(default=1e-3, gt=0)
-    weight_decay: float = Field(default=1.0, ge=0)
+    model: ModelChoice = Field(default_factory=lambda: ModelChoice(name="grokking"),
+                               description="the model (default: the reference's grokking model)")
+    lr: float = Field(default=1e-3, gt=0, description="AdamW learning rate (model.lr overrides)")
+    weight_decay: float = Field(default=1.0, ge=0, description="AdamW decoupled weight decay")
     epochs: int = Field(default=17_000, gt=0, description="full-batch epochs (= optimizer steps)")
     measure_every: int = Field(default=10, gt=0, description="epochs between measurements")
     write_every: int = Field(default=50, gt=0,
@@ -94,7 +95,8 @@ class GrokkingSensitivity(Experiment):
         try:
             return make_task("modular", values)
         except InputError as exc:  # name the spec's field, not the task's
-            raise InputError(exc.field.replace("modular", "spec", 1), exc.problem, exc.accepted) from None
+            inner = exc.field.removeprefix("modular").lstrip(".")
+            raise InputError(inner or "p, op, train_fraction", exc.problem, exc.accepted) from None
 
     def plan(self, spec: GrokkingSpec):
         spec.model.validate_now("model")

@@ -1,0 +1,168 @@
+"""Fuzzed command lines and spec files (hypothesis): every case ends in exit 0, or in exactly one
+line on stderr with exit 2 — never a traceback. Training is replaced by a stub that plans the
+runs (so specs are resolved and validated in full) without training them; output paths stay
+inside a temporary folder. The count of cases tried is printed and cached (resilience/fuzz)."""
+
+import contextlib
+import io
+
+import pytest
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import biaslab.execute  # noqa: E402
+from biaslab.cli import main  # noqa: E402
+from biaslab.registry import CLAIMS, EXPERIMENTS, TASKS, load_all  # noqa: E402
+
+load_all()
+EXPERIMENT_NAMES = EXPERIMENTS.names()
+CLAIM_NAMES = CLAIMS.names()
+TASK_NAMES = TASKS.names()
+COUNTS = {"cases": 0, "exit0": 0, "exit2": 0}
+SETTINGS = settings(max_examples=250, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=list(HealthCheck))
+
+words = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
+numbers = st.one_of(st.integers(-5, 40).map(str), st.floats(allow_nan=True).map(str),
+                    st.sampled_from(["0", "-1", "1e9", "nan", "inf", "", "[1,2]", "{a: 1}", "x"]))
+safe_name = st.text(alphabet="abcdefghij_-.0123", min_size=1, max_size=10).filter(
+    lambda s: s not in (".", ".."))
+
+
+def key_values(keys):
+    key = st.one_of(st.sampled_from(keys), words)
+    return st.lists(st.tuples(key, st.one_of(numbers, words)).map(lambda kv: f"{kv[0]}={kv[1]}"),
+                    max_size=4)
+
+
+SPEC_KEYS = ["n", "train_sizes", "function_seeds", "seeds", "lr", "lrs", "model", "model.name",
+             "model.params.d_model", "train.steps", "train.batch", "train.loss", "targets", "ns",
+             "preset", "measure.draws", "random_completions", "sweeps"]
+TASK_KEYS = ["n", "k", "train_size", "function_seed", "size", "seed", "length", "p"]
+
+
+def options(pairs):
+    """Optional flags: each present or not, with a fuzzed value."""
+    return st.lists(st.sampled_from(pairs), max_size=4, unique_by=lambda p: p[0]).flatmap(
+        lambda chosen: st.tuples(*[v.map(lambda x, f=f: [f, x]) for f, v in chosen]) if chosen
+        else st.just(())).map(lambda groups: [w for g in groups for w in g])
+
+
+@st.composite
+def argv(draw, tmp):
+    cmd = draw(st.sampled_from(["run", "reproduce", "sample", "measure", "list", "runs", "report",
+                                "export", "junk"]))
+    store = str(tmp / draw(safe_name))
+    if cmd == "run":
+        exp = draw(st.one_of(st.sampled_from(EXPERIMENT_NAMES), words))
+        return ["run", exp, *draw(key_values(SPEC_KEYS)), "--store", store, "--quiet",
+                *draw(options([("--preset", st.sampled_from(["cpu", "gpu", "paper", "x", ""])),
+                               ("--device", st.sampled_from(["cpu", "auto", "cuda", "tpu"])),
+                               ("--threads", numbers), ("--workers", numbers),
+                               ("--max-members", numbers), ("--executor", st.sampled_from(["local", "dask", ""])),
+                               ("--ray-cpus-per-task", numbers)]))]
+    if cmd == "reproduce":
+        claims = draw(st.lists(st.one_of(st.sampled_from(CLAIM_NAMES), words), max_size=2))
+        sets = [w for kv in draw(key_values(SPEC_KEYS)) for w in ("--set", kv)]
+        return ["reproduce", *claims, *sets, "--store", store, "--quiet",
+                *draw(options([("--preset", st.sampled_from(["cpu", "gpu", "paper", "x"])),
+                               ("--device", st.sampled_from(["cpu", "cuda"])),
+                               ("--workers", numbers)]))]
+    if cmd == "sample":
+        task = draw(st.one_of(st.sampled_from(TASK_NAMES), words))
+        params = draw(key_values(TASK_KEYS))
+        return ["sample", task, *params, *draw(options([
+            ("--count", st.integers(-3, 20).map(str)), ("--seed", numbers),
+            ("--split", st.sampled_from(["train", "test", "val", ""])), ("--json", st.just("--json"))]))]
+    if cmd == "measure":
+        task = draw(st.one_of(st.sampled_from(["parity", "majority", "sparse_parity", "random",
+                                               "junta", "degree", "anchor"]), words))
+        n = draw(st.one_of(st.integers(-2, 16).map(lambda v: f"n={v}"), st.just("n=x")))
+        return ["measure", draw(st.sampled_from(["sensitivity", "fourier", "norm"])), task, n,
+                *draw(key_values(TASK_KEYS)),
+                *draw(options([("--samples", st.integers(-5, 500).map(str)),
+                               ("--table", st.just(store))]))]
+    if cmd == "list":
+        return ["list", *draw(options([("--json", st.just("--json"))]))]
+    if cmd in ("runs", "report", "export"):
+        out = ["--out", str(tmp / (draw(safe_name) + draw(st.sampled_from([".csv", ".parquet", ""]))))]
+        return [cmd, "--store", store, *(out if cmd != "runs" else []),
+                *draw(options([("--experiment", words)]))]
+    return draw(st.lists(words, max_size=5))
+
+
+def _check(args):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(args)
+    err = err.getvalue()
+    COUNTS["cases"] += 1
+    COUNTS[f"exit{code}"] = COUNTS.get(f"exit{code}", 0) + 1
+    assert "Traceback" not in err
+    assert code in (0, 2), (args, code, err)
+    if code == 2:
+        assert err.count("\n") == 1 and err.startswith("biaslab: error: "), (args, err)
+
+
+@pytest.fixture(autouse=True)
+def no_training(monkeypatch):
+    """Plan every run (specs resolve and validate in full), train none; fuzzed --threads
+    values must not outlive this file (they set torch's thread count in this process)."""
+    import torch
+
+    def plan_only(experiment, spec, store, device="auto", **kw):
+        plans = experiment.plan(spec)
+        return {"planned": len(plans), "skipped": 0, "trained": 0, "seconds": 0.0}
+    monkeypatch.setattr(biaslab.execute, "run_experiment", plan_only)
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_fuzzed_command_lines(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("fuzz")
+    (tmp / "text").write_text("not a store\n")
+
+    @SETTINGS
+    @given(argv(tmp))
+    def case(args):
+        _check(args)
+    case()
+
+
+yaml_scalars = st.one_of(st.integers(-10, 10**6), st.floats(allow_nan=True), st.booleans(),
+                         st.none(), words)
+yaml_values = st.recursive(yaml_scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(st.one_of(st.sampled_from(SPEC_KEYS), words),
+                                                 inner, max_size=3)), max_leaves=8)
+
+
+def test_fuzzed_spec_files(tmp_path_factory):
+    import yaml
+
+    tmp = tmp_path_factory.mktemp("specs")
+    spec_file = tmp / "spec.yaml"
+
+    @settings(SETTINGS, max_examples=150)
+    @given(st.sampled_from(EXPERIMENT_NAMES),
+           st.one_of(st.dictionaries(st.one_of(st.sampled_from(SPEC_KEYS), words), yaml_values,
+                                     max_size=4).map(lambda d: yaml.safe_dump(d, allow_unicode=True)),
+                     words, st.binary(max_size=40).map(lambda b: b.decode("latin-1"))))
+    def case(experiment, text):
+        spec_file.write_text(text, encoding="utf-8", errors="replace")
+        _check(["run", experiment, "--spec", str(spec_file), "--store", str(tmp / "s.sqlite"),
+                "--quiet", "--device", "cpu"])
+    case()
+
+
+def test_zz_fuzz_count(request):
+    """Runs last in this file: the count of cases tried, for docs/reliability.md."""
+    line = (f"cases={COUNTS['cases']} exit0={COUNTS['exit0']} exit2={COUNTS['exit2']} "
+            f"other={COUNTS['cases'] - COUNTS['exit0'] - COUNTS['exit2']}")
+    print(f"RESILIENCE fuzz: {line}")
+    cache = getattr(request.config, "cache", None)
+    if cache is not None:
+        cache.set("resilience/fuzz", {"line": line, **COUNTS})
+    assert COUNTS["cases"] >= 300
