@@ -144,7 +144,7 @@ def bench_measurement(device, n_rounds: int, sizes=(1, 8, 32)):
     task = make_task("parity", {"n": N})
     stacks = {m: Stack("transformer", MODEL, task, [Member(seed=s) for s in range(m)], device)
               for m in sizes}
-    ref_models = [stacks[max(sizes)].member(i).eval() for i in range(4)]
+    ref_models = [stacks[max(sizes)].member(i).eval() for i in range(8)]  # a call of ~M = 8 runs
     cases = {f"lab M={m}": ((lambda s=s: measure_members(s, "mse", spec, 1e-3)), m, 1)
              for m, s in stacks.items()}
     cases["reference loop"] = (lambda: [reference_measure(md, device, i)
@@ -205,7 +205,7 @@ def bench_learned(device, n_rounds: int, M: int = 8):
     assert torch.allclose(alone, stacked, atol=1e-6), (alone, stacked)
     cases = {f"stack of {M}": ((lambda: learned_sensitivity(stack, N)), M, 3),
              "one module alone": ((lambda: [learned_sensitivity(m, N) for m in modules]), M, 3)}
-    times = rounds(cases, n_rounds, device)
+    times = rounds(cases, 3 * n_rounds, device)  # cheap: more rounds against the noise
     return report(f"Learned-function sensitivity on all of {{0,1}}^{N}, per member", times,
                   [(f"stack of {M}", "one module alone")])
 
