@@ -129,7 +129,8 @@ class Stack:
         if key not in self._forward_peaks:
             first = {k: v[0] for k, v in self.params.items()}
             buffers = {k: v[0] for k, v in self.buffers.items()}
-            x = torch.zeros(x_shape, dtype=x_dtype, device="meta")
+            # real zeros: peak_buffer_bytes tries meta copies first and falls back to these
+            x = torch.zeros(x_shape, dtype=x_dtype, device=self.device)
             self._forward_peaks[key] = peak_buffer_bytes(
                 lambda p, b, xx: self.apply(p, b, xx), (first, buffers, x), grad=False)
         return self._forward_peaks[key]
