@@ -1,11 +1,12 @@
-"""Issue 4's benchmark in one run: training (stack vs one-at-a-time) and measures (one vmapped
-call vs a loop over members), side by side for each stack size.
+"""Issue 4's and issue 16's benchmarks in one run: training (stack vs one-at-a-time), measures
+(one stacked call vs a loop over members), side by side for each stack size, and the measures
+against the plain code they replace (bench_measure_speed.py).
 
     python benchmarks/bench_all.py --device cpu     # tiny and small models; measures on the small config
     python benchmarks/bench_all.py --device cuda    # every model, M in {1, 16, 64, 256}, fp32/TF32/bf16
 
-The two parts are `bench_stack.py` and `bench_measures.py`; this script runs both with matching
-stack sizes so that one invocation prints every ratio.
+The parts are `bench_stack.py`, `bench_measures.py` and `bench_measure_speed.py`; this script
+runs them with matching stack sizes so that one invocation prints every ratio.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+import bench_measure_speed  # noqa: E402
 import bench_measures  # noqa: E402
 import bench_stack  # noqa: E402
 
@@ -37,6 +39,8 @@ def main():
         if m == 1:
             continue  # a loop of one is the vmapped call's own baseline
         bench_measures.main(["--device", args.device, "--members", str(m)] + ([] if gpu else ["--small"]))
+    print("\n## Measures against the plain code they replace (issue 16)", flush=True)
+    bench_measure_speed.main(["--device", args.device])
 
 
 if __name__ == "__main__":

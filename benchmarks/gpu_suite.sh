@@ -4,7 +4,8 @@
 #   make gpu-wheels                      # here, once: pydantic and its needs as wheels in .whl/
 #   bash benchmarks/gpu_suite.sh STAGE   # there, with .whl carried; writes under $OUT (or ./gpu-out)
 #
-# Stages: bench (bench_all.py: training and measure ratios), claims3 (issue 3's claims, --preset gpu),
+# Stages: bench (bench_all.py: training and measure ratios), measure-speed (issue 16:
+# bench_measure_speed.py, the measures against the code they replace), claims3 (issue 3's claims, --preset gpu),
 # phase (init-phase-diagram --preset gpu, timed), paper (sharpness-scaling --preset paper, timed;
 # longer than one call: it stores every finished run, so repeating the stage resumes it),
 # grokking (issue 13: bench_grokking.py at p = 113 and grokking-sensitivity --preset gpu),
@@ -15,7 +16,7 @@
 # --preset gpu on MRPC and --preset paper on QQP, with data/glue/MRPC or data/glue/QQP carried;
 # not yet timed on a GPU). The training stages keep their store in gpu-store/ (carry it back in to resume: finished runs are skipped).
 set -euo pipefail
-stage=${1:?stage: bench | claims3 | phase | paper | grokking | lawt-speed | lawt-eigen | lawt-accuracy | failure-anatomy | ood | text-vocab | text-mrpc | text-qqp}
+stage=${1:?stage: bench | measure-speed | claims3 | phase | paper | grokking | lawt-speed | lawt-eigen | lawt-accuracy | failure-anatomy | ood | text-vocab | text-mrpc | text-qqp}
 out=${OUT:-gpu-out}
 mkdir -p "$out"
 if compgen -G ".whl/*.whl" > /dev/null; then
@@ -32,6 +33,11 @@ case "$stage" in
   bench)
     python3 benchmarks/bench_all.py --device cuda --json "$out/bench_stack.json" \
       2>&1 | tee "$out/bench_all.txt"
+    ;;
+  measure-speed)
+    # Issue 16: the measures against the code they replace (sharpness protocol vs the reference's
+    # loop at M = 1, 8, 32; exact sensitivity and degree profile vs numpy; learned sensitivity).
+    python3 benchmarks/bench_measure_speed.py --device cuda --rounds 5 2>&1 | tee "$out/measure_speed.txt"
     ;;
   claims3)
     for claim in sharpness-grows-for-parity parity-needs-norm-or-blowup abrupt-change-at-convergence \
@@ -131,5 +137,5 @@ case "$stage" in
     echo "$stage: $(( $(date +%s) - start )) s" | tee -a "$out/$stage.txt"
     cp "$store" "$out/vision.sqlite"
     ;;
-  *) echo "stage: bench | claims3 | phase | paper | grokking | lawt-speed | lawt-eigen | lawt-accuracy | failure-anatomy | ood | text-vocab | text-mrpc | text-qqp | vision | vision-reg | vision-sharp (got '$stage')" >&2; exit 2 ;;
+  *) echo "stage: bench | claims3 | phase | paper | grokking | lawt-speed | lawt-eigen | lawt-accuracy | failure-anatomy | ood | text-vocab | text-mrpc | text-qqp | vision | vision-reg | vision-sharp | measure-speed (got '$stage')" >&2; exit 2 ;;
 esac

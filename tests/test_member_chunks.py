@@ -6,7 +6,7 @@ from biaslab.experiments.base import RunPlan
 from biaslab.tasks import make_task
 from biaslab.train import Member, Stack, TrainConfig, train
 from biaslab.train.members import (CPU_CHUNK_BYTES, CPU_LOOP_ABOVE_BYTES, auto_chunk,
-                                   member_grad_map, peak_buffer_bytes)
+                                   map_members, peak_buffer_bytes)
 
 SMALL = {"d_model": 16, "n_heads": 2, "n_layers": 1, "d_ff": 16}
 MEMBERS = [Member(seed=s, lr=lr, weight_decay=wd, clip_norm=c)
@@ -41,9 +41,9 @@ def test_member_grad_map_forms_agree():
     def loss(p, xx):
         return (xx @ p["w"].T).tanh().pow(2).mean()
 
-    ref_g, ref_l = member_grad_map(loss, None)(params, x)
+    ref_g, ref_l = map_members(loss, None, grad=True)(params, x)
     for chunk in (1, 2, 3):
-        g, l = member_grad_map(loss, chunk)(params, x)
+        g, l = map_members(loss, chunk, grad=True)(params, x)
         torch.testing.assert_close(g["w"], ref_g["w"], rtol=1e-12, atol=1e-14)
         torch.testing.assert_close(l, ref_l, rtol=1e-12, atol=1e-14)
     # and against each member's own autograd gradient

@@ -25,6 +25,7 @@ import torch
 
 from .. import rng
 from ..errors import InputError
+from ..models.roles import query_keys
 from ..tasks.anchor import AnchorTask, pair_tuple
 from .norms import stable_rank, stable_ranks, stable_ranks_stack  # noqa: F401  (re-exported)
 
@@ -212,12 +213,13 @@ def condensation(w: torch.Tensor, threshold: float = 0.7) -> torch.Tensor:
 
 
 def query_condensation(params: dict, layer: int = 0, threshold: float = 0.7) -> torch.Tensor:
-    """``condensation`` of the query weight of ``layer`` (a decoder's, e.g. ``stack.params``)."""
-    return condensation(params[f"layers.{layer}.attn.q.weight"], threshold)
+    """``condensation`` of the query weight of attention ``layer`` of a name -> tensor dict
+    (found by the models' naming convention; a Stack's by its roles)."""
+    return condensation(params[query_keys(params)[layer]], threshold)
 
 
 def query_condensation_stack(stack, layer: int = 0, threshold: float = 0.7) -> torch.Tensor:
-    return query_condensation(stack.params, layer, threshold)
+    return condensation(stack.params[stack.roles.query(layer)], threshold)
 
 
 def _ranks(v: torch.Tensor) -> torch.Tensor:
@@ -249,7 +251,8 @@ def item_tokens(task: AnchorTask, device="cpu") -> torch.Tensor:
 
 def embedding_order_stack(stack, k: int = 2) -> dict:
     """``embedding_order`` of every member's token embedding over the task's item tokens."""
-    return embedding_order(stack.params["token_embed.weight"], item_tokens(stack.task, stack.device), k)
+    return embedding_order(stack.params[stack.roles.token_embedding],
+                           item_tokens(stack.task, stack.device), k)
 
 
 def _register() -> None:

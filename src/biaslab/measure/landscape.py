@@ -6,8 +6,8 @@ and run two ways:
 
 * on one plain ``nn.Module`` -- its parameters are pulled out into a dict and the forward runs
   through ``torch.func.functional_call``;
-* on a ``Stack`` -- the same member function is ``vmap``-ed over the M members in ONE call
-  (``*_stack`` variants), returning [M] (or [M, k]) tensors.
+* on a ``Stack`` -- the same member function is mapped over the M members in ONE call
+  (``*_stack`` variants, through ``Stack.map``), returning [M] (or [M, k]) tensors.
 
 Randomness comes from :mod:`biaslab.rng` (counter-based, vmappable): the noise of parameter
 ``name`` is keyed by (key, draw, crc32(name)), so it does not depend on which other parameters
@@ -19,12 +19,14 @@ tensor to give members their own noise.
 Conventions: ``loss_fn(outputs, targets) -> scalar`` (a ``biaslab.train.losses`` name or
 ``Loss`` object is accepted too); ``batch = (x, y)``; stacked batches are shared (x [B, L]) or
 per member (x [M, B, L], y [M, B]), inferred from ``x.dim() == 3`` unless ``shared`` is given.
-``chunk`` bounds how many draws / probes / alphas one vmap evaluates at once (memory),
-``member_chunk`` the same over members.
+``chunk`` bounds how many draws / probes / alphas one vmap evaluates at once (memory);
+``member_chunk`` is ``Stack.map``'s chunk over members (None: the automatic rule, which on a
+CPU maps cache-sized chunks or loops over members with large buffers).
 """
 
 from __future__ import annotations
 
+import math
 import zlib
 from typing import Callable, Sequence
 
@@ -35,7 +37,7 @@ from torch.func import functional_call, grad, jvp, vmap
 from torch.overrides import TorchFunctionMode
 
 from .. import rng
-from ..models.base import POSITION_PREFIX
+from ..models.roles import parameter_roles
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -98,13 +100,42 @@ def _as_batches(batch) -> list[Batch]:
     return [tuple(b) for b in batch]
 
 
-def _batch_dims(batches: list[Batch], shared: bool | None):
-    """vmap in_dims for stacked batches: None (shared by members) or 0 (one per member)."""
-    dims = []
-    for x, _ in batches:
+def _batch_dim(batch: Batch, shared: bool | None):
+    """``Stack.map`` in_dim of a stacked batch: None (shared by members) or 0 (one per member)."""
+    per_member = batch[0].dim() == 3 if shared is None else not shared
+    return 0 if per_member else None
+
+
+def _split_batches(batches: list[Batch], shared: bool | None):
+    """(per-member batches, shared batches, order): ``Stack.map`` maps whole arguments, so the
+    batches of one call are split by kind; ``order`` restores their sequence."""
+    mapped, common, order = [], [], []
+    for x, y in batches:
         per_member = x.dim() == 3 if shared is None else not shared
-        dims.append((0, 0) if per_member else (None, None))
-    return dims
+        (mapped if per_member else common).append((x, y))
+        order.append((per_member, len(mapped if per_member else common) - 1))
+    return mapped, common, order
+
+
+def _in_order(mapped: list, common: list, order: list) -> list:
+    return [mapped[i] if per_member else common[i] for per_member, i in order]
+
+
+def _chunk(member_chunk):
+    """A measure's ``member_chunk`` as a ``Stack.map`` chunk: None = the automatic rule."""
+    from ..train.members import AUTO
+
+    return AUTO if member_chunk is None else member_chunk
+
+
+def _exclusions(model_or_stack, exclude: Sequence[str] | None) -> tuple:
+    """``exclude``, or by default the positional embeddings (by their role)."""
+    if exclude is not None:
+        return tuple(exclude)
+    roles = getattr(model_or_stack, "roles", None)
+    if roles is None:
+        roles = parameter_roles(model_or_stack)
+    return roles.position_embeddings
 
 
 def _rademacher(key, shape, dtype):
@@ -124,66 +155,170 @@ def _unflatten(vec: torch.Tensor, like: dict) -> dict:
 
 
 # -- perturbation sharpness ---------------------------------------------------------------------
+def noise_plan(params: dict, names: Sequence[str], member_dim: bool = False) -> dict:
+    """What ``flat_normal`` needs to draw the noise of parameters ``names`` in one go.
+
+    ``salt`` [K]: each parameter's salt; ``index`` [P]: the parameter of each flat element;
+    ``counter`` [P]: the element's index inside its parameter. ``member_dim``: the tensors of
+    ``params`` carry a leading member dim (a Stack's). Integer tensors only, so a stacked
+    measure passes the plan as a shared argument.
+    """
+    dev = _device(params)
+    sizes = [params[n][0].numel() if member_dim else params[n].numel() for n in names]
+    size_t = torch.tensor(sizes, dtype=torch.int64, device=dev)
+    index = torch.repeat_interleave(torch.arange(len(names), device=dev), size_t)
+    starts = torch.cumsum(size_t, 0) - size_t
+    counter = torch.arange(int(size_t.sum()), device=dev) - starts[index]
+    salt = torch.tensor([_salt(n) for n in names], dtype=torch.int64, device=dev)
+    return {"salt": salt, "index": index, "counter": counter}
+
+
+def flat_normal(key: torch.Tensor, plan: dict, dtype) -> torch.Tensor:
+    """The noise of every planned parameter, flattened in plan order: [..., P] for keys [...].
+
+    Bit for bit ``cat([rng.normal(rng.derive(key, _salt(n)), shape_n) for n in names])``: the
+    same keys, counters and Box-Muller formula, but one set of elementwise ops over all P
+    elements instead of ~50 small ops per parameter (which cost a third of a measurement).
+    """
+    pkeys = rng.derive(key.unsqueeze(-1), plan["salt"])  # [..., K] one key per parameter
+    # Both uniform streams (derive(k, 1), derive(k, 2)) in one [2, ..., P] tensor: half the ops.
+    streams = torch.arange(1, 3, device=pkeys.device).view(2, *([1] * pkeys.dim()))
+    k = rng.derive(pkeys.unsqueeze(0), streams)  # [2, ..., K]
+    # each element's stream key (index_select: 4x faster than [] indexing on a CPU)
+    k = k.index_select(-1, plan["index"])
+    bits = rng.hash32(rng.hash32(plan["counter"] + k * 0x85EBCA77) ^ (k >> 3))
+    u = ((bits >> 8).to(torch.float32) + 0.5) / float(1 << 24)
+    u1, u2 = u.unbind(0)
+    return (torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * math.pi * u2)).to(dtype)
+
+
+def _flat(params: dict, names: Sequence[str]) -> torch.Tensor:
+    if not names:  # nothing perturbed (e.g. everything excluded): the clean loss R times
+        return next(iter(params.values())).new_zeros(0)
+    return torch.cat([params[n].reshape(-1) for n in names])
+
+
+def _with_flat(params: dict, names: Sequence[str], flat: torch.Tensor) -> dict:
+    """``params`` with ``names`` replaced by views of ``flat`` (plan order)."""
+    out, i = dict(params), 0
+    for n in names:
+        t = params[n]
+        out[n] = flat[i:i + t.numel()].view(t.shape)
+        i += t.numel()
+    return out
+
+
+def _noisy_loss_mean(apply, loss_fn, params, buffers, x, y, key, sigma, draws, names, plan,
+                     chunk):
+    """mean_r L(theta + sigma eps_r) on one batch, eps_r keyed by (key, r, parameter)."""
+    flat = _flat(params, names)
+
+    def noisy_loss(dkey):
+        noisy = flat + sigma * flat_normal(dkey, plan, flat.dtype)
+        return loss_fn(apply(_with_flat(params, names, noisy), buffers, x), y)
+
+    dkeys = rng.derive(key, torch.arange(draws, device=x.device))
+    if chunk == 1:  # one plain forward per draw, as a one-model loop makes them; the noise of
+        # all draws in one pass (per-op overhead was half of drawing it draw by draw)
+        noisy = flat + sigma * flat_normal(dkeys, plan, flat.dtype)
+        return torch.stack([loss_fn(apply(_with_flat(params, names, nz), buffers, x), y)
+                            for nz in noisy.unbind(0)], -1).mean(-1)
+    return vmap(noisy_loss, chunk_size=chunk)(dkeys).mean()
+
+
 def _sharpness_member(apply, loss_fn, params, buffers, batches, key, sigma, draws, names,
-                      same_noise, chunk):
-    """mean over batches of [mean_r L(theta + eps_r) - L(theta)] for one member."""
+                      same_noise, chunk, plan, clean=None):
+    """mean over batches of [mean_r L(theta + eps_r) - L(theta)] for one member; ``clean``:
+    the clean losses [len(batches)] if the caller has them already (saves a forward each)."""
     total = 0.0
     for b, (x, y) in enumerate(batches):
         # Fresh noise per batch (the reference reused one draw for every batch: same_noise).
         bkey = key if same_noise else rng.derive(key, b)
-
-        def noisy_loss(dkey):
-            p = dict(params)
-            for n in names:
-                t = params[n]
-                p[n] = t + sigma * rng.normal(rng.derive(dkey, _salt(n)), t.shape, t.dtype)
-            return loss_fn(apply(p, buffers, x), y)
-
-        dkeys = rng.derive(bkey, torch.arange(draws, device=x.device))
-        noisy = vmap(noisy_loss, chunk_size=chunk)(dkeys)
-        total = total + noisy.mean() - loss_fn(apply(params, buffers, x), y)
+        noisy = _noisy_loss_mean(apply, loss_fn, params, buffers, x, y, bkey, sigma, draws,
+                                 names, plan, chunk)
+        c = loss_fn(apply(params, buffers, x), y) if clean is None else clean[b]
+        total = total + noisy - c
     return total / len(batches)
 
 
 def perturbation_sharpness(model: nn.Module, loss_fn, batch, sigma: float = 0.02,
                            draws: int = 10, key=None, label_scale: float = 1.0,
-                           exclude: Sequence[str] = (POSITION_PREFIX,), same_noise: bool = False,
+                           exclude: Sequence[str] | None = None, same_noise: bool = False,
                            chunk: int | None = None) -> torch.Tensor:
     """Hahn & Rofin's sharpness: mean_r L(theta + eps_r) - L(theta), eps_r ~ N(0, sigma^2 I).
 
     Every parameter is perturbed except those whose name starts with a prefix in ``exclude``
-    (the positional embeddings, as in the paper). ``batch`` may be a list of batches: the result
-    is the mean over batches, each with fresh noise (``same_noise=True`` reuses one set of draws
-    for every batch, the reference code's quirk). ``label_scale`` multiplies the result: 4.0
-    turns MSE on {0,1} targets into MSE on {-1,+1} labels, the paper's plotted scale. Near a
-    minimum the expectation is sigma^2/2 tr(H) over the perturbed parameters. Returns a scalar.
+    (default: the positional embeddings, by their role, as in the paper). ``batch`` may be a
+    list of batches: the result is the mean over batches, each with fresh noise
+    (``same_noise=True`` reuses one set of draws for every batch, the reference code's quirk).
+    ``label_scale`` multiplies the result: 4.0 turns MSE on {0,1} targets into MSE on {-1,+1}
+    labels, the paper's plotted scale. Near a minimum the expectation is sigma^2/2 tr(H) over
+    the perturbed parameters. Returns a scalar.
     """
     apply, params, buffers = _module_fn(model)
     k = _key(key, _device(params))
+    names = _included(params, _exclusions(model, exclude))
+    bs = _as_batches(batch)
+    peak = lambda: _forward_peak(apply, params, buffers, bs[0][0])  # noqa: E731
     with torch.no_grad():
-        s = _sharpness_member(apply, _loss(loss_fn), params, buffers, _as_batches(batch), k,
-                              sigma, draws, _included(params, exclude), same_noise, chunk)
+        s = _sharpness_member(apply, _loss(loss_fn), params, buffers, bs, k, sigma, draws, names,
+                              same_noise, _draw_chunk(chunk, k.device, draws, peak),
+                              noise_plan(params, names))
     return s * label_scale
+
+
+def _forward_peak(apply, params: dict, buffers: dict, x: torch.Tensor) -> int:
+    """Largest buffer of one forward of a plain module on x (probed on meta tensors)."""
+    from ..train.members import peak_buffer_bytes
+
+    meta = lambda t: t.to("meta")  # noqa: E731
+    return peak_buffer_bytes(apply, ({n: meta(t) for n, t in params.items()},
+                                     {n: meta(t) for n, t in buffers.items()}, meta(x)), grad=False)
+
+
+def _draw_chunk(chunk, device: torch.device, draws: int, forward_peak) -> int | None:
+    """Draws per vmapped call: ``chunk``, or (None) the chunking rule applied to the draws as
+    to members: all at once on an accelerator; on a CPU a plain loop over draws whose forward
+    is large (what a one-model loop does), cache-sized vmapped chunks otherwise."""
+    from ..train.members import AUTO, resolve_chunk
+
+    return resolve_chunk(device, draws, AUTO if chunk is None else chunk, forward_peak,
+                         backward=False)
 
 
 def perturbation_sharpness_stack(stack, loss_fn, batches, sigma: float = 0.02, draws: int = 10,
                                  key=None, label_scale: float = 1.0,
-                                 exclude: Sequence[str] = (POSITION_PREFIX,),
+                                 exclude: Sequence[str] | None = None,
                                  same_noise: bool = False, shared: bool | None = None,
-                                 chunk: int | None = None,
-                                 member_chunk: int | None = None) -> torch.Tensor:
-    """``perturbation_sharpness`` of every member of ``stack`` in one vmapped call -> [M]."""
+                                 chunk: int | None = None, member_chunk=None,
+                                 clean: torch.Tensor | None = None) -> torch.Tensor:
+    """``perturbation_sharpness`` of every member of ``stack`` -> [M] (``Stack.map``;
+    ``member_chunk`` and ``chunk`` None = the automatic chunking rule over members and over
+    draws). ``clean`` [M, len(batches)]: the members' clean losses on the batches, when the
+    caller computed them already (e.g. in the forward that gave its outputs and activations).
+
+    Noise is drawn per member and batch for all perturbed parameters at once (``flat_normal``).
+    """
     bs = _as_batches(batches)
-    names = _included(stack.params, exclude)
+    names = _included(stack.params, _exclusions(stack, exclude))
     loss = _loss(loss_fn)
+    plan = noise_plan(stack.params, names, member_dim=True)
+    mapped, common, order = _split_batches(bs, shared)
 
-    def member(p, b, batch_list, k):
-        return _sharpness_member(stack.apply, loss, p, b, batch_list, k, sigma, draws, names,
-                                 same_noise, chunk)
+    def member(p, b, own, same, k, pl, c=None):
+        return _sharpness_member(stack.apply, loss, p, b, _in_order(own, same, order), k, sigma,
+                                 draws, names, same_noise, dchunk, pl, c)
 
+    x0 = bs[0][0]
+    fpeak = stack.forward_peak(tuple(x0.shape[1:] if x0.dim() == 3 else x0.shape), x0.dtype)
+    dchunk = _draw_chunk(chunk, stack.device, draws, lambda: fpeak)
+    peak = fpeak * (draws if dchunk is None else dchunk)  # the draws one call batches
+    args = (stack.params, stack.buffers, mapped, common, _stack_keys(stack, key), plan)
+    dims = (0, 0, 0, None, 0, None)
+    if clean is not None:
+        args, dims = args + (clean,), dims + (0,)
     with torch.no_grad():
-        s = vmap(member, in_dims=(0, 0, _batch_dims(bs, shared), 0), chunk_size=member_chunk)(
-            stack.params, stack.buffers, bs, _stack_keys(stack, key))
+        s = stack.map(member, *args, in_dims=dims, chunk=_chunk(member_chunk), peak_bytes=peak)
     return s * label_scale
 
 
@@ -248,14 +383,14 @@ def hvp_stack(stack, loss_fn, batch: Batch, v: dict, shared: bool | None = None,
               member_chunk: int | None = None) -> dict:
     """``hvp`` of every member: ``v`` holds [M, ...] tensors; returns a dict of [M, ...]."""
     loss = _loss(loss_fn)
-    (bd,) = _batch_dims([tuple(batch)], shared)
+    bd = _batch_dim(tuple(batch), shared)
 
     def member(p, b, bt, vv):
         f, theta = _restricted_loss(stack.apply, loss, p, b, bt, list(vv))
         return _hvp(f, theta, vv)
 
-    return vmap(member, in_dims=(0, 0, bd, 0), chunk_size=member_chunk)(
-        stack.params, stack.buffers, tuple(batch), v)
+    return stack.map(member, stack.params, stack.buffers, tuple(batch), v, in_dims=(0, 0, bd, 0),
+                     chunk=_chunk(member_chunk))
 
 
 # -- Hutchinson trace ---------------------------------------------------------------------------
@@ -276,7 +411,8 @@ def hessian_trace(model: nn.Module, loss_fn, batch: Batch, probes: int = 100, ke
                   exclude: Sequence[str] = (), chunk: int | None = 16,
                   return_samples: bool = False) -> torch.Tensor:
     """Hutchinson estimate of tr(H) of the batch loss, H over all parameters except ``exclude``
-    (pass ``(POSITION_PREFIX,)`` to match the parameters perturbation sharpness perturbs).
+    (pass the model's ``parameter_roles(...).position_embeddings`` to match the parameters
+    perturbation sharpness perturbs).
 
     Rademacher probes minimise the estimator's variance, 2 (||H||_F^2 - sum_i H_ii^2) / probes.
     ``return_samples`` gives the [probes] values z^T H z (for a standard error) instead.
@@ -296,14 +432,14 @@ def hessian_trace_stack(stack, loss_fn, batch: Batch, probes: int = 100, key=Non
     """``hessian_trace`` of every member in one vmapped call -> [M] (or [M, probes])."""
     loss = _loss(loss_fn)
     names = _included(stack.params, exclude)
-    (bd,) = _batch_dims([tuple(batch)], shared)
+    bd = _batch_dim(tuple(batch), shared)
 
     def member(p, b, bt, k):
         return _trace_member(stack.apply, loss, p, b, bt, k, names, probes, chunk)
 
     with torch.no_grad():
-        s = vmap(member, in_dims=(0, 0, bd, 0), chunk_size=member_chunk)(
-            stack.params, stack.buffers, tuple(batch), _stack_keys(stack, key))
+        s = stack.map(member, stack.params, stack.buffers, tuple(batch), _stack_keys(stack, key),
+                      in_dims=(0, 0, bd, 0), chunk=_chunk(member_chunk))
     return s if return_samples else s.mean(-1)
 
 
@@ -375,14 +511,14 @@ def hessian_top_eigenvalues_stack(stack, loss_fn, batch: Batch, k: int = 1, iter
     """``hessian_top_eigenvalues`` of every member in one vmapped call -> [M, k]."""
     loss = _loss(loss_fn)
     names = _included(stack.params, exclude)
-    (bd,) = _batch_dims([tuple(batch)], shared)
+    bd = _batch_dim(tuple(batch), shared)
 
     def member(p, b, bt, kk):
         return _lanczos_member(stack.apply, loss, p, b, bt, kk, names, k, iters)
 
     with torch.no_grad():
-        return vmap(member, in_dims=(0, 0, bd, 0), chunk_size=member_chunk)(
-            stack.params, stack.buffers, tuple(batch), _stack_keys(stack, key))
+        return stack.map(member, stack.params, stack.buffers, tuple(batch),
+                         _stack_keys(stack, key), in_dims=(0, 0, bd, 0), chunk=_chunk(member_chunk))
 
 
 # -- 1-D loss slices ----------------------------------------------------------------------------
@@ -447,14 +583,14 @@ def loss_slice_stack(stack, loss_fn, batch: Batch, alphas, key=None, filter_norm
     names = _included(stack.params, exclude)
     dtype = next(iter(stack.params.values())).dtype
     a = torch.as_tensor(alphas, dtype=dtype, device=stack.device)
-    (bd,) = _batch_dims([tuple(batch)], shared)
+    bd = _batch_dim(tuple(batch), shared)
 
     def member(p, b, bt, k):
         return _slice_member(stack.apply, loss, p, b, bt, k, a, names, filter_normalize, chunk)
 
     with torch.no_grad():
-        return vmap(member, in_dims=(0, 0, bd, 0), chunk_size=member_chunk)(
-            stack.params, stack.buffers, tuple(batch), _stack_keys(stack, key))
+        return stack.map(member, stack.params, stack.buffers, tuple(batch),
+                         _stack_keys(stack, key), in_dims=(0, 0, bd, 0), chunk=_chunk(member_chunk))
 
 
 def _register() -> None:

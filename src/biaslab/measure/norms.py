@@ -14,14 +14,20 @@ from typing import Literal, Sequence
 
 import torch
 from torch import nn
-from torch.func import vmap
 
-from ..models.base import POSITION_PREFIX
+from ..models.roles import parameter_roles, position_keys
 
 LN_INPUTS = ("ln1_in", "ln2_in")
 
 
 # -- LayerNorm blow-up --------------------------------------------------------------------------
+def _std_last(x: torch.Tensor) -> torch.Tensor:
+    """Unbiased std over the last dim, two-pass. ``Tensor.std`` over a short last dim is 9x
+    slower on this CPU (1.1 ms vs 0.12 ms for [256, 10, 32]), a sixth of a measurement."""
+    centred = x - x.mean(-1, keepdim=True)
+    return (centred.square().sum(-1) / (x.shape[-1] - 1)).sqrt()
+
+
 def blowup_from_acts(acts: dict, reduce: Literal["max", "mean"] = "max") -> dict:
     """The blow-up of one model from its activations (each [B, L, d]); see ``layernorm_blowup``."""
     names = [n for n in acts if n.rsplit(".", 1)[-1] in LN_INPUTS]
@@ -35,7 +41,7 @@ def blowup_from_acts(acts: dict, reduce: Literal["max", "mean"] = "max") -> dict
     per_ln, product = {}, None
     for n in names:
         # Unbiased std over the hidden units, no epsilon: the reference code's definition.
-        inv = 1.0 / acts[n].std(-1)  # [B, L]
+        inv = 1.0 / _std_last(acts[n])  # [B, L]
         if n.rsplit(".", 1)[0] == last:
             inv = inv[:, -1:]  # only the read-out position feeds the output in the last layer
         r = inv.amax(-1) if reduce == "max" else inv.mean(-1)  # [B]
@@ -67,9 +73,14 @@ def layernorm_blowup_stack(stack, x: torch.Tensor, reduce: Literal["max", "mean"
         # Reduce inside the vmap, so only scalars (not every activation) leave it.
         return blowup_from_acts(stack.apply(p, b, xx, acts=True)[1], reduce)
 
+    from ..train.members import AUTO
+
     with torch.no_grad():
-        return vmap(member, in_dims=(0, 0, 0 if per_member else None),
-                    chunk_size=member_chunk)(stack.params, stack.buffers, x)
+        shape = tuple(x.shape[1:] if per_member else x.shape)
+        return stack.map(member, stack.params, stack.buffers, x,
+                         in_dims=(0, 0, 0 if per_member else None),
+                         chunk=AUTO if member_chunk is None else member_chunk,
+                         peak_bytes=lambda: stack.forward_peak(shape, x.dtype))
 
 
 # -- parameter norm -----------------------------------------------------------------------------
@@ -79,19 +90,29 @@ def _params_of(model_or_params) -> dict:
     return dict(model_or_params)
 
 
-def parameter_norm(model_or_params, exclude: Sequence[str] = (POSITION_PREFIX,)) -> torch.Tensor:
+def _positions(owner, names) -> tuple:
+    """The positional-embedding keys: by role for a module or a Stack, by the models' naming
+    convention for a bare name -> tensor dict."""
+    if isinstance(owner, nn.Module):
+        return parameter_roles(owner).position_embeddings
+    roles = getattr(owner, "roles", None)
+    return roles.position_embeddings if roles is not None else tuple(position_keys(names))
+
+
+def parameter_norm(model_or_params, exclude: Sequence[str] | None = None) -> torch.Tensor:
     """L2 norm over all parameters except names starting with a prefix in ``exclude``
     (the positional embeddings by default, as in the paper). A module or a name->tensor dict."""
     p = _params_of(model_or_params)
-    return torch.sqrt(sum(t.pow(2).sum() for n, t in p.items() if not n.startswith(tuple(exclude))))
+    skip = tuple(exclude) if exclude is not None else _positions(model_or_params, p)
+    return torch.sqrt(sum(t.pow(2).sum() for n, t in p.items() if not n.startswith(skip)))
 
 
-def parameter_norm_stack(stack_or_params, exclude: Sequence[str] = (POSITION_PREFIX,)
-                         ) -> torch.Tensor:
+def parameter_norm_stack(stack_or_params, exclude: Sequence[str] | None = None) -> torch.Tensor:
     """``parameter_norm`` of every member, from a Stack or its [M, ...] params dict -> [M]."""
     p = getattr(stack_or_params, "params", stack_or_params)
+    skip = tuple(exclude) if exclude is not None else _positions(stack_or_params, p)
     return torch.sqrt(sum(t.flatten(1).pow(2).sum(1) for n, t in p.items()
-                          if not n.startswith(tuple(exclude))))
+                          if not n.startswith(skip)))
 
 
 # -- stable rank --------------------------------------------------------------------------------

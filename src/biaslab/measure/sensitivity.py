@@ -25,7 +25,8 @@ from torch.func import vmap
 from .. import rng
 from ..errors import InputError
 from ..tasks.boolean import all_inputs
-from .fourier import _log2_length, fourier_spectrum, subset_sizes, to_pm1
+from .fourier import (_log2_length, fourier_spectrum, pm1_coefficient_sums, subset_size_tensor,
+                      to_pm1)
 
 SAMPLE_STREAM = 0x5E45  # rng stream of sampled_sensitivity's inputs
 TOKEN_STREAM = 0x70CE  # rng stream of tokenwise_sensitivity's replacement tokens
@@ -35,12 +36,18 @@ TOKEN_STREAM = 0x70CE  # rng stream of tokenwise_sensitivity's replacement token
 def average_sensitivity(table: torch.Tensor, scale: str = "auto") -> torch.Tensor:
     """Exact as = sum_S |S| ĝ(S)^2 of ``to_pm1(table)``: float64 [...] for a [..., 2^n] table.
 
-    One fast Walsh-Hadamard transform (n 2^n operations) per table. For a real-valued table
-    (kept as is by ``to_pm1``) this equals 1/4 E_x sum_i (f(x) - f(x^i))^2 by Parseval.
+    One fast Walsh-Hadamard transform (n 2^n operations) per table. A Boolean table is
+    transformed exactly in float32 (``pm1_coefficient_sums``) and its squared coefficients
+    summed in float64, so the result is exact; a real table is transformed in float64. For a
+    real-valued table this equals 1/4 E_x (f(x) - f(x^i))^2 summed over i, by Parseval.
     """
-    coef = fourier_spectrum(table, scale)
-    size = subset_sizes(_log2_length(coef.shape[-1]), coef.device).to(coef.dtype)
-    return (coef.square() * size).sum(-1)
+    sums = pm1_coefficient_sums(table, scale)
+    if sums is None:
+        square, denom = fourier_spectrum(table, scale).square(), 1.0
+    else:
+        square, denom = sums.to(torch.float64).square(), float(sums.shape[-1]) ** 2
+    size = subset_size_tensor(_log2_length(square.shape[-1]), square.device, torch.float64)
+    return (square @ size) / denom  # exact: integer-valued float64 sums below 2^53
 
 
 def bitflip_sensitivity(table: torch.Tensor, scale: str = "auto") -> torch.Tensor:
@@ -147,7 +154,9 @@ def default_predict(threshold: Optional[float]) -> Callable[[torch.Tensor], torc
             return out.argmax(-1).float()
         if out.dim() == 2:
             out = out.squeeze(-1)
-        return out.float() if threshold is None else (out > threshold).float()
+        if threshold is None:  # raw outputs keep the model's precision (at least fp32)
+            return out.to(torch.promote_types(out.dtype, torch.float32))
+        return (out > threshold).float()
 
     return predict
 

@@ -14,9 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import pydantic_to_input_error
 
-#: Parameters whose name starts with this are positional embeddings; the sharpness and norm
-#: measures of Hahn & Rofin exclude them.
-POSITION_PREFIX = "pos_embed"
+from .roles import POSITION_PREFIX  # noqa: F401  (re-exported: the models' naming convention)
 
 
 class ModelConfig(BaseModel):

@@ -71,6 +71,15 @@ class Task(ABC):
     def sample(self, state: dict, key: torch.Tensor, batch: int, split: str = "train"):
         """Return ``(x, y)``: x LongTensor [batch, seq_len], y [batch] (float or long)."""
 
+    def evaluation_batch(self, state: dict, key: torch.Tensor, batch: int, split: str = "train"):
+        """The inputs and targets a trainer evaluates a member on: ``(x, y)`` like ``sample``.
+
+        Default: a sample of ``batch`` examples. A task whose training data is a fixed finite
+        set overrides this to return the whole set, so that "fits its training set" means
+        every training input, not a sample of them.
+        """
+        return self.sample(state, key, batch, split)
+
     def check_split(self, split: str) -> None:
         if split not in ("train", "test"):
             raise InputError("split", f"unknown split {split!r}", "train, test")

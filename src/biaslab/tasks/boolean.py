@@ -123,6 +123,13 @@ class BooleanTask(Task):
             x = rng.randint(rng.derive(key, 12 if split == "train" else 13), (batch, self.n), 2)
         return x, self.target(state, x)
 
+    def evaluation_batch(self, state: dict, key: torch.Tensor, batch: int, split: str = "train"):
+        """A fixed training subset is evaluated whole on the train split; otherwise a sample."""
+        if split == "train" and "subset" in state:
+            x = state["subset"]
+            return x, self.target(state, x)
+        return self.sample(state, key, batch, split)
+
 
 def _register(name: str, description: str):
     return TASKS.register(name, description)

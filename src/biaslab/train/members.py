@@ -1,5 +1,8 @@
 """Mapping a per-member function over a stack: one vmap, vmap in chunks, or a plain loop.
 
+``map_members`` is the one mapping and ``resolve_chunk`` the one rule that picks its chunk;
+``Stack.map`` joins them for measures, the trainer for its step and evaluation.
+
 On a GPU one vmap over the whole stack is the fast path. On a CPU it is not: a stack of 64 tiny
 models makes activations of hundreds of MB, and buffers that large are fresh ``mmap``s that the
 kernel page-faults in on every step (measured: half of a step's wall time was system time, and a
@@ -13,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch.func import grad_and_value, vmap
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
+from torch.utils._pytree import tree_flatten, tree_map
 
 #: Largest buffer a CPU chunk may make. glibc serves allocations above its mmap threshold
 #: (at most 32 MiB) with fresh mappings; half of that leaves room for fused temporaries.
@@ -24,6 +27,17 @@ CPU_CHUNK_BYTES = 16 * 2**20
 #: at half the speed of a loop of mm). Measured (docs/benchmarks.md): d 16 models gain 3x from
 #: vmap; a d 64, batch 256 model (5 MiB buffers) ran at 0.9x vmapped and 0.98x looped.
 CPU_LOOP_ABOVE_BYTES = 2**20
+#: The same threshold for forward-only maps (measures, evaluation): without a backward pass and
+#: an optimizer update there is less per-op overhead to amortize, and this CPU's softmax over
+#: short rows runs 3x slower per element once its input outgrows ~600 KB (a vmapped stack of 8
+#: d 32 models at batch 256 makes 1.6 MB patterns). Measured on 8 members' forwards (ms per
+#: member, whole vmap / loop): 12 KB peak 2.1 / 3.3, 80 KB 3.7 / 8.7, 160 KB 11.4 / 11.7,
+#: 320 KB 32 / 24.
+CPU_FORWARD_LOOP_ABOVE_BYTES = 256 * 2**10
+
+
+#: ``chunk`` value that asks for the automatic rule (``resolve_chunk``).
+AUTO = "auto"
 
 
 def _member(tree, i):
@@ -34,6 +48,11 @@ def _member(tree, i):
     if isinstance(tree, dict):
         return {k: _member(v, i) for k, v in tree.items()}
     return type(tree)(_member(v, i) for v in tree)
+
+
+def _pick(args: tuple, dims: tuple, i):
+    """Member (or slice) i of the arguments mapped over (dim 0); shared ones (None) as they are."""
+    return tuple(a if d is None else _member(a, i) for a, d in zip(args, dims))
 
 
 def _joined(trees: list, join):
@@ -49,30 +68,51 @@ def _joined(trees: list, join):
     return type(first)(_joined([t[j] for t in trees], join) for j in range(len(first)))
 
 
-def _n_members(args) -> int:
-    return tree_flatten(args)[0][0].shape[0]
+def _dims(in_dims, n_args: int) -> tuple:
+    dims = (in_dims,) * n_args if in_dims is None or isinstance(in_dims, int) else tuple(in_dims)
+    if any(d not in (0, None) for d in dims):
+        raise ValueError(f"in_dims must be 0 (mapped) or None (shared), got {in_dims}")
+    return dims
 
 
-def _loop_map(fn):
-    def mapped(*args):
-        return _joined([fn(*_member(args, i)) for i in range(_n_members(args))], torch.stack)
-    return mapped
+def _n_members(args, dims=None) -> int:
+    mapped = args if dims is None else [a for a, d in zip(args, dims) if d == 0]
+    return tree_flatten(mapped)[0][0].shape[0]
 
 
-def _chunk_map(fn, chunk: int):
-    """``fn`` (already mapped over a leading dim) applied to consecutive chunks of ``chunk``."""
-    def mapped(*args):
-        m = _n_members(args)
-        return _joined([fn(*_member(args, slice(i, i + chunk))) for i in range(0, m, chunk)],
-                       torch.cat)
-    return mapped
+def map_members(fn, chunk: int | None, in_dims=0, grad: bool = False, wrap=None):
+    """THE way a per-member function runs over a stack: ``fn(*member_args)`` for every member.
 
+    Arguments are trees (dicts, tuples) of tensors whose dim 0 is the member dim (``in_dims``
+    0) or shared by all members (None; one entry per argument, or one value for all).
+    ``chunk`` None: one vmap over the stack; k > 1: vmapped chunks of k members (k divides M, so
+    all chunks have one shape); 1: a plain loop, one call per member, as a one-at-a-time loop
+    would make (no vmap at all). Results are stacked along a new dim 0.
 
-def member_map(fn, chunk: int | None):
-    """``fn`` over the leading dim of every argument: whole (``None``), in chunks, or a loop (1)."""
+    ``grad=True`` maps ``(grads, value)`` of a scalar ``fn(params, *rest)`` instead (plain
+    autograd in the loop, ``grad_and_value`` under vmap). ``wrap`` (e.g. ``torch.compile``)
+    wraps the per-chunk function, so a compiled chunk is compiled once and reused by every
+    chunk; a wrapped chunk of 1 is a vmap of one.
+    """
+    if chunk == 1 and wrap is None:
+        one = _autograd_value_and_grad(fn) if grad else fn
+
+        def looped(*args):
+            dims = _dims(in_dims, len(args))
+            return _joined([one(*_pick(args, dims, i)) for i in range(_n_members(args, dims))],
+                           torch.stack)
+        return looped
+    whole = vmap(grad_and_value(fn) if grad else fn, in_dims=in_dims)
+    whole = wrap(whole) if wrap else whole
     if chunk is None:
-        return vmap(fn)
-    return _loop_map(fn) if chunk == 1 else _chunk_map(vmap(fn), chunk)
+        return whole
+
+    def chunked(*args):
+        dims = _dims(in_dims, len(args))
+        m = _n_members(args, dims)
+        return _joined([whole(*_pick(args, dims, slice(i, i + chunk))) for i in range(0, m, chunk)],
+                       torch.cat)
+    return chunked
 
 
 def _autograd_value_and_grad(loss_fn):
@@ -85,22 +125,6 @@ def _autograd_value_and_grad(loss_fn):
         grads = {k: torch.zeros_like(leaves[k]) if g is None else g for k, g in zip(leaves, grads)}
         return grads, loss.detach()
     return one
-
-
-def member_grad_map(loss_fn, chunk: int | None, wrap=None):
-    """(grads, losses) of ``loss_fn(params, *rest)`` for every member of a stack.
-
-    ``chunk`` None: one vmap over the stack. Otherwise the stack is cut into chunks of
-    ``chunk`` members (a divisor of M, so all chunks have one shape), each chunk one vmap, or,
-    for chunk 1 in eager mode, one plain autograd call per member as a one-at-a-time loop
-    would make. ``wrap`` (e.g. ``torch.compile``) is applied to the per-chunk function, so a
-    compiled chunk is compiled once and reused by every chunk.
-    """
-    if chunk == 1 and wrap is None:
-        return _loop_map(_autograd_value_and_grad(loss_fn))
-    fn = vmap(grad_and_value(loss_fn))
-    fn = wrap(fn) if wrap else fn
-    return fn if chunk is None else _chunk_map(fn, chunk)
 
 
 class _PeakBuffer(TorchDispatchMode):
@@ -118,23 +142,59 @@ class _PeakBuffer(TorchDispatchMode):
         return out
 
 
-def peak_buffer_bytes(loss_fn, member_args: tuple) -> int:
-    """Largest buffer one member's forward and backward make (one probe call, no vmap)."""
-    mode = _PeakBuffer()
-    with mode:
-        _autograd_value_and_grad(loss_fn)(*member_args)
-    return mode.peak
+def peak_buffer_bytes(loss_fn, member_args: tuple, grad: bool = True) -> int:
+    """Largest buffer one member's call makes (forward and backward with ``grad``; one probe
+    call, no vmap).
+
+    The probe first runs on meta copies of the arguments (shapes only: no arithmetic, so it
+    costs one call's Python overhead); a function that mixes in real tensors of its own or
+    reads values on the host cannot run on meta, and is then probed on the real arguments.
+    """
+    call = _autograd_value_and_grad(loss_fn) if grad else loss_fn
+    meta = tree_map(lambda t: t.to("meta") if isinstance(t, torch.Tensor) else t, member_args)
+    for attempt in (meta, member_args):
+        mode = _PeakBuffer()
+        try:
+            with mode:
+                call(*attempt)
+            return mode.peak
+        except (RuntimeError, NotImplementedError, TypeError):
+            if attempt is member_args:
+                raise
+    raise AssertionError("unreachable")
 
 
-def auto_chunk(device: torch.device, n_members: int, peak_bytes: int) -> int | None:
+def auto_chunk(device: torch.device, n_members: int, peak_bytes: int,
+               loop_above: int = CPU_LOOP_ABOVE_BYTES) -> int | None:
     """The chunk for a stack of ``n_members``: the whole stack (None) on an accelerator; on a
-    CPU, a loop (1) for members with buffers over ``CPU_LOOP_ABOVE_BYTES``, else the largest
+    CPU, a loop (1) for members with buffers over ``loop_above``, else the largest
     divisor of M whose chunk keeps every buffer under ``CPU_CHUNK_BYTES``."""
     if device.type != "cpu":
         return None
-    if peak_bytes > CPU_LOOP_ABOVE_BYTES:
+    if peak_bytes > loop_above:
         return 1
     return chunk_at_most(n_members, max(1, CPU_CHUNK_BYTES // max(peak_bytes, 1)))
+
+
+def resolve_chunk(device: torch.device, n_members: int, chunk, peak_bytes,
+                  backward: bool = True) -> int | None:
+    """THE chunking rule, for training and every stacked measure alike.
+
+    ``chunk``: ``AUTO`` (the rule below), None (one vmap over the whole stack) or k (the largest
+    divisor of M not above k). ``AUTO``: the whole stack on an accelerator; on a CPU,
+    ``auto_chunk`` on the largest buffer of one member, ``peak_bytes()`` (called only here),
+    with the loop threshold of work with a ``backward`` pass or of forward-only work.
+    """
+    if chunk is None:
+        return None
+    if chunk != AUTO:
+        return chunk_at_most(n_members, int(chunk))
+    if device.type != "cpu":
+        return None
+    if n_members == 1:
+        return 1  # one member needs no vmap and no probe
+    loop_above = CPU_LOOP_ABOVE_BYTES if backward else CPU_FORWARD_LOOP_ABOVE_BYTES
+    return auto_chunk(device, n_members, peak_bytes(), loop_above)
 
 
 def chunk_at_most(n_members: int, most: int) -> int | None:

@@ -44,8 +44,11 @@ def adamw_init(params: dict[str, torch.Tensor]) -> AdamWState:
     if len({v.dtype for v in params.values()}) != 1:
         raise ValueError("the parameters of a stack must share one dtype")
     flat = flatten(params)
+    # The step count in the parameters' precision (at least fp32): bias corrections
+    # 1 - beta^t of a float64 stack are computed in float64.
     return AdamWState(torch.zeros_like(flat), torch.zeros_like(flat),
-                      torch.zeros(flat.shape[0], device=flat.device))
+                      torch.zeros(flat.shape[0], device=flat.device,
+                                  dtype=torch.promote_types(flat.dtype, torch.float32)))
 
 
 def _per_member(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

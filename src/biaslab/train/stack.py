@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
-from torch.func import functional_call, stack_module_state, vmap
+from torch.func import functional_call, stack_module_state
+from torch.utils._pytree import tree_flatten, tree_map
 
 from ..errors import InputError
-from ..models import build_model
+from ..models import ParamRoles, build_model, parameter_roles
+from .members import AUTO, map_members, peak_buffer_bytes, resolve_chunk
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class Stack:
         if len({t.shape_key() for t in tasks}) != 1:
             raise ValueError("all members of a stack need tasks of one shape")
         self.device = torch.device(device)
+        self.dtype = dtype
         self.model_name = model_name
         self.model_values = dict(model_values)
         self.task = tasks[0]
@@ -65,7 +68,13 @@ class Stack:
         self.params = {k: v.detach().to(self.device) for k, v in params.items()}
         self.buffers = {k: v.detach().to(self.device) for k, v in buffers.items()}
         self._template = modules[0]
+        self._roles = None
+        self._forward_peaks: dict = {}  # (input shape, dtype) -> bytes, see forward_peak
         self.base = copy.deepcopy(modules[0]).to("meta")
+        # Untying shared weights walks every module on every call (a fifth of a small model's
+        # forward overhead); only a model that registers one tensor under two names needs it.
+        self._tied = len(list(modules[0].named_parameters(remove_duplicate=False))) != \
+            len(list(modules[0].named_parameters()))
         self.task_states = stack_states(
             [t.make_state(m.task_seed if m.task_seed is not None else m.seed) for t, m in
              zip(tasks, members)],
@@ -75,26 +84,84 @@ class Stack:
                                       device=self.device)
 
     @property
+    def roles(self) -> ParamRoles:
+        """Which parameter keys play which part (``models/roles.py``); keys of ``params``."""
+        if self._roles is None:
+            self._roles = parameter_roles(self._template)
+        return self._roles
+
+    @property
     def M(self) -> int:
         return len(self.members)
+
+    @property
+    def metric_dtype(self) -> torch.dtype:
+        """Precision of hyperparameters, optimizer arithmetic and recorded losses: the
+        parameters' dtype, at least fp32 (a float64 stack keeps float64 throughout)."""
+        return torch.promote_types(self.dtype, torch.float32)
 
     def hyper(self, name: str, default: float = float("inf")) -> torch.Tensor:
         """An [M] tensor of a member hyperparameter (None -> ``default``)."""
         vals = [getattr(m, name) for m in self.members]
         return torch.tensor([default if v is None else float(v) for v in vals],
-                            dtype=torch.float32, device=self.device)
+                            dtype=self.metric_dtype, device=self.device)
 
     # -- functional forward -----------------------------------------------------------------
     def apply(self, params: dict, buffers: dict, x: torch.Tensor, acts: bool = False):
-        """Forward of ONE member (call under vmap for the stack)."""
-        return functional_call(self.base, (params, buffers), (x,), {"acts": acts})
+        """Forward of ONE member (call under vmap, or in ``map``'s loop, for the stack)."""
+        return functional_call(self.base, (params, buffers), (x,), {"acts": acts},
+                               tie_weights=self._tied)
 
     def forward(self, x: torch.Tensor, acts: bool = False, shared_input: bool = True,
-                params: dict | None = None):
-        """Forward of every member: x [B, L] shared, or [M, B, L] per member."""
+                params: dict | None = None, chunk=AUTO):
+        """Forward of every member: x [B, L] shared, or [M, B, L] per member (``map``)."""
         p = self.params if params is None else params
-        return vmap(lambda pp, bb, xx: self.apply(pp, bb, xx, acts),
-                    in_dims=(0, 0, None if shared_input else 0))(p, self.buffers, x)
+        shape = tuple(x.shape) if shared_input else tuple(x.shape[1:])
+        return self.map(lambda pp, bb, xx: self.apply(pp, bb, xx, acts), p, self.buffers, x,
+                        in_dims=(0, 0, None if shared_input else 0), chunk=chunk,
+                        peak_bytes=lambda: self.forward_peak(shape, x.dtype))
+
+    def forward_peak(self, x_shape: tuple, x_dtype: torch.dtype = torch.int64) -> int:
+        """Largest buffer one member's forward makes on an input of ``x_shape`` (bytes),
+        probed once per shape on meta tensors: what a measure that runs forwards tells
+        ``map``'s chunking rule (times the forwards it batches in one call)."""
+        key = (tuple(x_shape), x_dtype)
+        if key not in self._forward_peaks:
+            first = {k: v[0] for k, v in self.params.items()}
+            buffers = {k: v[0] for k, v in self.buffers.items()}
+            # real zeros: peak_buffer_bytes tries meta copies first and falls back to these
+            x = torch.zeros(x_shape, dtype=x_dtype, device=self.device)
+            self._forward_peaks[key] = peak_buffer_bytes(
+                lambda p, b, xx: self.apply(p, b, xx), (first, buffers, x), grad=False)
+        return self._forward_peaks[key]
+
+    def map(self, fn, *args, in_dims=0, chunk=AUTO, peak_bytes=None):
+        """``fn(*member_args)`` for every member, results stacked along a new dim 0.
+
+        The one way to run a per-member function over a stack (the trainer's step and
+        evaluation, and every ``*_stack`` measure): ``args`` are trees of tensors with the member
+        dim first (``in_dims`` 0) or shared by all members (None), e.g.
+        ``stack.map(f, stack.params, stack.buffers, x, in_dims=(0, 0, None))``. ``chunk`` picks
+        how (``train/members.py``): ``"auto"`` (default: one vmap on an accelerator; on a CPU
+        cache-sized vmapped chunks, or a plain loop for members with large buffers), None (one
+        vmap), or k (vmapped chunks of at most k members; 1 = a loop). ``peak_bytes`` (bytes,
+        or a function returning them, e.g. from ``forward_peak``), when known, is the largest
+        buffer of ``fn`` on one member; otherwise the rule probes ``fn`` once on member 0 (on
+        meta tensors where it can). ``fn`` is forward-only work (the trainer maps its
+        gradient step with ``map_members`` itself).
+        """
+        dims = tuple(in_dims) if isinstance(in_dims, (tuple, list)) else (in_dims,) * len(args)
+        n = self.M if not any(d == 0 for d in dims) else \
+            tree_flatten([a for a, d in zip(args, dims) if d == 0])[0][0].shape[0]
+
+        def probe() -> int:
+            if peak_bytes is not None:
+                return int(peak_bytes() if callable(peak_bytes) else peak_bytes)
+            first = tuple(a if d is None else tree_map(lambda t: t[0], a) for a, d in zip(args, dims))
+            return peak_buffer_bytes(fn, first, grad=False)
+
+        c = resolve_chunk(self.device, n, chunk, probe, backward=False)
+        return map_members(fn, c, in_dims=dims)(*args)
 
     # -- members as plain modules -------------------------------------------------------------
     def member(self, i: int) -> torch.nn.Module:

@@ -18,7 +18,7 @@ from torch.func import vmap
 
 from .. import rng
 from .losses import get_loss
-from .members import auto_chunk, chunk_at_most, member_grad_map, member_map, peak_buffer_bytes
+from .members import AUTO, map_members, peak_buffer_bytes, resolve_chunk
 from .optim import AdamWState, adamw_init, adamw_step, flat_norm, flatten
 from .stack import Stack
 
@@ -77,11 +77,13 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def lr_multiplier(cfg: TrainConfig, step: torch.Tensor) -> torch.Tensor:
-    """Schedule multiplier as a tensor function of the step (no recompiles across steps)."""
+def lr_multiplier(cfg: TrainConfig, step: torch.Tensor,
+                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Schedule multiplier as a tensor function of the step (no recompiles across steps), in
+    ``dtype`` (float64 for a float64 stack)."""
     if cfg.schedule == "constant":
-        return torch.ones((), device=step.device)
-    s = step.float()
+        return torch.ones((), device=step.device, dtype=dtype)
+    s = step.to(dtype)
     w = float(max(cfg.warmup_steps, 1))
     warm = (s + 1) / w
     progress = ((s - cfg.warmup_steps) / max(cfg.steps - cfg.warmup_steps, 1)).clamp(0, 1)
@@ -101,19 +103,14 @@ def _upcast(out: torch.Tensor) -> torch.Tensor:
 
 
 def eval_batch(stack: Stack, cfg: TrainConfig, split: str | None = None):
-    """The fixed evaluation batch of every member: [M, B, L] inputs and [M, B] targets.
-
-    A task with a fixed training subset is evaluated on the whole subset (train split), so
-    "fits its training set" means every training input, not a sample of them.
+    """The fixed evaluation batch of every member: [M, B, L] inputs and [M, B] targets, as the
+    task defines it (``Task.evaluation_batch``: e.g. a fixed training subset is evaluated whole).
     """
     split = split or cfg.eval_split
     task = stack.task
-    if split == "train" and "subset" in stack.task_states:
-        x = stack.task_states["subset"]
-        y = vmap(task.target)(stack.task_states, x)
-        return x, y
     keys = rng.derive(stack.seed_keys, EVAL_STREAM)
-    return vmap(lambda s, k: task.sample(s, k, cfg.eval_batch, split))(stack.task_states, keys)
+    return vmap(lambda s, k: task.evaluation_batch(s, k, cfg.eval_batch, split))(
+        stack.task_states, keys)
 
 
 def evaluate(stack: Stack, cfg: TrainConfig, params=None, split: str | None = None) -> dict:
@@ -121,9 +118,9 @@ def evaluate(stack: Stack, cfg: TrainConfig, params=None, split: str | None = No
     loss = get_loss(cfg.loss)
     x, y = eval_batch(stack, cfg, split)
     p = stack.params if params is None else params
-    chunk = member_chunk(stack, cfg, x.shape[1], stack.M)
+    chunk = member_chunk(stack, cfg, x.shape[1], x.shape[0])
     with torch.no_grad(), _autocast(cfg, stack.device):
-        out = _upcast(member_map(stack.apply, chunk)(p, stack.buffers, x))
+        out = _upcast(stack.map(stack.apply, p, stack.buffers, x, chunk=chunk))
     losses = vmap(loss.fn)(out, y)
     pred = loss.predict(out)
     acc = stack.task.correct(pred, y).float().mean(-1)
@@ -138,15 +135,14 @@ _PEAK_PER_EXAMPLE: dict = {}  # step key -> bytes of one member's largest buffer
 
 
 def member_chunk(stack: Stack, cfg: TrainConfig, batch: int, n_members: int) -> int | None:
-    """Members mapped at once for ``batch`` examples each (see ``train/members.py``)."""
-    if cfg.member_chunk is not None:
-        return chunk_at_most(n_members, cfg.member_chunk)
-    if stack.device.type != "cpu":
-        return None
-    key = _step_key(stack, cfg)
-    if key not in _PEAK_PER_EXAMPLE:
-        _PEAK_PER_EXAMPLE[key] = _probe_peak(stack, cfg) / cfg.batch
-    return auto_chunk(stack.device, n_members, int(_PEAK_PER_EXAMPLE[key] * batch))
+    """Members mapped at once for ``batch`` examples each: ``resolve_chunk`` (the one rule) on
+    the training step's largest buffer, probed once per step key and scaled to ``batch``."""
+    def peak() -> int:
+        key = _step_key(stack, cfg)
+        if key not in _PEAK_PER_EXAMPLE:
+            _PEAK_PER_EXAMPLE[key] = _probe_peak(stack, cfg) / cfg.batch
+        return int(_PEAK_PER_EXAMPLE[key] * batch)
+    return resolve_chunk(stack.device, n_members, cfg.member_chunk or AUTO, peak)
 
 
 def _member_loss_fn(stack: Stack, cfg: TrainConfig):
@@ -208,7 +204,7 @@ def make_step(stack: Stack, cfg: TrainConfig):
         gnorm = flat_norm(flat_grads)
         ok = torch.isfinite(losses) & torch.isfinite(gnorm)
         params, opt_state, _ = adamw_step(
-            params, flat_grads, opt_state, lr=lr * lr_multiplier(cfg, step_t), weight_decay=wd,
+            params, flat_grads, opt_state, lr=lr * lr_multiplier(cfg, step_t, lr.dtype), weight_decay=wd,
             clip_norm=clip, active=active & ok, beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps,
             grad_norm=gnorm)
         return params, opt_state, losses, ~ok
@@ -222,7 +218,7 @@ def make_step(stack: Stack, cfg: TrainConfig):
         # One vmap over the stack: the whole step is one (compiled) graph. Chunked: a Python loop
         # over chunks of one shape, each a call of one compiled graph, then a compiled update.
         per_chunk = cfg.compile and chunk is not None
-        grad_fn = member_grad_map(member_loss, chunk, wrap=compiled if per_chunk else None)
+        grad_fn = map_members(member_loss, chunk, grad=True, wrap=compiled if per_chunk else None)
         upd = compiled(update) if per_chunk else update
 
         def one_step(params, opt_state, step_t, lr, wd, clip, active, buffers, task_states,
@@ -283,7 +279,9 @@ def train(stack: Stack, cfg: TrainConfig, progress: bool | Callable = False,
     converged = torch.zeros(M, dtype=torch.bool, device=dev)  # over all members
     diverged = torch.zeros(M, dtype=torch.bool, device=dev)
     converge_step = torch.full((M,), -1, dtype=torch.long, device=dev)
-    train_loss = torch.zeros(M, device=dev)
+    # Hyperparameters, optimizer arithmetic and recorded losses in the stack's precision (at
+    # least fp32): a float64 stack stays float64 end to end.
+    train_loss = torch.zeros(M, device=dev, dtype=stack.metric_dtype)
     last_eval: dict[str, torch.Tensor] = {}
     n_acc = 0
     history: list[dict] = []
@@ -333,7 +331,8 @@ def train(stack: Stack, cfg: TrainConfig, progress: bool | Callable = False,
         else:
             converged[live_idx] = hit
         for k, v in ev.items():
-            last_eval.setdefault(k, torch.full((M,), float("nan"), device=dev))[live_idx] = v.float()
+            last_eval.setdefault(k, torch.full((M,), float("nan"), device=dev,
+                                               dtype=stack.metric_dtype))[live_idx] = v.to(stack.metric_dtype)
         record = {"step": step + 1, "train_loss": (train_loss / n_acc).cpu().tolist()}
         record.update({k: v.detach().cpu().tolist() for k, v in last_eval.items()})
         history.append(record)
