@@ -306,5 +306,3 @@ TASK_CLASSES = {name: _register(name, desc) for name, desc in [
     ("singularvalues", "LAWT: M -> singular values (descending)"),
     ("singularvectors", "LAWT: M -> sigma, U, V stacked"),
 ]}
-
-from . import linalg_cotraining  # noqa: E402,F401  (registers "cotraining")
