@@ -27,7 +27,7 @@ from torch.func import vmap
 from .. import rng
 from ..errors import InputError
 from ..measure.landscape import perturbation_sharpness_stack
-from ..measure.norms import layernorm_blowup_stack, parameter_norm_stack
+from ..measure.norms import blowup_from_acts, layernorm_blowup_stack, parameter_norm_stack
 from ..tasks import make_task
 from ..train import Stack, TrainConfig, train
 from ..train.losses import get_loss
@@ -72,8 +72,10 @@ class MeasureSpec(SpecBase):
     seed: int = Field(default=0, description="seed of the batches' draw and of the noise")
     same_noise: bool = Field(default=False, description="one noise draw for every batch "
                              "(the reference code's quirk)")
-    draw_chunk: Optional[int] = Field(default=None, gt=0, description="draws per vmap (memory)")
-    member_chunk: Optional[int] = Field(default=None, gt=0, description="members per vmap (memory)")
+    draw_chunk: Optional[int] = Field(default=None, gt=0, description="noise draws per vmapped "
+                                      "call (1 = a loop); unset = the chunking rule of Stack.map")
+    member_chunk: Optional[int] = Field(default=None, gt=0, description="members per vmapped "
+                                        "call (1 = a loop); unset = the chunking rule of Stack.map")
 
 
 def measurement_batches(stack: Stack, m: MeasureSpec, split: str = "test", salt: int = 0):
@@ -86,45 +88,80 @@ def measurement_batches(stack: Stack, m: MeasureSpec, split: str = "test", salt:
     return out
 
 
-def sharpness_of(stack: Stack, loss: str, batches, m: MeasureSpec, key_salt: int = 0):
-    """Raw perturbation sharpness of every member, [M] (the {0,1}-target MSE scale)."""
+def sharpness_of(stack: Stack, loss: str, batches, m: MeasureSpec, key_salt: int = 0,
+                 clean: torch.Tensor | None = None):
+    """Raw perturbation sharpness of every member, [M] (the {0,1}-target MSE scale); ``clean``
+    [M, batches]: the clean losses, when a forward already gave them."""
     return perturbation_sharpness_stack(
         stack, loss, batches, sigma=m.sigma, draws=m.draws,
         key=rng.derive(rng.key_of(m.seed, stack.device), NOISE_STREAM, key_salt),
-        same_noise=m.same_noise, chunk=m.draw_chunk, member_chunk=m.member_chunk)
+        same_noise=m.same_noise, chunk=m.draw_chunk, member_chunk=m.member_chunk, clean=clean)
+
+
+def forward_measures(stack: Stack, loss: str, batches, member_chunk=None) -> dict:
+    """What one forward per member and batch gives: the evaluation (MSE of the predictions,
+    accuracy), the LayerNorm blow-up, and the clean losses L(theta) that sharpness subtracts.
+
+    name -> [M] (``clean``: [M, batches]; ``blowup`` nan for a model without LayerNorm). The
+    reference code makes two forwards per batch for these (one with hooks, one inside its
+    sharpness); one forward with activations serves all three.
+    """
+    lossf = get_loss(loss)
+    has_ln = bool(stack.roles.layer_norms)
+    xs, ys = [x for x, _ in batches], [y for _, y in batches]
+
+    def member(p, b, xs, ys):
+        outs, clean, blow = [], [], []
+        for x, y in zip(xs, ys):
+            out, acts = stack.apply(p, b, x, acts=True)
+            outs.append(out)
+            clean.append(lossf.fn(out, y))
+            if has_ln:
+                blow.append(blowup_from_acts(acts)["blowup"])
+        got = {"out": torch.stack(outs), "clean": torch.stack(clean)}
+        return {**got, "blowup": torch.stack(blow)} if has_ln else got
+
+    x0 = xs[0]
+    with torch.no_grad():
+        r = stack.map(member, stack.params, stack.buffers, xs, ys,
+                      chunk="auto" if member_chunk is None else member_chunk,
+                      peak_bytes=lambda: stack.forward_peak(tuple(x0.shape[1:]), x0.dtype))
+    pred = lossf.predict(r["out"].float())  # [M, batches, B, ...]
+    y = torch.stack(ys, 1)
+    mse = (pred - y.float()).pow(2).flatten(2).mean(-1).mean(1)
+    acc = stack.task.correct(pred, y).float().flatten(2).mean(-1).mean(1)
+    blowup = r["blowup"].mean(1) if has_ln else torch.full((stack.M,), float("nan"))
+    return {"eval_mse": mse, "eval_acc": acc, "blowup": blowup, "clean": r["clean"]}
 
 
 def blowup_of(stack: Stack, batches, member_chunk=None) -> torch.Tensor:
     """LayerNorm blow-up of every member averaged over the batches, [M]; nan without LayerNorm."""
-    try:
-        vals = [layernorm_blowup_stack(stack, x, member_chunk=member_chunk)["blowup"]
-                for x, _ in batches]
-    except ValueError:  # a model without LayerNorm has no blow-up
+    if not stack.roles.layer_norms:  # a model without LayerNorm has no blow-up
         return torch.full((stack.M,), float("nan"))
+    vals = [layernorm_blowup_stack(stack, x, member_chunk=member_chunk)["blowup"]
+            for x, _ in batches]
     return torch.stack(vals).mean(0)
 
 
 def eval_of(stack: Stack, loss: str, batches) -> dict:
     """MSE of the predictions and accuracy of every member over the batches: name -> [M]."""
-    predict = get_loss(loss).predict
-    mse, acc = [], []
-    with torch.no_grad():
-        for x, y in batches:
-            out = predict(stack.forward(x, shared_input=False).float())
-            mse.append((out - y.float()).pow(2).flatten(1).mean(1))
-            acc.append(stack.task.correct(out, y).float().flatten(1).mean(1))
-    return {"eval_mse": torch.stack(mse).mean(0), "eval_acc": torch.stack(acc).mean(0)}
+    ev = forward_measures(stack, loss, batches)
+    return {"eval_mse": ev["eval_mse"], "eval_acc": ev["eval_acc"]}
 
 
 def measure_members(stack: Stack, loss: str, m: MeasureSpec, keep_mse: float) -> dict:
-    """Every final measure of every member: name -> list of M floats."""
+    """Every final measure of every member: name -> list of M floats.
+
+    Per batch one forward with activations (evaluation, blow-up, clean loss) and ``m.draws``
+    noisy forwards (sharpness), each member mapped by ``Stack.map``'s chunking rule.
+    """
     batches = measurement_batches(stack, m)
-    ev = eval_of(stack, loss, batches)
-    sharp = sharpness_of(stack, loss, batches, m)
+    ev = forward_measures(stack, loss, batches, m.member_chunk)
+    sharp = sharpness_of(stack, loss, batches, m, clean=ev.pop("clean"))
     out = {
         "sharpness": sharp,
         "sharpness_x4": 4 * sharp,
-        "blowup": blowup_of(stack, batches, m.member_chunk),
+        "blowup": ev.pop("blowup"),
         "param_norm": parameter_norm_stack(stack),
         **ev,
     }

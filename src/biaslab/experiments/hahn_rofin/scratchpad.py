@@ -22,7 +22,6 @@ import time
 
 import torch
 from pydantic import Field
-from torch.func import vmap
 
 from ...measure.norms import parameter_norm_stack
 from ...tasks import make_task
@@ -108,7 +107,8 @@ def seq2seq_blowups(stack: Stack, batches, member_chunk=None) -> dict:
         return seq2seq_blowup_from_acts(stack.apply(p, b, xx, acts=True)[1])
 
     with torch.no_grad():
-        vals = [vmap(member, chunk_size=member_chunk)(stack.params, stack.buffers, x)
+        vals = [stack.map(member, stack.params, stack.buffers, x,
+                          chunk="auto" if member_chunk is None else member_chunk)
                 for x, _ in batches]
     return {k: torch.stack([v[k] for v in vals]).mean(0) for k in vals[0]}
 

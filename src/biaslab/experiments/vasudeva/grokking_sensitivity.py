@@ -217,7 +217,7 @@ class Recorder:
                 draws=spec.sharpness_draws, key=rng.derive(self.sharp_key, step), shared=False)
         else:
             sharp = torch.full((M,), float("nan"), device=stack.device)
-        emb = stack.params.get("token_embed.weight")
+        emb = stack.params.get(stack.roles.token_embedding)
         four = fourier_share(emb[:, :spec.p], spec.fourier_top_k) if emb is not None and \
             emb.shape[1] >= spec.p else torch.full((M,), float("nan"), device=stack.device)
         self.pending.append(torch.stack([test_loss, test_acc, sens, wnorm, sharp.float(),

@@ -16,7 +16,6 @@ from ...measure import anchor as A
 from ...measure.landscape import perturbation_sharpness
 from ...measure.norms import stable_ranks_stack
 from ...measure.sensitivity import tokenwise_sensitivity_stack
-from ...models.base import POSITION_PREFIX
 from ..base import Experiment, Verdict, register_claim, register_experiment
 from ..claims import combine
 from ..outcomes import member_outcomes
@@ -45,9 +44,9 @@ def _relative_sharpness(stack, i: int, x, y, draws: int, key) -> float:
     matrix and embedding except positions (as the sharpness paper), not LayerNorms or biases.
     """
     module = stack.member(i)
-    L = module.cfg.n_layers
-    exclude = (POSITION_PREFIX, "head.bias", "final_ln",
-               *(f"layers.{j}.ln{k}" for j in range(L) for k in (1, 2)))
+    roles = stack.roles
+    exclude = (*roles.position_embeddings, *roles.layer_norms,
+               *((roles.readout_bias,) if roles.readout_bias else ()))
     ws = [p.detach() for n, p in module.named_parameters() if not n.startswith(exclude)]
     rms = torch.sqrt(sum(w.pow(2).sum() for w in ws) / sum(w.numel() for w in ws))
     return float(perturbation_sharpness(module, "ce", (x, y), sigma=REL_SIGMA * float(rms),
@@ -77,17 +76,18 @@ class AnchorMechanisms(Experiment):
         # Complexity (Fig 5, D.3): stable ranks, condensation of W_Q(1), embedding order.
         ranks = stable_ranks_stack(stack)
         cond = A.query_condensation_stack(stack)
-        wq = stack.params["layers.0.attn.q.weight"]
+        wq = stack.params[stack.roles.query(0)]
         u = wq / wq.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         qcos = u @ u.transpose(-1, -2)  # [M, rows, rows]: Fig 5a,b
         order = A.embedding_order_stack(stack)
         items = A.item_tokens(task, stack.device)
-        e = stack.params["token_embed.weight"][:, items]
+        embed = stack.roles.token_embedding
+        e = stack.params[embed][:, items]
         e = e - e.mean(-2, keepdim=True)
         uu, ss, _ = torch.linalg.svd(e, full_matrices=False)
         pca = uu[..., :2] * ss[..., None, :2]  # [M, items, 2]: Fig 5c,d (PCA for t-SNE)
         used = torch.cat([torch.tensor(task.anchor_tokens, device=stack.device), items])
-        em_used = A.stable_rank(stack.params["token_embed.weight"][:, used])
+        em_used = A.stable_rank(stack.params[embed][:, used])
         # Fused vectors (Fig 4): keys item_min+10..+20 (30..40), the pairs trained to their
         # composition, so a sequence's value is both its target and its composite value.
         clean = [f"{a},{b}" for a, b in task.train_pairs if f"{a},{b}" not in p.perturbed]
@@ -102,8 +102,8 @@ class AnchorMechanisms(Experiment):
         x, y = task.sample({}, rng.derive(key, 0x5A), c0["probe_batch"], "train")
         tok = tokenwise_sensitivity_stack(stack, x[:256], rng.derive(key, 0x5B), exclude_same=True)
         for i, m in enumerate(rows):
-            m.update({"sr_wq1": float(ranks["layers.0.attn.q.weight"][i]),
-                      "sr_wem": float(ranks["token_embed.weight"][i]), "sr_wem_used": float(em_used[i]),
+            m.update({"sr_wq1": float(ranks[stack.roles.query(0)][i]),
+                      "sr_wem": float(ranks[embed][i]), "sr_wem_used": float(em_used[i]),
                       "cond_wq1": float(cond[i]), "emb_order": float(order["max"][i]),
                       "fused_same": float(fused["same"][i]), "fused_diff": float(fused["different"][i]),
                       "fused_gap": float(fused["gap"][i]),
