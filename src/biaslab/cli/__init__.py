@@ -86,7 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("runs", help="what the store holds")
     store_arg(s)
     s.add_argument("--experiment", help="only this experiment")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--status", choices=["done", "running"], help="only runs in this state (running: started, not finished)")
+    s.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
+                   help="only runs whose config has KEY=VALUE (dotted keys, repeatable)")
+    s.add_argument("--json", action="store_true", help="a JSON list of runs with config and final metrics")
     s.set_defaults(fn=cmd_runs)
 
     s = sub.add_parser("report", help="write one HTML page with every figure and the claims table")

@@ -74,10 +74,13 @@ def cmd_reproduce(args) -> int:
 def cmd_runs(args) -> int:
     from ..store import Store
 
+    from ..store.query import filter_runs, parse_where
+
+    where = parse_where(getattr(args, "where", []))
     with Store(args.store, create=False) as store:
-        runs = store.runs(args.experiment)
+        runs = filter_runs(store.runs(args.experiment, getattr(args, "status", None)), where)
     rows = [{"id": r["id"], "experiment": r["experiment"], "status": r["status"],
-             "seconds": r["seconds"], "metrics": r["metrics"]} for r in runs]
+             "seconds": r["seconds"], "config": r["config"], "metrics": r["metrics"]} for r in runs]
 
     def human(rs):
         if not rs:

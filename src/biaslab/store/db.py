@@ -292,18 +292,14 @@ class Store:
                 for c, e, s, m, n, t, p, k in self.conn.execute(q)]
 
     def export(self, out: str | os.PathLike, experiment: str | None = None) -> Path:
-        """Export finished runs' flat table to CSV, or Parquet when pyarrow is installed."""
+        """Export finished runs' flat table to CSV, or to Parquet (``.parquet``, needs pyarrow)."""
         out = Path(out)
         exps = [experiment] if experiment else self.experiments()
         rows = [dict(row, experiment=e) for e in exps for row in self.table(e)]
         if out.suffix == ".parquet":
-            try:
-                import pyarrow as pa
-                import pyarrow.parquet as pq
-            except ImportError:
-                raise InputError("out", "Parquet export needs pyarrow", "a .csv path, or pip install pyarrow") from None
-            pq.write_table(pa.Table.from_pylist(rows), out)
-            return out
+            from .query import write_parquet
+
+            return write_parquet(rows, out)
         cols = sorted({k for r in rows for k in r})
         tmp = out.with_suffix(out.suffix + ".tmp")
         with open(tmp, "w", newline="") as fh:
