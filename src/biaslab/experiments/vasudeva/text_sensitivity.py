@@ -34,6 +34,7 @@ from ...tasks.tokenizer import PAD
 from ...train import Stack, TrainConfig, train
 from ...train.trainer import evaluate
 from ..base import Experiment, RunOutcome, SpecBase, Verdict, register_claim, register_experiment
+from ..claims import combine
 from ..common import ModelChoice, mean_sd, members_of, stderr
 
 MEASURE_STREAM = 0x7E57  # rng stream of the measured training examples
@@ -152,24 +153,20 @@ class TextSensitivity(Experiment):
                                        seconds=seconds / len(plans)))
         return outcomes
 
-    def figures(self, table, artifacts=None):
+    def figures(self, table, artifacts):
         from .text_figures import sensitivity_by_position_figure, sensitivity_curve_figure
 
         figs = {"text_sensitivity_by_position": sensitivity_by_position_figure(table)}
-        curves = sensitivity_curve_figure(table, lambda rid: _array(self, artifacts, rid,
-                                                                     "sensitivity_curve"))
+        curves = sensitivity_curve_figure(table, lambda rid: _array(artifacts, rid, "sensitivity_curve"))
         if curves is not None:
             figs["text_sensitivity_curves"] = curves
         return figs
 
 
-def _array(experiment, artifacts, rid: str, name: str):
-    """A run's .npy artifact from the report's artifacts (or, before those, from the store)."""
+def _array(artifacts, rid: str, name: str):
+    """A run's .npy artifact, or None when the report has no artifacts or the run lacks it."""
     try:
-        if artifacts is not None:
-            return artifacts.array(rid, name)
-        store = getattr(experiment, "store", None)
-        return None if store is None else np.load(store.artifacts(rid)[name], allow_pickle=False)
+        return None if artifacts is None else artifacts.array(rid, name)
     except (KeyError, OSError, ValueError):
         return None
 
@@ -251,13 +248,6 @@ def check_lstm_rises(table):
     status = "FAIL" if m <= 0 else "PASS" if m > 2 * stderr(diffs) else "INCONCLUSIVE"
     return Verdict(status, f"LSTM flip rate on the last tokens {numbers['end']:.4f} vs the rest "
                    f"{numbers['rest']:.4f} (difference {m:.4f} +- {sd:.4f} sd over {k} runs)", numbers)
-
-
-def combine(statuses: list[str]) -> str:
-    """FAIL if any part fails, PASS if all pass, else INCONCLUSIVE."""
-    if "FAIL" in statuses:
-        return "FAIL"
-    return "PASS" if statuses and all(s == "PASS" for s in statuses) else "INCONCLUSIVE"
 
 
 def _cell(values) -> dict:
