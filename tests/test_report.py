@@ -32,6 +32,8 @@ def test_report_has_claims_and_figures(tmp_path):
         verdicts = store.verdicts()
     html = page.read_text()
     assert "lowsens-learned-below-random" in html and "PASS" in html
-    assert "data:image/png;base64," in html
+    # Figures are PNG files beside the experiment's page (the folder opens offline).
+    exp_page = (tmp_path / "rep" / "lowsens-generalization.html").read_text()
+    assert "src=\"lowsens-generalization__sensitivity_by_m.png\"" in exp_page
     assert (tmp_path / "rep" / "lowsens-generalization__sensitivity_by_m.png").stat().st_size > 1000
     assert verdicts[0]["status"] == "PASS"

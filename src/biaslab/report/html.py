@@ -1,27 +1,18 @@
-"""One self-contained HTML page: the claims table, then every experiment's figures (PNG, inline)."""
+"""The report: one folder that opens offline. ``index.html`` holds the claims table (the stored
+verdicts, our numbers beside the paper's); each experiment gets a page with its claims' decision
+rules, its figures (PNG files beside the page), its run table (sortable and filterable in the page)
+and its spec. Pages are Jinja2 templates (``templates/``); the data comes from ``pages.py``."""
 
 from __future__ import annotations
 
-import base64
-import html
 import io
-import json
 import os
+import shutil
 import time
 from pathlib import Path
 
-STATUS_COLOR = {"PASS": "#2e7d32", "FAIL": "#c62828", "INCONCLUSIVE": "#b26a00"}
-
-CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;
-padding:0 1em;color:#222}
-h1{margin-bottom:.2em} .sub{color:#666;margin-top:0}
-table{border-collapse:collapse;width:100%;margin:1em 0} th,td{border-bottom:1px solid #ddd;
-padding:.45em .6em;text-align:left;vertical-align:top;font-size:.92em}
-th{background:#f5f5f5} .status{font-weight:700;color:#fff;padding:.15em .5em;border-radius:4px}
-figure{margin:1em 0} figure img{max-width:100%;border:1px solid #eee}
-figcaption{color:#555;font-size:.9em} .note{background:#fff8e1;padding:.6em 1em;border-radius:4px}
-"""
+TEMPLATES = Path(__file__).parent / "templates"
+STATIC = ("report.css", "report.js")  # copied beside the pages
 
 
 def fig_to_png(fig) -> bytes:
@@ -33,62 +24,73 @@ def fig_to_png(fig) -> bytes:
     return buf.getvalue()
 
 
-def write_report(store, out_dir: str | os.PathLike) -> Path:
-    """Write ``index.html``: the verdicts the last checks stored, then every figure.
+def _environment():
+    import jinja2
 
-    Verdicts are not recomputed here: the table shows what ``check_claims`` stored (by
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+                              autoescape=True, undefined=jinja2.StrictUndefined,
+                              trim_blocks=True, lstrip_blocks=True)
+
+
+def _write(path: Path, data: str | bytes) -> None:
+    """Write through a temporary file and a rename: a reader never sees half a page."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data if isinstance(data, bytes) else data.encode())
+    os.replace(tmp, path)
+
+
+def write_report(store, out_dir: str | os.PathLike) -> Path:
+    """Write the report folder and return its ``index.html``.
+
+    Verdicts are not recomputed here: the claims table shows what ``check_claims`` stored (by
     ``biaslab reproduce``), with the preset and the time of the check. A claim whose experiment
     has runs in the store but no stored verdict yet is checked once, on every stored run of it,
     and recorded as such (preset "all stored runs").
     """
+    from .. import __version__
     from ..experiments.claims import check_claims, stored_verdicts
     from ..registry import CLAIMS, EXPERIMENTS
     from ..store.view import Artifacts
+    from .pages import ExperimentPage, claim_rows, page_name, run_table, spec_rows
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    experiments = [e for e in store.experiments() if e in EXPERIMENTS]
-    tables = {e: store.table(e) for e in experiments}
+    names = [e for e in store.experiments() if e in EXPERIMENTS]
+    tables = {e: store.table(e) for e in names}
     checked = {c.claim.name: c for c in stored_verdicts(store)}
     unchecked = [CLAIMS.get(n) for n in CLAIMS.names()
                  if n not in checked and CLAIMS.get(n).experiment in tables]
     checked.update({c.claim.name: c for c in check_claims(store, unchecked)})
-    rows = [checked[n] for n in sorted(checked)]
-    parts = [f"<h1>biaslab report</h1><p class='sub'>store <code>{html.escape(str(store.path))}</code>"
-             f" &middot; {time.strftime('%Y-%m-%d %H:%M')}</p>"]
-    if any(c.verdict.status == "INCONCLUSIVE" for c in rows):
-        parts.append("<p class='note'>INCONCLUSIVE means the stored runs are too few or too close "
-                     "to decide under the claim's rule (fixed before the runs), e.g. a small "
-                     "<code>cpu</code> preset; run the <code>gpu</code> or <code>paper</code> preset.</p>")
-    parts.append("<h2>Claims</h2><table><tr><th>claim</th><th>verdict</th><th>measured</th>"
-                 "<th>paper</th></tr>")
-    for c in rows:
-        claim, v = c.claim, c.verdict
-        color = STATUS_COLOR.get(v.status, "#555")
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(c.checked))
-        basis = f"preset {c.preset}" if c.preset else "all stored runs"
-        parts.append(
-            f"<tr><td><b>{html.escape(claim.name)}</b><br>{html.escape(claim.statement)}</td>"
-            f"<td><span class='status' style='background:{color}'>{v.status}</span>"
-            f"<br><small>{html.escape(basis)}, {c.runs} runs<br>checked {when}</small></td>"
-            f"<td>{html.escape(v.summary)}<details><summary>numbers</summary><pre>"
-            f"{html.escape(json.dumps(v.numbers, indent=1))}</pre></details></td>"
-            f"<td>{html.escape(claim.paper)}</td></tr>")
-    parts.append("</table>")
-    for name in experiments:
+    claims = claim_rows(checked.values())
+
+    pages = []
+    for name in names:
         exp = EXPERIMENTS.get(name)()
-        table = tables[name]
-        parts.append(f"<h2>{html.escape(name)}</h2><p>{html.escape(exp.description)} "
-                     f"&middot; {len(table)} finished runs</p>")
-        for fig_name, fig in exp.figures(table, Artifacts(store.artifact_paths(name))).items():
-            png = fig_to_png(fig)
-            (out / f"{name}__{fig_name}.png").write_bytes(png)
-            b64 = base64.b64encode(png).decode()
-            parts.append(f"<figure><img alt='{html.escape(fig_name)}' src='data:image/png;base64,"
-                         f"{b64}'><figcaption>{html.escape(fig_name.replace('_', ' '))}</figcaption></figure>")
-    page = f"<!doctype html><html><head><meta charset='utf-8'><title>biaslab report</title>" \
-           f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>"
-    tmp = out / "index.html.tmp"
-    tmp.write_text(page)
-    os.replace(tmp, out / "index.html")
-    return out / "index.html"
+        stem = page_name(name)
+        mine = [c for c in claims if c.experiment == name]
+        presets = [c.preset for c in mine] + ["cpu"]
+        preset, spec, note = spec_rows(name, exp, presets)
+        columns, rows = run_table(tables[name])
+        figures = []
+        for fig_name, fig in exp.figures(tables[name], Artifacts(store.artifact_paths(name))).items():
+            file = f"{stem}__{fig_name}.png"
+            _write(out / file, fig_to_png(fig))
+            words = fig_name.replace("_", " ")
+            figures.append({"file": file, "caption": words,
+                            "alt": f"{name}: {words} ({len(tables[name])} finished runs)"})
+        pages.append(ExperimentPage(name, stem, exp.description, preset, spec, note, mine,
+                                    columns, rows, figures))
+
+    env = _environment()
+    common = {"experiments": pages, "store": str(store.path), "version": __version__,
+              "written": time.strftime("%Y-%m-%d %H:%M")}
+    for e in pages:
+        _write(out / f"{e.page}.html", env.get_template("experiment.html").render(
+            e=e, current=e.name, **common))
+    for name in STATIC:
+        shutil.copyfile(TEMPLATES / name, out / name)
+    index = out / "index.html"
+    _write(index, env.get_template("index.html").render(
+        claims=claims, current=None, inconclusive=any(c.status == "INCONCLUSIVE" for c in claims),
+        **common))
+    return index

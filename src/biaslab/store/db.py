@@ -217,8 +217,18 @@ class Store:
             q += " WHERE " + " AND ".join(where)
         q += " ORDER BY created, id"
         out = []
-        finals = self._finals(experiment)
-        for rid, exp, cfg, st, sec, dev in self.conn.execute(q, args):
+        # One read transaction for both queries: a run finishing between them would otherwise
+        # read as done without its metrics.
+        own = not self.conn.in_transaction
+        if own:
+            self.conn.execute("BEGIN")
+        try:
+            finals = self._finals(experiment)
+            found = self.conn.execute(q, args).fetchall()
+        finally:
+            if own:
+                self.conn.execute("COMMIT")
+        for rid, exp, cfg, st, sec, dev in found:
             out.append({"id": rid, "experiment": exp, "config": json.loads(cfg), "status": st,
                         "seconds": sec, "device": dev, "metrics": finals.get(rid, {})})
         return out

@@ -1,0 +1,94 @@
+"""What the report shows, gathered from the store as plain data for the templates: the stored
+claim verdicts, and for each experiment its figures, its spec (every field with its meaning), its
+claims' decision rules and its finished runs. Nothing here writes HTML."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+
+
+def page_name(experiment: str) -> str:
+    """The file name of an experiment's page (and the stem of its figures)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", experiment)
+
+
+def _when(t: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else ""
+
+
+def _cell(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    if isinstance(v, (list, dict)):
+        return json.dumps(v)
+    return str(v)
+
+
+@dataclass
+class ClaimRow:
+    name: str
+    experiment: str
+    page: str
+    statement: str  # the decision rule in words, fixed before the runs
+    paper: str  # what the paper reports
+    status: str
+    summary: str  # our numbers, in words
+    numbers: str  # our numbers, as JSON
+    preset: str
+    runs: int
+    checked: str
+
+
+@dataclass
+class ExperimentPage:
+    name: str
+    page: str
+    description: str
+    preset: str  # the preset whose spec is shown
+    spec: list[dict]  # {field, value, description, group}
+    spec_note: str
+    claims: list[ClaimRow]
+    columns: list[str]  # of the run table
+    rows: list[list[str]]
+    figures: list[dict] = field(default_factory=list)  # {file, alt, caption}
+
+
+def claim_rows(checked) -> list[ClaimRow]:
+    """The stored verdicts (``CheckedClaim``s) as table rows, sorted by claim name."""
+    out = []
+    for c in sorted(checked, key=lambda c: c.claim.name):
+        claim, v = c.claim, c.verdict
+        out.append(ClaimRow(claim.name, claim.experiment, page_name(claim.experiment) + ".html",
+                            claim.statement, claim.paper, v.status, v.summary,
+                            json.dumps(v.numbers, indent=1, default=str),
+                            f"preset {c.preset}" if c.preset else "all stored runs", c.runs,
+                            _when(c.checked)))
+    return out
+
+
+def spec_rows(experiment: str, exp, presets: list[str]) -> tuple[str, list[dict], str]:
+    """Every field of the experiment's spec under the first of ``presets`` it has (the preset its
+    claims were checked under, then cpu), else its defaults; with a note saying which."""
+    from ..spec import describe, presets_of, resolve
+
+    have = presets_of(experiment)
+    preset = next((p for p in presets if p in have), None)
+    spec = resolve(exp.Spec, experiment, preset)
+    note = (f"preset {preset}" if preset else "defaults (no preset)") + \
+        "; the run table below shows the values each run used"
+    rows = [{**r, "value": "" if r["group"] else _cell(r["value"])} for r in describe(spec)]
+    return preset or "defaults", rows, note
+
+
+def run_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Finished runs as text cells: run id, then config keys, then the final metrics."""
+    if not rows:
+        return [], []
+    first = ["run_id"]
+    cols = first + sorted({k for r in rows for k in r} - set(first))
+    return cols, [[_cell(r.get(c)) for c in cols] for r in rows]
