@@ -12,6 +12,7 @@ import time
 import pytest
 
 from biaslab.cli import main
+from store_probe import finished_runs
 
 # One stack per run (--max-members 1): 3 sizes x 2 tables = 6 tasks of a few seconds each.
 TINY = ["n=6", "train_sizes=[8,16,24]", "function_seeds=[0,1]", "random_completions=2",
@@ -36,18 +37,6 @@ def _driver(store, address):
     cmd = [sys.executable, "-m", "biaslab", "run", "lowsens-generalization", *TINY, "--store",
            str(store), "--quiet", "--executor", "ray", "--address", address, "--max-members", "1"]
     return subprocess.Popen(cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def _done(store):
-    if not store.exists():
-        return {}
-    try:
-        con = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=5)
-        rows = dict(con.execute("SELECT id, finished FROM runs WHERE status='done'"))
-        con.close()
-        return rows
-    except sqlite3.OperationalError:
-        return {}
 
 
 def _check_store(store):
@@ -76,19 +65,19 @@ def test_killed_worker_and_killed_driver_lose_nothing(cluster, tmp_path, request
             killed = busy[0]
         time.sleep(0.02)
     assert killed is not None, "no task was seen running"
-    while time.time() < deadline and proc.poll() is None and not _done(store):
+    while time.time() < deadline and proc.poll() is None and not finished_runs(store):
         time.sleep(0.05)
     proc.kill()
     _, err = proc.communicate()
     assert f"{RUNS} to train" in err
-    before = _done(store)
+    before = finished_runs(store)
     assert 0 < len(before) < RUNS, "the driver kill did not land mid-sweep"
 
     again = _driver(store, cluster.address)
     _, err = again.communicate(timeout=240)
     assert again.returncode == 0, err
     assert f"{len(before)} already in the store" in err
-    after = _done(store)
+    after = finished_runs(store)
     assert all(after[rid] == t for rid, t in before.items())  # kept, not retrained
     _check_store(store)
     line = (f"worker_killed=1 driver_killed_after={len(before)} resumed={RUNS - len(before)} "

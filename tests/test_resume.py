@@ -6,6 +6,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from store_probe import finished_runs
 
 TINY = ["n=6", "train_sizes=[8,16,24,32,40]", "function_seeds=[0,1]", "random_completions=2",
         "model.params={d_model: 16, d_ff: 16, n_heads: 2, n_layers: 1}",
@@ -21,33 +22,21 @@ def _env():
     return {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
 
 
-def _done(store):
-    if not store.exists():
-        return {}
-    try:
-        con = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=5)
-        rows = dict(con.execute("SELECT id, finished FROM runs WHERE status='done'"))
-        con.close()
-        return rows
-    except sqlite3.OperationalError:
-        return {}
-
-
 def test_sigkill_then_resume(tmp_path):
     store = tmp_path / "s.sqlite"
     proc = subprocess.Popen(_cmd(store), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None and not _done(store):
+    while time.time() < deadline and proc.poll() is None and not finished_runs(store):
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    before = _done(store)
+    before = finished_runs(store)
     assert before, "no run finished before the kill"
 
     out = subprocess.run(_cmd(store), env=_env(), capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert f"{len(before)} already in the store" in out.stderr
-    after = _done(store)
+    after = finished_runs(store)
     assert len(after) == 10  # 5 sizes x 2 tables, each exactly once
     for rid, finished in before.items():
         assert after[rid] == finished  # not retrained
@@ -67,7 +56,7 @@ def test_parallel_workers_store_every_run_once(tmp_path):
     cmd = [c for c in cmd if c != "train.steps=150"] + ["train.steps=40", "train_sizes=[8,16]"]
     out = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert len(_done(store)) == 4  # 2 sizes x 2 tables, one stack of one member each
+    assert len(finished_runs(store)) == 4  # 2 sizes x 2 tables, one stack of one member each
 
 
 def test_checkpoints_reload_into_plain_modules(tmp_path):
