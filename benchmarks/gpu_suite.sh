@@ -40,7 +40,8 @@ case "$stage" in
     python3 benchmarks/bench_measure_speed.py --device cuda --rounds 5 2>&1 | tee "$out/measure_speed.txt"
     ;;
   claims3)
-    for claim in sharpness-grows-for-parity parity-needs-norm-or-blowup abrupt-change-at-convergence \
+    for claim in sharpness-grows-for-parity parity-needs-norm-or-blowup abrupt-sharpness-change-at-convergence \
+                 abrupt-blowup-change-at-convergence abrupt-change-at-convergence-old-rule \
                  sharpness-rises-with-sensitivity majority-extends-parity-fails scratchpad-sharpness-flat; do
       start=$(date +%s)
       run reproduce "$claim" --preset gpu --store "$out/issue3.sqlite" 2>&1 | tee -a "$out/claims3.txt"

@@ -287,7 +287,7 @@ def _dyn_rows(before, after, ctrl, k=4, ok=1.0):
 
 
 def test_claim_dynamics():
-    check = claim_of("training-dynamics").check
+    check = CLAIMS.get("abrupt-change-at-convergence-old-rule").check  # the old rule (issue 10)
     assert check(_dyn_rows(1.0, 3.0, 1.0)).status == "PASS"
     assert check(_dyn_rows(1.0, 0.3, 1.0)).status == "PASS"  # a sharp fall counts too
     assert check(_dyn_rows(1.0, 1.5, 1.0)).status == "FAIL"  # under the factor 2

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Optional
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -17,12 +18,12 @@ from ...tasks import make_task
 from ...train import Stack, TrainConfig, train
 from ...train.losses import get_loss
 from ..base import Experiment, SpecBase, Verdict, register_claim, register_experiment
-from ..claims import combine
+from ..claims import FAIL, INCONCLUSIVE, PASS, combine
 from ..common import ModelChoice, members_of
 from ..outcomes import member_outcomes
 from ..protocol import (MeasureSpec, blowup_of, measurement_batches, reference_model, sharpness_of,
                         validate_boolean)
-from ..stats import jsonable, rounded
+from ..stats import jsonable, rounded, stderr
 
 PROBE_STREAM = 0x7B0B  # rng stream of the fixed probe batch
 
@@ -185,9 +186,11 @@ def dynamics_ratios(table) -> dict:
 
 
 @register_claim(
-    "abrupt-change-at-convergence",
+    "abrupt-change-at-convergence-old-rule",
     "training-dynamics",
-    "along PARITY training, sharpness and LayerNorm blow-up change abruptly at convergence: the "
+    "(old rule, kept for the record; was 'abrupt-change-at-convergence': its 'before' window "
+    "[c-W, c) lies inside the transition) along PARITY training, sharpness and LayerNorm blow-up "
+    "change abruptly at convergence: the "
     "mean over runs in a window after convergence differs from the window before by a factor "
     ">= 2, and by at least twice as much (in log) as between the two windows before",
     "Hahn & Rofin Figs 3, 12-14 (E3): abrupt changes in sharpness and blow-up at convergence "
@@ -212,3 +215,90 @@ def check_dynamics(table):
         parts.append(f"{k}: after/before {R:.3g} (control {Rc:.3g})")
     return Verdict(combine(statuses), f"{st['runs']} runs; " + "; ".join(parts), jsonable(st))
 
+
+
+# --- The rule as the reference places its windows (issue 10 item 1) -----------------------------
+# Reference (lacoco-lab/sensitivity-hardness plotting code, sheet §4 E3 "dashed marks at -800,
+# -900, -1100, -1200"): the transition is shaded at roughly [c-1200, c-800] before the convergence
+# step c, with curves logged every 100 steps, i.e. it starts 12 logging intervals before c. The
+# old rule's "before" window [c-W, c) lies inside that change. Here, scaled to the preset's
+# logging: before = [c - 12*every - W, c - 12*every) (ends where the reference's shading begins),
+# after = [c, c + W). Computed from the stored aligned curves (``aligned.<measure>.<offset>``),
+# so the rule is a function of the stored table. Sharpness and blow-up are two claims.
+TRANSITION_PROBES = 12  # 1200 steps / 100-step logging in the reference
+ABRUPT_FACTOR = DYN_FACTOR  # a two-fold change, as in the old rule
+
+
+def aligned_windows(row: dict, measure: str) -> Optional[tuple[float, float]]:
+    """(mean before the transition, mean after convergence) of one run, or None when the run's
+    aligned curve does not cover both windows."""
+    prefix = f"aligned.{measure}."
+    curve = {int(k[len(prefix):]): v for k, v in row.items()
+             if k.startswith(prefix) and v is not None and math.isfinite(v)}
+    offs = sorted(curve)
+    if len(offs) < 2:
+        return None
+    every = min(b - a for a, b in zip(offs, offs[1:]))
+    W = int(row.get("window") or every)
+    hi = -TRANSITION_PROBES * every
+    lo = hi - W
+    before = [v for o, v in curve.items() if lo <= o < hi]
+    after = [v for o, v in curve.items() if 0 <= o < W]
+    if offs[0] > lo or offs[-1] < W - every or not before or not after:
+        return None
+    return float(np.mean(before)), float(np.mean(after))
+
+
+def abrupt_change(table, measure: str) -> Verdict:
+    """Per run r = log(mean after / mean before); over runs m = mean(r), se = its standard error.
+    PASS when |m| - 2 se >= log 2 (a two-fold change beyond noise), FAIL when |m| + 2 se < log 2
+    (surely less than two-fold), INCONCLUSIVE otherwise or with fewer than DYN_MIN_RUNS runs whose
+    curves cover both windows (or a non-positive window mean)."""
+    logs, pairs = [], []
+    for r in table:
+        w = aligned_windows(r, measure)
+        if w is None:
+            continue
+        pairs.append(w)
+        if w[0] > 0 and w[1] > 0:
+            logs.append(math.log(w[1] / w[0]))
+    numbers = {"runs_with_windows": len(pairs), "runs": len(table),
+               "transition_probes": TRANSITION_PROBES,
+               "before_mean": rounded(float(np.mean([b for b, _ in pairs])) if pairs else None, 5),
+               "after_mean": rounded(float(np.mean([a for _, a in pairs])) if pairs else None, 5)}
+    if len(logs) < DYN_MIN_RUNS or len(logs) < len(pairs):
+        return Verdict(INCONCLUSIVE, f"{len(logs)}/{len(table)} runs cover both windows with "
+                       f"positive means (need {DYN_MIN_RUNS})", jsonable(numbers))
+    m = float(np.mean(logs))
+    se = stderr(logs)
+    numbers.update({"mean_log_ratio": rounded(m, 4), "se": rounded(se, 4),
+                    "geo_mean_ratio": rounded(math.exp(m), 4)})
+    bar = math.log(ABRUPT_FACTOR)
+    status = PASS if abs(m) - 2 * se >= bar else FAIL if abs(m) + 2 * se < bar else INCONCLUSIVE
+    return Verdict(status, f"{len(logs)} runs; after/before (geometric mean) {math.exp(m):.3g}, "
+                   f"log ratio {m:.3f} +- {2 * se:.3f} (2 se) vs bar log 2", jsonable(numbers))
+
+
+@register_claim(
+    "abrupt-sharpness-change-at-convergence",
+    "training-dynamics",
+    "along PARITY training, sharpness changes at least two-fold between a window before the "
+    "transition (ending 12 logging intervals before convergence, as the reference shades it) and "
+    "the window after convergence, beyond 2 standard errors over runs",
+    "Hahn & Rofin Figs 3, 12-14 (E3): abrupt change in sharpness at convergence; reference plots "
+    "shade ~[c-1200, c-800] at 100-step logging; values not published",
+)
+def check_sharpness_change(table):
+    return abrupt_change(table, "sharpness_x4")
+
+
+@register_claim(
+    "abrupt-blowup-change-at-convergence",
+    "training-dynamics",
+    "along PARITY training, LayerNorm blow-up changes at least two-fold between a window before "
+    "the transition (ending 12 logging intervals before convergence) and the window after "
+    "convergence, beyond 2 standard errors over runs",
+    "Hahn & Rofin Figs 3, 12-14 (E3): abrupt change in blow-up at convergence; values not published",
+)
+def check_blowup_change(table):
+    return abrupt_change(table, "blowup")
