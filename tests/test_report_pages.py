@@ -105,3 +105,28 @@ def test_report_escapes_stored_text_and_cli_writes_folder(tmp_path, capsys):
     page = (tmp_path / "rep" / "lowsens-generalization.html").read_text()
     assert "<script>x</script>" not in page and "&lt;script&gt;" in page
     assert (tmp_path / "rep" / "report.js").exists() and (tmp_path / "rep" / "report.css").exists()
+
+
+def test_open_uses_a_browser_when_there_is_one_and_says_so_when_not(tmp_path, capsys, monkeypatch):
+    import webbrowser
+
+    path = _store(tmp_path)
+    opened = []
+
+    class Fake:
+        def open(self, url):
+            opened.append(url)
+            return True
+
+    monkeypatch.setattr(webbrowser, "get", lambda *a: Fake())
+    assert main(["report", "--store", str(path), "--out", str(tmp_path / "rep"), "--open"]) == 0
+    assert opened == [(tmp_path / "rep" / "index.html").resolve().as_uri()]
+
+    def none(*a):
+        raise webbrowser.Error("could not locate runnable browser")
+
+    monkeypatch.setattr(webbrowser, "get", none)
+    capsys.readouterr()
+    assert main(["report", "--store", str(path), "--out", str(tmp_path / "rep2"), "--open"]) == 0
+    assert "no web browser available" in capsys.readouterr().err
+    assert (tmp_path / "rep2" / "index.html").exists()

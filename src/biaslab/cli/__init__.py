@@ -92,9 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="a JSON list of runs with config and final metrics")
     s.set_defaults(fn=cmd_runs)
 
-    s = sub.add_parser("report", help="write one HTML page with every figure and the claims table")
+    s = sub.add_parser("report", help="write the report folder: claims table, a page per experiment")
     store_arg(s)
     s.add_argument("--out", default="report", help="output folder (default ./report)")
+    s.add_argument("--open", action="store_true", help="open the report in a web browser, if one is available")
     s.set_defaults(fn=cmd_report)
 
     s = sub.add_parser("export", help="export finished runs to CSV (or Parquet with pyarrow)")

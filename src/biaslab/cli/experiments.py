@@ -103,7 +103,25 @@ def cmd_report(args) -> int:
     with Store(args.store, create=False) as store:
         page = write_report(store, args.out)
     print(f"report written to {page}")
+    if getattr(args, "open", False):
+        open_in_browser(page)
     return 0
+
+
+def open_in_browser(page) -> bool:
+    """Open ``page`` in the user's web browser when one is available; say so when none is (a
+    server without a display): the report is written either way."""
+    import webbrowser
+    from pathlib import Path
+
+    try:
+        browser = webbrowser.get()
+    except webbrowser.Error:
+        browser = None
+    if browser is None or not browser.open(Path(page).resolve().as_uri()):
+        print(f"no web browser available here: open {page} yourself", file=sys.stderr)
+        return False
+    return True
 
 
 def cmd_export(args) -> int:
