@@ -1,7 +1,8 @@
 """architecture-sensitivity: which architecture completes a partial truth table most simply?
 
-Vasudeva et al. compare transformers with MLPs, CNNs and LSTMs by sensitivity; Hahn & Rofin's
-low-sensitivity bias predicts the transformer's completions are the least sensitive. Here every
+The Boolean-completion question (this lab's, after Vasudeva et al.'s direction on vision and
+text and Hahn & Rofin's low-sensitivity bias): are the transformer's completions the least
+sensitive? Vasudeva et al.'s own claim is not tested here (issue 10 item 5). Here every
 architecture is fitted to the same training subsets (same targets, same inputs) until it
 classifies all of them correctly, and the exact average sensitivity of its learned function on
 the whole cube is compared. The ranking is reported as measured.
