@@ -274,14 +274,14 @@ def test_loss_slice_filter_normalized():
     torch.testing.assert_close(out[1], mse(lin(X), Y).detach())
     # The direction: weight rows rescaled to the weight rows' norms, bias direction zero.
     params = {n: p.detach() for n, p in lin.named_parameters()}
-    d = L._direction(params, list(params), rng.key_of(4), True)
+    d = L.random_direction(params, list(params), rng.key_of(4), True)
     torch.testing.assert_close(d["weight"].norm(dim=1), params["weight"].norm(dim=1))
     assert (d["bias"] == 0).all()
     ref = torch.stack([mse(X @ (params["weight"] + a * d["weight"]).T + params["bias"], Y)
                        for a in alphas])
     torch.testing.assert_close(out, ref)
     # Without filter normalisation the direction is unit-norm and the bias moves too.
-    raw = L._direction(params, list(params), rng.key_of(4), False)
+    raw = L.random_direction(params, list(params), rng.key_of(4), False)
     torch.testing.assert_close(torch.sqrt(sum(t.pow(2).sum() for t in raw.values())),
                                torch.tensor(1.0, dtype=torch.float64))
     assert (raw["bias"] != 0).all()

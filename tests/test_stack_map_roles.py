@@ -135,7 +135,7 @@ def test_flat_noise_is_the_per_parameter_noise_bit_for_bit():
     names = ["a", "c"]
     key = rng.key_of(77)
     flat = L.flat_normal(key, L.noise_plan(params, names), torch.float32)
-    each = torch.cat([rng.normal(rng.derive(key, L._salt(n)), params[n].shape).reshape(-1)
+    each = torch.cat([rng.normal(rng.derive(key, L.name_salt(n)), params[n].shape).reshape(-1)
                       for n in names])
     assert torch.equal(flat, each)
 
