@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     threads_arg(s)
     parallel_args(s)
     s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.add_argument("--log", choices=["tensorboard"], help="also write the runs' curves to this sink "
+                   "(the store stays the record)")
+    s.add_argument("--log-dir", default="tensorboard", help="folder of --log tensorboard (default ./tensorboard)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_run)
 

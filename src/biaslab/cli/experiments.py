@@ -21,6 +21,11 @@ def cmd_run(args) -> int:
     with open_executor(args) as (device, pool), Store(args.store) as store:
         summary = run_experiment(exp, spec, store, device, progress=not args.quiet,
                                  max_members=args.max_members, workers=args.workers, pool=pool)
+        if getattr(args, "log", None) == "tensorboard":
+            from ..report.tensorboard import write_curves
+
+            n = write_curves(store, exp.name, [p.id for p in exp.plan(spec)], args.log_dir)
+            print(f"tensorboard: curves of {n} runs in {args.log_dir}", file=sys.stderr)
     emit(summary, args.json, lambda s: print(
         f"{exp.name}: trained {s['trained']}, skipped {s['skipped']} finished, "
         f"{s['seconds']:.0f}s; store {args.store}"))
