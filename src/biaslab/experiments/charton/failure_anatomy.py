@@ -16,7 +16,8 @@ import torch
 from pydantic import Field
 
 from ...measure.anatomy import eigen_predictors, eigen_property_errors, property_table, separation
-from ..base import Experiment, RunOutcome, Verdict, register_claim, register_experiment
+from ..base import Experiment, Verdict, register_claim, register_experiment
+from ..outcomes import member_outcomes
 from .common import (LinalgEntry, LinalgSpec, accuracy_metrics, correct_at, measure_group,
                      plan_entries, test_arrays, tol_name, train_metrics)
 
@@ -51,18 +52,13 @@ class FailureAnatomy(Experiment):
     def run_group(self, spec, plans, device, progress=False):
         stack, task, result, tests = measure_group(spec, plans, device, progress)
         test, evs = tests[""]
-        outcomes = []
-        for i, plan in enumerate(plans):
-            metrics = {**accuracy_metrics(evs[i]),
-                       **train_metrics(task, result, plans, i)}
-            anatomy, arrays = dissect(test, evs[i])
-            metrics.update(anatomy)
-            outcomes.append(RunOutcome(plan, metrics, [(h["step"], "train_loss", h["train_loss"][i])
-                                                       for h in result.history],
-                                       tensors={"model": stack.member_state(i)},
-                                       arrays={**test_arrays(test, evs[i]), **arrays},
-                                       seconds=result.seconds / len(plans)))
-        return outcomes
+        dissected = [dissect(test, ev) for ev in evs]  # (anatomy metrics, arrays) per member
+        return member_outcomes(
+            plans, lambda i: {**accuracy_metrics(evs[i]), **train_metrics(task, result, plans, i),
+                              **dissected[i][0]},
+            result.seconds, result=result, series=("train_loss",),
+            tensors=lambda i: {"model": stack.member_state(i)},
+            arrays=lambda i: {**test_arrays(test, evs[i]), **dissected[i][1]})
 
     def figures(self, table, artifacts=None):
         from .figures import success_failure_histograms

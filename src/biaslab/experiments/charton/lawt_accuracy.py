@@ -7,7 +7,8 @@ Each (task, size, encoding) cell is one stack whose members are the model seeds.
 
 from __future__ import annotations
 
-from ..base import Experiment, RunOutcome, Verdict, register_claim, register_experiment
+from ..base import Experiment, Verdict, register_claim, register_experiment
+from ..outcomes import member_outcomes
 from .common import (LinalgSpec, accuracy_metrics, measure_group, plan_entries, test_arrays,
                      train_metrics)
 
@@ -34,15 +35,11 @@ class LawtAccuracy(Experiment):
     def run_group(self, spec, plans, device, progress=False):
         stack, task, result, tests = measure_group(spec, plans, device, progress)
         test, evs = tests[""]
-        outcomes = []
-        for i, plan in enumerate(plans):
-            metrics = {**accuracy_metrics(evs[i]),
-                       **train_metrics(task, result, plans, i)}
-            series = [(h["step"], k, h[k][i]) for h in result.history for k in ("train_loss",)]
-            outcomes.append(RunOutcome(plan, metrics, series, tensors={"model": stack.member_state(i)},
-                                       arrays=test_arrays(test, evs[i]),
-                                       seconds=result.seconds / len(plans)))
-        return outcomes
+        return member_outcomes(
+            plans, lambda i: {**accuracy_metrics(evs[i]), **train_metrics(task, result, plans, i)},
+            result.seconds, result=result, series=("train_loss",),
+            tensors=lambda i: {"model": stack.member_state(i)},
+            arrays=lambda i: test_arrays(test, evs[i]))
 
     def figures(self, table, artifacts=None):
         from .figures import accuracy_by_tolerance

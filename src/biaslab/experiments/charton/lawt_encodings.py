@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ..base import Experiment, RunOutcome, register_experiment
+from ..base import Experiment, register_experiment
+from ..outcomes import member_outcomes
 from .common import (LinalgEntry, LinalgSpec, accuracy_metrics, measure_group, plan_entries,
                      test_arrays, train_metrics)
 
@@ -39,11 +40,10 @@ class LawtEncodings(Experiment):
     def run_group(self, spec, plans, device, progress=False):
         stack, task, result, tests = measure_group(spec, plans, device, progress)
         test, evs = tests[""]
-        return [RunOutcome(plan, {**accuracy_metrics(evs[i]),
-                                  **train_metrics(task, result, plans, i)},
-                           [(h["step"], "train_loss", h["train_loss"][i]) for h in result.history],
-                           arrays=test_arrays(test, evs[i]), seconds=result.seconds / len(plans))
-                for i, plan in enumerate(plans)]
+        return member_outcomes(
+            plans, lambda i: {**accuracy_metrics(evs[i]), **train_metrics(task, result, plans, i)},
+            result.seconds, result=result, series=("train_loss",),
+            arrays=lambda i: test_arrays(test, evs[i]))
 
     def figures(self, table, artifacts=None):
         from .figures import accuracy_by_tolerance, encodings_side_by_side

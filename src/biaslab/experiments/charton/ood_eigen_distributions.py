@@ -15,7 +15,8 @@ import math
 import numpy as np
 from pydantic import Field
 
-from ..base import Experiment, RunOutcome, Verdict, register_claim, register_experiment
+from ..base import Experiment, Verdict, register_claim, register_experiment
+from ..outcomes import member_outcomes
 from .common import (LinalgCommon, LinalgEntry, accuracy_metrics, make_linalg_task,
                      measure_group, plan_entries, train_metrics)
 
@@ -56,19 +57,18 @@ class OodEigenDistributions(Experiment):
         c0 = plans[0].config
         tests = {d: {"test_distribution": d} for d in c0["test_distributions"]}
         stack, task, result, evals = measure_group(spec, plans, device, progress, tests)
-        outcomes = []
-        for i, plan in enumerate(plans):
-            metrics = train_metrics(task, result, plans, i)
-            arrays = {}
-            for d, (test, evs) in evals.items():
-                metrics.update(accuracy_metrics(evs[i], prefix=f"{d}."))
-                arrays.update({f"{name}.{d}": getattr(evs[i], name).numpy()
-                               for name in ("error", "exact", "valid")})
-            outcomes.append(RunOutcome(plan, metrics, [(h["step"], "train_loss", h["train_loss"][i])
-                                                       for h in result.history],
-                                       tensors={"model": stack.member_state(i)}, arrays=arrays,
-                                       seconds=result.seconds / len(plans)))
-        return outcomes
+        def metrics(i):
+            row = train_metrics(task, result, plans, i)
+            for d, (_, evs) in evals.items():
+                row.update(accuracy_metrics(evs[i], prefix=f"{d}."))
+            return row
+
+        def arrays(i):
+            return {f"{name}.{d}": getattr(evs[i], name).numpy()
+                    for d, (_, evs) in evals.items() for name in ("error", "exact", "valid")}
+
+        return member_outcomes(plans, metrics, result.seconds, result=result, series=("train_loss",),
+                               tensors=lambda i: {"model": stack.member_state(i)}, arrays=arrays)
 
     def figures(self, table, artifacts=None):
         from .figures import ood_heatmap
