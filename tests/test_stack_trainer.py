@@ -103,6 +103,35 @@ def test_converged_members_stop_and_training_ends_early():
     assert (res.converge_step > 0).all()
 
 
+def test_after_convergence_trains_a_fixed_number_of_steps_on():
+    """Each member is frozen ``after_convergence`` steps after its own convergence step: its
+    parameters equal those of a run stopped at that step, and training ends once all are done."""
+    task = make_task("first", {"n": 4})
+    members = [Member(seed=s, lr=1e-2) for s in range(3)]
+    cfg = dict(steps=3000, batch=64, eval_every=25, converge="acc", converge_acc=1.0)
+    stop, res0 = _train("mlp", {"width": 32}, task, members, TrainConfig(**cfg))
+    on, res = _train("mlp", {"width": 32}, task, members,
+                     TrainConfig(**cfg, after_convergence=100))
+    assert torch.equal(res.converge_step, res0.converge_step)
+    assert res.steps_run == int(res0.converge_step.max()) + 100
+    for i, c in enumerate(res0.converge_step.tolist()):
+        ref, _ = _train("mlp", {"width": 32}, task, [members[i]],
+                        TrainConfig(**{**cfg, "converge": "none", "steps": c + 100}))
+        for k in on.params:
+            assert torch.allclose(on.params[k][i], ref.params[k][0], atol=1e-6), k
+        # and it moved on from where the stop-at-convergence run froze it
+        assert any(not torch.equal(on.params[k][i], stop.params[k][i]) for k in on.params)
+
+
+def test_after_convergence_unset_keeps_old_run_ids():
+    from biaslab.execute.plan import run_id, identity_config
+    old = {"task": "parity", "train": {"steps": 10}}
+    new = {"task": "parity", "train": {"steps": 10, "after_convergence": None}}
+    assert run_id("e", identity_config(old)) == run_id("e", identity_config(new))
+    set_ = {"task": "parity", "train": {"steps": 10, "after_convergence": 500}}
+    assert run_id("e", identity_config(set_)) != run_id("e", identity_config(old))
+
+
 def test_member_returns_plain_module_with_same_outputs():
     task = make_task("majority", {"n": 7})
     stack = Stack("transformer", SMALL, task, [Member(seed=s) for s in range(3)])

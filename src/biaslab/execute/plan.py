@@ -16,7 +16,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Iterator, Optional
 
-from ..train.trainer import EXECUTION_FIELDS
+from ..train.trainer import EXECUTION_FIELDS, LATER_FIELD_DEFAULTS
 
 __all__ = ["EXECUTION_FIELDS", "RunPlan", "identity_config", "run_id", "stacks_of"]
 
@@ -32,7 +32,8 @@ def identity_config(config: dict) -> dict:
     train = config.get("train")
     if not isinstance(train, dict):
         return config
-    return {**config, "train": {k: v for k, v in train.items() if k not in EXECUTION_FIELDS}}
+    return {**config, "train": {k: v for k, v in train.items() if k not in EXECUTION_FIELDS
+                                and not (k in LATER_FIELD_DEFAULTS and v == LATER_FIELD_DEFAULTS[k])}}
 
 
 @dataclass

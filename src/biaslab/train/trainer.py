@@ -44,7 +44,12 @@ class TrainConfig(BaseModel):
     converge_mse: float = Field(default=1e-3, gt=0)
     converge_acc: float = Field(default=0.99, gt=0, le=1)
     stop_on_converge: bool = Field(
-        default=True, description="freeze a member once converged; stop when all are done")
+        default=True, description="freeze a member once converged; stop when all are done "
+        "(false = every member trains its full step budget, as Hahn & Rofin's reference does)")
+    after_convergence: Optional[int] = Field(
+        default=None, ge=0, description="with stop_on_converge: steps a member keeps training "
+        "after its convergence step before it is frozen (unset = frozen at convergence); lets "
+        "a measure see the minimum some thousand steps on, without the full budget")
     schedule: Literal["constant", "warmup_cosine"] = Field(default="constant")
     warmup_steps: int = Field(default=0, ge=0)
     min_lr_ratio: float = Field(default=0.0, ge=0, le=1, description="cosine floor / peak lr")
@@ -64,6 +69,10 @@ class TrainConfig(BaseModel):
 #: Fields that change how fast a run trains, not what it computes: left out of run ids, so a
 #: store made with one setting resumes under another.
 EXECUTION_FIELDS = ("compile", "cuda_graphs", "member_chunk")
+
+#: Fields added after stores existed, with the default that reproduces the old behaviour: left
+#: out of run ids while at that default, so runs stored before the field existed keep their ids.
+LATER_FIELD_DEFAULTS = {"after_convergence": None}
 
 
 @dataclass
@@ -327,7 +336,10 @@ def train(stack: Stack, cfg: TrainConfig, progress: bool | Callable = False,
         converge_step[live_idx] = torch.where(newly, step + 1, converge_step[live_idx])
         if cfg.stop_on_converge:
             converged[live_idx] |= hit
-            active = active & ~converged[live_idx]
+            done = converged[live_idx]
+            if cfg.after_convergence:  # keep training a fixed number of steps past convergence
+                done = done & (step + 1 >= converge_step[live_idx] + cfg.after_convergence)
+            active = active & ~done
         else:
             converged[live_idx] = hit
         for k, v in ev.items():
