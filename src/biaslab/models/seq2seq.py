@@ -6,16 +6,26 @@ first ``encoder_len`` tokens feed the encoder and the rest the decoder (targets 
 behind BOS; see ``tasks/prefix_parity.py``); ``encoder_len`` comes from the task (default: half of
 its length). The output is one real value per decoder position, [B, L_dec] (or [B, L_dec, C] with
 ``n_classes`` > 1). Attention is plain matmul (``models/attention.py``), so the model vmaps in a
-Stack. Token and learned position embeddings are *added*; the position tables are named
-``pos_embed*`` so the sharpness and norm measures exclude them, as for the encoder model.
+Stack. The position tables are named ``pos_embed*`` so the sharpness and norm measures exclude
+them, as for the encoder model.
 
-Post-LN blocks (eps 1e-5), ReLU feed-forward, no final LayerNorm:
+Post-LN blocks (eps 1e-5), ReLU feed-forward:
   encoder:  h = LN1(h + SelfAttn(h));  h = LN2(h + FF(h))
   decoder:  g = LN1(g + CausalSelfAttn(g));  g = LN2(g + CrossAttn(g, memory));  g = LN3(g + FF(g))
+
+Defaults (kept so stored runs keep their meaning): token and position embeddings *added*, one
+position table per side, no final LayerNorm, nn.Linear's init. The reference's scratchpad model
+(lacoco-lab/sensitivity-hardness ``src/model.py``, ``TorchModelWithScratchpad`` over
+``torch.nn.Transformer``) is ``embed: concat`` (token d/2 ++ position d/2), ``shared_positions``
+(one table for both sides), ``final_norm`` (nn.Transformer's encoder and decoder LayerNorms),
+``d_ff = d_model`` (``dim_feedforward=hidden_dim``), ``qkv_init: xavier`` and
+``matrix_init: xavier`` (``models/reference_init.py``). Its decoder reads one more token (BOS, y_1
+.. y_n; the last output is dropped); under the causal mask that token changes no kept output.
 
 Activations returned with ``acts=True``:
   ``encoder.{i}.ln1_in``, ``encoder.{i}.ln2_in``   [B, Le, d]  LayerNorm inputs
   ``decoder.{i}.ln1_in``, ``.ln2_in``, ``.ln3_in``  [B, Ld, d]  LayerNorm inputs
+  ``encoder.final_in``, ``decoder.final_in``       inputs of the final LayerNorms (final_norm)
   ``memory``  [B, Le, d]  encoder output;  ``readout``  [B, Ld, d]  decoder output
 (The generic ``layernorm_blowup`` reads only *.ln1_in/*.ln2_in and the last position of the last
 layer; a decoder emits at every position, so the scratchpad experiment uses its own reduction.)
@@ -26,12 +36,15 @@ from __future__ import annotations
 import math
 
 import torch
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, model_validator
 from torch import nn
 
 from ..errors import InputError
 from .attention import SelfAttention
 from .base import ModelConfig, register_model
+from .reference_init import torch_transformer_init_
 
 
 class Seq2SeqConfig(ModelConfig):
@@ -43,6 +56,27 @@ class Seq2SeqConfig(ModelConfig):
     max_len: int = Field(default=0, ge=0, description="position tables' size; 0 = task length")
     n_classes: int = Field(default=1, ge=1, description="outputs per decoder position (1: real)")
     ln_eps: float = Field(default=1e-5, gt=0)
+    embed: Literal["add", "concat"] = Field(
+        default="add", description="add token and position embeddings (d each), or concatenate "
+        "token (d/2) and position (d/2) embeddings as the reference does")
+    shared_positions: bool = Field(default=False, description="one position table for encoder "
+                                   "and decoder (the reference) instead of one per side")
+    final_norm: bool = Field(default=False, description="a final LayerNorm on the encoder output "
+                             "and on the decoder output (torch.nn.Transformer, the reference)")
+    qkv_init: Literal["default", "xavier"] = Field(
+        default="default", description="xavier: q/k/v of every attention as torch's "
+        "MultiheadAttention initializes them (packed Xavier-uniform, zero q/k/v/output biases)")
+    matrix_init: Literal["default", "xavier"] = Field(
+        default="default", description="xavier: every other matrix of the layers (output "
+        "projections, feed-forward) Xavier-uniform, as torch.nn.Transformer's reset does")
+
+    @model_validator(mode="after")
+    def _shapes(self):
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
+        if self.embed == "concat" and self.d_model % 2:
+            raise ValueError("embed=concat needs an even d_model")
+        return self
 
 
 class CrossAttention(nn.Module):
@@ -118,23 +152,49 @@ class Seq2SeqTransformer(nn.Module):
         super().__init__()
         self.cfg, self.enc_len = cfg, enc_len
         max_len = cfg.max_len or max(enc_len, dec_len)
-        self.token_embed = nn.Embedding(vocab_size, cfg.d_model)
-        self.pos_embed_enc = nn.Embedding(max_len, cfg.d_model)
-        self.pos_embed_dec = nn.Embedding(max_len, cfg.d_model)
+        d_tok = cfg.d_model // 2 if cfg.embed == "concat" else cfg.d_model
+        d_pos = cfg.d_model - d_tok if cfg.embed == "concat" else cfg.d_model
+        self.token_embed = nn.Embedding(vocab_size, d_tok)
+        if cfg.shared_positions:
+            self.pos_embed = nn.Embedding(max_len, d_pos)
+        else:
+            self.pos_embed_enc = nn.Embedding(max_len, d_pos)
+            self.pos_embed_dec = nn.Embedding(max_len, d_pos)
         self.encoder = nn.ModuleList(EncLayer(cfg) for _ in range(cfg.n_enc_layers))
         self.decoder = nn.ModuleList(DecLayer(cfg) for _ in range(cfg.n_dec_layers))
+        if cfg.final_norm:
+            self.enc_norm = nn.LayerNorm(cfg.d_model, eps=cfg.ln_eps)
+            self.dec_norm = nn.LayerNorm(cfg.d_model, eps=cfg.ln_eps)
         self.head = nn.Linear(cfg.d_model, cfg.n_classes)
+        if cfg.qkv_init == "xavier" or cfg.matrix_init == "xavier":  # default: no extra draws
+            torch_transformer_init_(nn.ModuleList([self.encoder, self.decoder]),
+                                    qkv=cfg.qkv_init == "xavier",
+                                    matrices=cfg.matrix_init == "xavier")
+
+    def embed(self, tokens, side: str):
+        pos_table = self.pos_embed if self.cfg.shared_positions else getattr(self, "pos_embed_" + side)
+        p = pos_table(torch.arange(tokens.shape[1], device=tokens.device))
+        t = self.token_embed(tokens)
+        if self.cfg.embed == "add":
+            return t + p
+        return torch.cat([t, p.expand(tokens.shape[0], -1, -1)], -1)
 
     def forward(self, x, acts: bool = False):
         record: dict = {}
         xe, xd = x[:, :self.enc_len], x[:, self.enc_len:]
-        h = self.token_embed(xe) + self.pos_embed_enc(torch.arange(xe.shape[1], device=x.device))
+        h = self.embed(xe, "enc")
         for i, layer in enumerate(self.encoder):
             h = layer(h, record, f"encoder.{i}.")
+        if self.cfg.final_norm:
+            record["encoder.final_in"] = h
+            h = self.enc_norm(h)
         record["memory"] = h
-        g = self.token_embed(xd) + self.pos_embed_dec(torch.arange(xd.shape[1], device=x.device))
+        g = self.embed(xd, "dec")
         for i, layer in enumerate(self.decoder):
             g = layer(g, h, record, f"decoder.{i}.")
+        if self.cfg.final_norm:
+            record["decoder.final_in"] = g
+            g = self.dec_norm(g)
         record["readout"] = g
         out = self.head(g)
         if self.cfg.n_classes == 1:

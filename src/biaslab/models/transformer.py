@@ -3,6 +3,8 @@
 Defaults follow the sharpness paper's reference model: 2 layers, d_model 128, 2 heads, FFN 128,
 ReLU, post-LN (eps 1e-5), no final LayerNorm, token embedding (d/2) *concatenated* with a learned
 position embedding (d/2), read-out at the last position. Every switch the lab needs is a field.
+The reference's FFN width equals d_model (``dim_feedforward=hidden_dim``), so set d_ff with it;
+``qkv_init: xavier`` initializes q/k/v as its ``nn.MultiheadAttention`` does.
 
 Activations returned with ``acts=True`` (B = batch, L = length, d = d_model):
   ``embed``              [B, L, d]  input to the first layer
@@ -24,6 +26,7 @@ from torch import nn
 
 from .attention import SelfAttention, sinusoidal_positions
 from .base import ModelConfig, OutputHead, register_model
+from .reference_init import xavier_attention_
 
 
 class TransformerConfig(ModelConfig):
@@ -39,6 +42,10 @@ class TransformerConfig(ModelConfig):
     readout: Literal["last", "mean"] = Field(default="last", description="read-out position")
     max_len: int = Field(default=0, ge=0, description="position table size; 0 = task length")
     ln_eps: float = Field(default=1e-5, gt=0)
+    qkv_init: Literal["default", "xavier"] = Field(
+        default="default", description="xavier: q/k/v as torch's MultiheadAttention initializes "
+        "them in the reference (one packed Xavier-uniform [3d, d] matrix, zero q/k/v and output "
+        "biases; models/reference_init.py); default: nn.Linear's init, as before")
 
     @model_validator(mode="after")
     def _shapes(self):
@@ -100,6 +107,9 @@ class EncoderTransformer(nn.Module):
             self.register_buffer("pos_table", sinusoidal_positions(self.max_len, d_pos))
         self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.n_layers))
         self.head = OutputHead(cfg.d_model, n_outputs)
+        if cfg.qkv_init == "xavier":  # after every module exists: the default path draws nothing more
+            for layer in self.layers:
+                xavier_attention_(layer.attn)
 
     def positions(self, L: int, device):
         if self.cfg.positions == "learned":

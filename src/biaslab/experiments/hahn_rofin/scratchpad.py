@@ -1,7 +1,8 @@
 """scratchpad: does a scratchpad (prefix parities) remove PARITY's growing sharpness? (E4)
 
-An encoder-decoder (``models/seq2seq.py``; the sheet's 2+2 layers, d_model 32, batch 128) is
-trained with teacher forcing and MSE at every decoder position on ``prefix_parity``: it writes the
+An encoder-decoder (``models/seq2seq.py``, built as the reference's ``TorchModelWithScratchpad``:
+2+2 layers, d_model 32, FFN 32, concatenated token and position embeddings from one shared
+position table, final LayerNorms, torch.nn.Transformer's Xavier init; batch 128) is trained with teacher forcing and MSE at every decoder position on ``prefix_parity``: it writes the
 parity of every prefix, so each output is the XOR of the previous output and one input bit. Its
 perturbation sharpness (the same teacher-forced loss, same sigma, draws and batches as E1) is
 measured at several n, and so, in the same experiment, is plain PARITY's with the encoder of
@@ -10,10 +11,15 @@ sharpness-scaling (``parity_*`` fields), so both slopes come from one store and 
 Kept runs: the scratchpad model when its greedy decoding (outputs fed back, thresholded at 0.5)
 gets every prefix parity right on more than ``keep_acc`` (0.999, the sheet) of fresh inputs; the
 PARITY encoder when its eval MSE < ``keep_mse`` (1e-3), as in sharpness-scaling. Blow-up of the
-seq2seq model: for every LayerNorm input, the per-token inverse std (unbiased, no eps), max over
-positions (every decoder position emits an output, so none is dropped), the product over the
-encoder's LayerNorms (``blowup_enc``), over the decoder's (``blowup_dec``), and of both
-(``blowup``), averaged over examples.
+seq2seq model over the LayerNorms the reference hooks (``src/measurements.py``: ``norm1`` and
+``norm2`` of every encoder and every decoder layer; not the decoder's ``norm3`` nor the final
+LayerNorms): per token the inverse std of the LayerNorm input (unbiased, no eps), in the last
+layer of each side only the last position, the max over positions, the product over the
+encoder's LayerNorms (``blowup_enc``, the reference's ``blowup_encoder_maxs_prod``) and over the
+decoder's (``blowup_dec``, ``blowup_decoder_maxs_prod``), averaged over examples; ``blowup`` is
+the mean of their product (ours, not plotted by the reference). The reference's decoder is one
+token longer (it also reads y_n), so its "last decoder position" is that extra token; here it is
+the last one that emits an output (reads y_{n-1}).
 """
 
 from __future__ import annotations
@@ -32,16 +38,21 @@ from ..claims import combine
 from ..common import ModelChoice, members_of
 from ..outcomes import member_outcomes, train_metrics
 from ..protocol import (MeasureSpec, eval_of, fit_measure_group, measurement_batches,
-                        reference_model, reference_train, sharpness_of)
+                        reference_train, sharpness_of)
 from ..stats import linfit, rounded
-from .sharpness_scaling import SCALING_MIN_NS, SCALING_MIN_RUNS
+from .sharpness_scaling import SCALING_MIN_NS, SCALING_MIN_RUNS, reference_encoder
 
 CHECK_STREAM = 0xC4EC
 
 
+#: The reference's scratchpad model (src/model.py TorchModelWithScratchpad, sweeps/scratchpad.yaml).
+REFERENCE_S2S = {"d_model": 32, "n_heads": 2, "n_enc_layers": 2, "n_dec_layers": 2, "d_ff": 32,
+                 "embed": "concat", "shared_positions": True, "final_norm": True,
+                 "qkv_init": "xavier", "matrix_init": "xavier"}
+
+
 def _s2s_model() -> ModelChoice:
-    return ModelChoice(name="seq2seq", params={"d_model": 32, "n_heads": 2, "n_enc_layers": 2,
-                                               "n_dec_layers": 2, "d_ff": 128})
+    return ModelChoice(name="seq2seq", params=dict(REFERENCE_S2S))
 
 
 def _s2s_train() -> TrainConfig:
@@ -64,7 +75,7 @@ class ScratchpadSpec(SpecBase):
     parity_ns: list[int] = Field(default=[4, 6, 8, 10, 12, 14], description="plain PARITY "
                                  "baseline lengths ([] = none; the claim is then INCONCLUSIVE)")
     parity_seeds: list[int] = Field(default=[0, 1, 2], description="seeds of the PARITY baseline")
-    parity_model: ModelChoice = Field(default_factory=reference_model,
+    parity_model: ModelChoice = Field(default_factory=reference_encoder,
                                       description="the PARITY baseline's encoder")
     parity_lr: float = Field(default=3e-4, gt=0, description="PARITY baseline learning rate")
     parity_train: TrainConfig = Field(default_factory=reference_train,
@@ -90,15 +101,21 @@ def greedy_accuracy(stack: Stack, x: torch.Tensor, y: torch.Tensor) -> torch.Ten
 
 
 def seq2seq_blowup_from_acts(acts: dict) -> dict:
-    def product(prefix):
+    """Blow-up over the LayerNorms the reference hooks (module docstring), from ``acts``."""
+    def product(side):  # [B]
+        layers = sorted({int(k.split(".")[1]) for k in acts
+                         if k.startswith(side + ".") and k.endswith(".ln1_in")})
         p = None
-        for k, a in acts.items():
-            if k.startswith(prefix) and k.endswith("_in"):
-                r = (1.0 / a.std(-1)).amax(-1)  # [B]: max over positions of 1/std
+        for i in layers:
+            for ln in ("ln1_in", "ln2_in"):
+                inv = 1.0 / acts[f"{side}.{i}.{ln}"].std(-1)  # [B, L], unbiased, no eps
+                if i == layers[-1]:
+                    inv = inv[:, -1:]  # the reference keeps the last position in the last layer
+                r = inv.amax(-1)
                 p = r if p is None else p * r
         return p
 
-    e, d = product("encoder."), product("decoder.")
+    e, d = product("encoder"), product("decoder")
     return {"blowup_enc": e.mean(), "blowup_dec": d.mean(), "blowup": (e * d).mean()}
 
 

@@ -1,6 +1,9 @@
 """sharpness-scaling (Hahn & Rofin E1): perturbation sharpness, LayerNorm blow-up and parameter
 norm of converged transformers against n, for PARITY, MAJORITY, FIRST and MEAN (sweep A: the
-reference model; sweep B: d_model 4, batch 128, n to the hundreds, no PARITY).
+reference model; sweep B: d_model 4, batch 128, n to the hundreds, no PARITY). The reference's
+FFN width is d_model in both sweeps (``dim_feedforward=hidden_dim``, src/model.py), so sweep B's
+model is d_model 4 with d_ff 4; q/k/v start as its MultiheadAttention starts them
+(``qkv_init: xavier``).
 
 Sheet: /work/shared/papers/sensitivity-hardness.md. How sharpness, blow-up and convergence are
 measured: ``experiments/protocol.py``.
@@ -18,6 +21,13 @@ from ..protocol import (MeasureSpec, fit_measure_group, reference_model, referen
                         validate_boolean)
 from ..stats import linfit, rounded
 
+def reference_encoder() -> ModelChoice:
+    """The reference's encoder (``protocol.REFERENCE_MODEL``: d 128, FFN 128 = d) with q/k/v
+    initialized as its ``nn.MultiheadAttention`` does (``models/reference_init.py``)."""
+    m = reference_model()
+    return m.model_copy(update={"params": {**m.params, "qkv_init": "xavier"}})
+
+
 class SharpnessSweep(SpecBase):
     """One grid: targets x ns x seeds, trained with its own model and recipe."""
 
@@ -25,7 +35,7 @@ class SharpnessSweep(SpecBase):
                                description="Boolean targets")
     ns: list[int] = Field(default=list(range(4, 31)), min_length=1, description="input lengths")
     seeds: list[int] = Field(default=list(range(10)), min_length=1, description="model seeds")
-    model: ModelChoice = Field(default_factory=reference_model,
+    model: ModelChoice = Field(default_factory=reference_encoder,
                                description="the model trained (default: the reference's)")
     lr: float = Field(default=3e-4, gt=0, description="learning rate unless model.lr is set")
     weight_decay: float = Field(default=0.1, ge=0, description="AdamW weight decay")
