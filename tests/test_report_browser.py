@@ -92,6 +92,32 @@ def test_experiment_page_shows_figures_and_its_table_sorts_and_filters(report, b
     assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
 
 
+def test_index_groups_claims_by_paper_and_filters_them(report, browser):
+    _open(browser, report / "index.html")
+    heading = "return Array.from(document.querySelectorAll('#claims tr.paper')).map(r => r.hidden)"
+    shown = ("return Array.from(document.querySelectorAll('#claims tbody tr:not(.paper)'))"
+             ".filter(r => !r.hidden).map(r => r.id)")
+    headings = browser.execute_script("return Array.from(document.querySelectorAll("
+                                      "'#claims tr.paper')).map(r => r.textContent)")
+    assert any("Hahn & Rofin" in h for h in headings)
+    everything = browser.execute_script(shown)
+    assert "claim-lowsens-learned-below-random" in everything
+    box = browser.find_element("css selector", "input.filter[data-table='claims']")
+    box.send_keys("lowsens-learned-below-random")
+    assert browser.execute_script(shown) == ["claim-lowsens-learned-below-random"]
+    assert browser.find_element("css selector", ".count[data-table='claims']").text == \
+        f"1 of {len(everything)} claims"
+    box.send_keys(" no-such-word")
+    assert browser.execute_script(shown) == [] and all(browser.execute_script(heading))
+    # one click from a claim's row to its experiment's figures
+    box.clear()
+    box.send_keys(" ")
+    browser.find_element("css selector", "#claim-lowsens-learned-below-random a[href$='#figures']").click()
+    assert browser.current_url.endswith("#figures")
+    images = browser.execute_script("return Array.from(document.images).map(i => i.naturalWidth)")
+    assert images and min(images) > 100
+
+
 def test_the_check_catches_a_missing_image_and_a_script_error(tmp_path, browser):
     (tmp_path / "img.html").write_text("<!doctype html><img src='missing.png' alt='gone'>")
     with pytest.raises(AssertionError, match="missing.png"):

@@ -51,7 +51,8 @@ def write_report(store, out_dir: str | os.PathLike) -> Path:
     from ..experiments.claims import check_claims, stored_verdicts
     from ..registry import CLAIMS, EXPERIMENTS
     from ..store.view import Artifacts
-    from .pages import ExperimentPage, claim_rows, page_name, run_table, spec_rows
+    from .pages import (ExperimentPage, claim_rows, page_name, paper_of, paper_sections,
+                        run_table, spec_rows)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -63,6 +64,9 @@ def write_report(store, out_dir: str | os.PathLike) -> Path:
     checked.update({c.claim.name: c for c in check_claims(store, unchecked)})
     claims = claim_rows(checked.values())
 
+    papers = {n: paper_of(EXPERIMENTS.get(n)) for n in {c.experiment for c in claims} | set(names)}
+    # experiments in paper order, so the navigation bar and the list read paper by paper
+    names.sort(key=lambda n: (papers[n], n))
     pages = []
     for name in names:
         exp = EXPERIMENTS.get(name)()
@@ -79,7 +83,7 @@ def write_report(store, out_dir: str | os.PathLike) -> Path:
             figures.append({"file": file, "caption": words,
                             "alt": f"{name}: {words} ({len(tables[name])} finished runs)"})
         pages.append(ExperimentPage(name, stem, exp.description, preset, spec, note, mine,
-                                    columns, rows, figures))
+                                    columns, rows, figures, papers[name][1]))
 
     env = _environment()
     common = {"experiments": pages, "store": str(store.path), "version": __version__,
@@ -91,6 +95,6 @@ def write_report(store, out_dir: str | os.PathLike) -> Path:
         shutil.copyfile(TEMPLATES / name, out / name)
     index = out / "index.html"
     _write(index, env.get_template("index.html").render(
-        claims=claims, current=None, inconclusive=any(c.status == "INCONCLUSIVE" for c in claims),
+        claims=claims, sections=paper_sections(claims, papers), current=None, inconclusive=any(c.status == "INCONCLUSIVE" for c in claims),
         **common))
     return index

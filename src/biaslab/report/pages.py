@@ -15,6 +15,35 @@ def page_name(experiment: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", experiment)
 
 
+def paper_of(experiment_cls) -> tuple[int, str]:
+    """(order, title) of the paper an experiment reproduces: the ``PAPER`` of the folder its
+    module lives in (``experiments/<paper>/``); experiments outside a paper folder come last."""
+    import importlib
+
+    package = importlib.import_module(experiment_cls.__module__.rsplit(".", 1)[0])
+    return getattr(package, "PAPER_ORDER", 99), getattr(package, "PAPER", "other experiments")
+
+
+@dataclass
+class PaperSection:
+    title: str
+    claims: list  # of ClaimRow
+    counts: dict  # status -> number of claims
+
+
+def paper_sections(claims, paper_of_experiment: dict) -> list[PaperSection]:
+    """The claims grouped by the paper their experiment reproduces, papers in their set order,
+    with the verdict counts a reader scans first."""
+    groups: dict = {}
+    for c in claims:
+        groups.setdefault(paper_of_experiment.get(c.experiment, (99, "other experiments")), []).append(c)
+    out = []
+    for (_, title), rows in sorted(groups.items()):
+        counts = {s: sum(c.status == s for c in rows) for s in ("PASS", "FAIL", "INCONCLUSIVE")}
+        out.append(PaperSection(title, rows, {k: v for k, v in counts.items() if v}))
+    return out
+
+
 def _when(t: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else ""
 
@@ -56,6 +85,7 @@ class ExperimentPage:
     columns: list[str]  # of the run table
     rows: list[list[str]]
     figures: list[dict] = field(default_factory=list)  # {file, alt, caption}
+    paper: str = ""
 
 
 def claim_rows(checked) -> list[ClaimRow]:

@@ -27,21 +27,39 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
     });
   });
 });
+// The rows a filter acts on: every body row of the table but the section headings
+// (tr.paper), which stay visible while any row of their section does.
+function itemRows(table) {
+  const out = [];
+  Array.prototype.forEach.call(table.tBodies, function (body) {
+    Array.prototype.forEach.call(body.rows, function (r) {
+      if (!r.classList.contains("paper")) out.push(r);
+    });
+  });
+  return out;
+}
 function showCount(id) {
   const table = document.getElementById(id);
   const count = document.querySelector(".count[data-table='" + id + "']");
   if (!table || !count) return;
-  const rows = table.tBodies[0].rows;
-  const shown = Array.prototype.filter.call(rows, function (r) { return !r.hidden; }).length;
-  count.textContent = shown + " of " + rows.length + " runs";
+  const rows = itemRows(table);
+  const shown = rows.filter(function (r) { return !r.hidden; }).length;
+  count.textContent = shown + " of " + rows.length + " " + (count.dataset.noun || "runs");
 }
 document.querySelectorAll("input.filter").forEach(function (input) {
   const id = input.dataset.table;
   input.addEventListener("input", function () {
     const words = input.value.toLowerCase().split(/\s+/).filter(Boolean);
-    Array.prototype.forEach.call(document.getElementById(id).tBodies[0].rows, function (r) {
+    const table = document.getElementById(id);
+    itemRows(table).forEach(function (r) {
       const text = r.textContent.toLowerCase();
       r.hidden = !words.every(function (w) { return text.indexOf(w) >= 0; });
+    });
+    Array.prototype.forEach.call(table.tBodies, function (body) {
+      const heading = body.querySelector("tr.paper");
+      if (heading) heading.hidden = !Array.prototype.some.call(body.rows, function (r) {
+        return r !== heading && !r.hidden;
+      });
     });
     showCount(id);
   });
