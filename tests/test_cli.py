@@ -99,6 +99,8 @@ def _bad_inputs(tmp_path):
         (["runs", "--store", str(corrupt)], "store"),
         (["runs", "--store", str(tmp_path / "missing.sqlite")], "store"),
         (["reproduce", "no-such-claim", "--store", str(tmp_path / "a.sqlite")], "claim"),
+        (["reproduce", "--experiment", "nosuch", "--store", str(tmp_path / "a.sqlite")], "experiment"),
+        (["reproduce", "--all", "--experiment", "scratchpad", "--store", str(tmp_path / "a.sqlite")], "claims"),
         (["frobnicate"], "arguments"),
     ]
 

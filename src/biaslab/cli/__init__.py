@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("reproduce", help="run what claims need, then check them")
     s.add_argument("claims", nargs="*", help="claim names (see `biaslab list`)")
     s.add_argument("--all", action="store_true", help="every registered claim")
+    s.add_argument("--experiment", action="append", default=[], metavar="NAME",
+                   help="every claim of this experiment (repeatable)")
     s.add_argument("--preset", default="cpu", help="cpu, gpu or paper (default cpu)")
     s.add_argument("--set", dest="overrides", action="append", default=[],
                    help="spec override key=value applied to every experiment (repeatable)")

@@ -39,14 +39,24 @@ def cmd_reproduce(args) -> int:
     from ..execute import run_experiment
     from ..execute.executors import open_executor
     from ..experiments.claims import check_claims
-    from ..registry import CLAIMS
+    from ..registry import CLAIMS, EXPERIMENTS
     from ..store import Store
 
     set_threads(args.threads)
     check_parallel(args)
-    if args.all == bool(args.claims):
-        raise InputError("claims", "name claims or pass --all (not both)", ", ".join(CLAIMS.names()))
-    claims = [CLAIMS.get(c) for c in (CLAIMS.names() if args.all else args.claims)]
+    experiments = getattr(args, "experiment", [])
+    if sum((args.all, bool(args.claims), bool(experiments))) != 1:
+        raise InputError("claims", "name claims, or pass --all, or --experiment NAME (one of them)",
+                         ", ".join(CLAIMS.names()))
+    names = list(args.claims)
+    for e in experiments:
+        EXPERIMENTS.get(e)  # an unknown experiment ends in one line naming the accepted ones
+        mine = [n for n in CLAIMS.names() if CLAIMS.get(n).experiment == e]
+        if not mine:
+            raise InputError("experiment", f"{e} has no claims; experiments with claims",
+                             ", ".join(sorted({CLAIMS.get(n).experiment for n in CLAIMS.names()})))
+        names += mine
+    claims = [CLAIMS.get(c) for c in (CLAIMS.names() if args.all else dict.fromkeys(names))]
     preset = args.preset or "cpu"
     plans = {}
     for claim in claims:
