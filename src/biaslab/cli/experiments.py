@@ -64,9 +64,12 @@ def cmd_reproduce(args) -> int:
             plans[claim.experiment] = spec_and_experiment(claim.experiment, preset, None,
                                                           args.overrides)
     with open_executor(args) as (device, pool), Store(args.store) as store:
-        for exp, spec in plans.values():
-            run_experiment(exp, spec, store, device, progress=not args.quiet,
-                           max_members=args.max_members, workers=args.workers, pool=pool)
+        for i, (exp, spec) in enumerate(plans.values(), 1):
+            s = run_experiment(exp, spec, store, device, progress=not args.quiet,
+                               max_members=args.max_members, workers=args.workers, pool=pool)
+            # one line per experiment, so a long --all shows where it is and what each cost
+            print(f"[{i}/{len(plans)}] {exp.name}: trained {s['trained']}, skipped "
+                  f"{s['skipped']} finished, {s['seconds']:.0f}s", file=sys.stderr)
         runs = {name: {p.id for p in exp.plan(spec)} for name, (exp, spec) in plans.items()}
         results = [c.as_dict() for c in check_claims(store, claims, runs, preset)]
         if args.report:
