@@ -74,8 +74,9 @@ class SensitivitySharpness(Experiment):
 
     @staticmethod
     def source_tables(upstream, run_ids: set[str]) -> dict:
-        """source run id -> {"learned": array, "random": array, "fitted": float}, read from the
-        lowsens-generalization runs the executor ran first (``upstream``, a read-only view)."""
+        """source run id -> {"learned": array, "random": array, "fitted": float, "train_sharpness_x4":
+        float or None}, read from the lowsens-generalization runs the executor ran first
+        (``upstream``, a read-only view)."""
         rows = {r["run_id"]: r for r in upstream.table(LowSensGeneralization.name)}
         missing = sorted(set(run_ids) - set(rows))
         if missing:
@@ -83,7 +84,10 @@ class SensitivitySharpness(Experiment):
                                "the executor runs an experiment's dependencies first")
         return {rid: {"learned": upstream.artifacts.array(rid, "learned_table"),
                       "random": upstream.artifacts.array(rid, "random_table"),
-                      "fitted": float(rows[rid].get("fitted") or 0.0)} for rid in run_ids}
+                      "fitted": float(rows[rid].get("fitted") or 0.0),
+                      # E5 step 4: the source model's sharpness on its own training subset
+                      "train_sharpness_x4": _or_nan(rows[rid].get("train_sharpness_x4"))}
+                for rid in run_ids}
 
     def run_group(self, spec, plans, device, progress=False, upstream=None):
         t0 = time.perf_counter()
@@ -102,18 +106,26 @@ class SensitivitySharpness(Experiment):
         def member(i):
             return {**{k: v[i] for k, v in met.items()}, **train_metrics(result, train_cfg, i),
                     "as_table": as_vals[i],
-                    "source_fitted": tables[plans[i].config["source_run"]]["fitted"]}
+                    "source_fitted": tables[plans[i].config["source_run"]]["fitted"],
+                    "source_train_sharpness_x4":
+                        tables[plans[i].config["source_run"]]["train_sharpness_x4"]}
 
         return member_outcomes(plans, member, time.perf_counter() - t0, result=result,
                                series=("train_loss", "mse"))
 
     def figures(self, table, artifacts):
-        from . import figures
+        from . import figures, lowsens_degree
 
-        return {"sharpness_vs_sensitivity": figures.sensitivity_sharpness_figure(table)}
+        return {"sharpness_vs_sensitivity": figures.sensitivity_sharpness_figure(table),
+                "sharpness_vs_train_sharpness": lowsens_degree.refit_vs_train_sharpness_figure(table)}
 
 
 SENS_MIN_PER_KIND = 3
+
+
+def _or_nan(v) -> float:
+    """A stored number, nan where a source run predates the column."""
+    return float("nan") if v is None else float(v)
 
 
 def sens_sharp_stats(table) -> dict:
