@@ -53,6 +53,9 @@ class TrainConfig(BaseModel):
     schedule: Literal["constant", "warmup_cosine"] = Field(default="constant")
     warmup_steps: int = Field(default=0, ge=0)
     min_lr_ratio: float = Field(default=0.0, ge=0, le=1, description="cosine floor / peak lr")
+    warmup_start_ratio: float = Field(
+        default=0.0, ge=0, le=1, description="warmup_cosine: the linear warmup starts at this "
+        "share of the peak lr (0 = from zero, as before; Zhang et al.'s warmup_scheduler: 1/25)")
     beta1: float = Field(default=0.9, ge=0, lt=1)
     beta2: float = Field(default=0.999, ge=0, lt=1)
     eps: float = Field(default=1e-8, gt=0)
@@ -72,7 +75,7 @@ EXECUTION_FIELDS = ("compile", "cuda_graphs", "member_chunk")
 
 #: Fields added after stores existed, with the default that reproduces the old behaviour: left
 #: out of run ids while at that default, so runs stored before the field existed keep their ids.
-LATER_FIELD_DEFAULTS = {"after_convergence": None}
+LATER_FIELD_DEFAULTS = {"after_convergence": None, "warmup_start_ratio": 0.0}
 
 
 @dataclass
@@ -94,7 +97,7 @@ def lr_multiplier(cfg: TrainConfig, step: torch.Tensor,
         return torch.ones((), device=step.device, dtype=dtype)
     s = step.to(dtype)
     w = float(max(cfg.warmup_steps, 1))
-    warm = (s + 1) / w
+    warm = cfg.warmup_start_ratio + (1 - cfg.warmup_start_ratio) * (s + 1) / w
     progress = ((s - cfg.warmup_steps) / max(cfg.steps - cfg.warmup_steps, 1)).clamp(0, 1)
     cos = cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + torch.cos(math.pi * progress))
     return torch.where(s < cfg.warmup_steps, warm, cos)
@@ -176,8 +179,9 @@ def _probe_peak(stack: Stack, cfg: TrainConfig) -> int:
 
 def _step_key(stack: Stack, cfg: TrainConfig) -> tuple:
     """Everything that changes the step's graph; seeds and hyperparameters are tensors, not here."""
-    graph_fields = ("batch", "loss", "schedule", "warmup_steps", "steps", "min_lr_ratio", "beta1",
-                    "beta2", "eps", "precision", "compile", "cuda_graphs", "member_chunk")
+    graph_fields = ("batch", "loss", "schedule", "warmup_steps", "warmup_start_ratio", "steps",
+                    "min_lr_ratio", "beta1", "beta2", "eps", "precision", "compile", "cuda_graphs",
+                    "member_chunk")
     return (stack.model_name, repr(sorted(stack.model_values.items())), stack.task.shape_key(),
             repr(stack.task.params), str(stack.device),
             tuple(getattr(cfg, f) for f in graph_fields))
