@@ -55,6 +55,7 @@ EXPERIMENTS = [
     "biaslab.experiments.charton.lawt_accuracy",
     "biaslab.experiments.charton.lawt_encodings",
     "biaslab.experiments.charton.ood_eigen_distributions",
+    "biaslab.experiments.hahn_rofin.dynamics_after",
     "biaslab.experiments.hahn_rofin.length_generalization",
     "biaslab.experiments.hahn_rofin.lowsens_generalization",
     "biaslab.experiments.hahn_rofin.norm_blowup_tradeoff",

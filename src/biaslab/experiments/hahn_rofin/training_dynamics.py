@@ -55,12 +55,24 @@ class DynamicsSpec(SpecBase):
     align_loss: float = Field(default=0.01, gt=0, description="convergence = first probe with "
                               "fixed-batch loss below this (the reference's alignment)")
     window: int = Field(default=1000, gt=0, description="steps in each comparison window")
-    span: int = Field(default=5000, gt=0, description="aligned curves stored from -span to +span")
+    span: int = Field(default=5000, gt=0, description="aligned curves stored from -span to "
+                      "max(span, post_end)")
+    # Sheet E3: the reference draws norm-vs-blow-up paths 3k-10k steps after convergence
+    # (claim ``norm-falls-blowup-rises-after-convergence``, module dynamics_after.py).
+    post_start: int = Field(default=3000, ge=0, description="post-convergence path: first window "
+                            "[c+post_start, c+post_start+window)")
+    post_end: int = Field(default=10000, gt=0, description="post-convergence path: last window "
+                          "[c+post_end-window, c+post_end)")
 
     @model_validator(mode="after")
     def _windows(self):
-        if self.window % self.train.eval_every or self.span % self.train.eval_every:
-            raise ValueError("window and span must be multiples of train.eval_every")
+        every = self.train.eval_every
+        if any(v % every for v in (self.window, self.span, self.post_start, self.post_end)):
+            raise ValueError("window, span, post_start and post_end must be multiples of "
+                             "train.eval_every")
+        if self.post_end - self.post_start < 2 * self.window:
+            raise ValueError("post_end - post_start must be >= 2 windows (the two windows of "
+                             "the post-convergence path must not overlap)")
         return self
 
 
@@ -96,7 +108,8 @@ class TrainingDynamics(Experiment):
                 cfg = {"target": spec.target, "n": spec.n, "seed": s, "weight_decay": wd,
                        "lr": spec.model.lr or spec.lr, "model": spec.model.model_dump(),
                        "train": spec.train.model_dump(), "probe": spec.probe.model_dump(),
-                       "align_loss": spec.align_loss, "window": spec.window, "span": spec.span}
+                       "align_loss": spec.align_loss, "window": spec.window, "span": spec.span,
+                       "post_start": spec.post_start, "post_end": spec.post_end}
                 plans.append(self._plan(cfg, (f"wd={wd}",)))
         return plans
 
@@ -125,6 +138,7 @@ class TrainingDynamics(Experiment):
         result = train(stack, cfg, progress=progress, probe=probe)
         seconds = time.perf_counter() - t0
         every, W, span = cfg.eval_every, c0["window"], c0["span"]
+        reach = max(span, c0["post_end"])  # stored aligned range: [-span, +reach]
         last = max(logs["loss"])
         per = [{k: {s: v[i] for s, v in logs[k].items()} for k in DYN_NAMES} for i in range(len(plans))]
 
@@ -142,7 +156,7 @@ class TrainingDynamics(Experiment):
             metrics["windows_ok"] = float(ok and c > 0)
             if c > 0:
                 for k in DYN_NAMES:
-                    for off in range(-span, span + 1, every):
+                    for off in range(-span, reach + 1, every):
                         if c + off in per[i][k]:
                             metrics[f"aligned.{k}.{off:+d}"] = per[i][k][c + off]
             return metrics
@@ -151,9 +165,10 @@ class TrainingDynamics(Experiment):
             (s, k, per[i][k][s]) for k in DYN_NAMES for s in sorted(per[i][k])])
 
     def figures(self, table, artifacts):
-        from . import figures
+        from . import dynamics_after, figures
 
-        return {"aligned_at_convergence": figures.dynamics_figure(table)}
+        return {"aligned_at_convergence": figures.dynamics_figure(table),
+                "norm_blowup_after_convergence": dynamics_after.trajectory_figure(table)}
 
 
 DYN_MIN_RUNS = 3
