@@ -11,9 +11,11 @@ between members are never sampling noise). Those that need activations call ``fn
   prediction - inferential target (+4 = symmetric).
 * ``seen_accuracy``: accuracy on the trained pairs with test keys (overall and per pair).
 * ``attention_flow``: per-layer attention patterns and their rollout for a probe sequence.
-* ``fused_similarity``: cosine similarity of last-token vectors grouped by composite value.
+* ``fused_similarity``: cosine similarity of last-token vectors grouped by composite value
+  (optionally centred; equal-value pairs split into mirror pairs and the rest).
 * ``condensation``: share of weight-row pairs with |cos| > 0.7 (W_Q of layer 1 in the paper).
-* ``stable_rank`` (from ``norms``, re-exported): ||W||_F^2 / sigma_max^2.
+* ``stable_rank`` (from ``norms``, re-exported): ||W||_F^2 / sigma_max^2;
+  ``used_embedding_stable_rank`` of the embedding rows of the tokens inputs contain.
 * ``embedding_order``: |Spearman| between token value and the item embeddings' top PCs.
 """
 
@@ -167,7 +169,8 @@ def attention_flow_stack(stack, x: torch.Tensor, residual: float = 0.5) -> dict:
 
 # -- fused representations ------------------------------------------------------------------------------
 @torch.no_grad()
-def fused_similarity(fn: Callable, task: AnchorTask, x: torch.Tensor, act: Optional[str] = None) -> dict:
+def fused_similarity(fn: Callable, task: AnchorTask, x: torch.Tensor, act: Optional[str] = None,
+                     center: bool = False) -> dict:
     """Cosine similarity of last-token vectors of x [B, L], grouped by composite value.
 
     ``act``: activation name (default: X_ao of the last layer, ``layers.{n-1}.ao``; or e.g.
@@ -175,6 +178,13 @@ def fused_similarity(fn: Callable, task: AnchorTask, x: torch.Tensor, act: Optio
     f = key + d(a1) + d(a2). Returns ``cos`` [..., B, B], ``values`` [B], and the mean cosine
     over distinct pairs of sequences with ``same`` and ``different`` values, and ``gap``.
     An inferential model should give same ~ 1 (Fig 4 of the paper), a symmetric one less.
+
+    ``center``: subtract each member's mean vector over the B sequences first. Post-LN vectors
+    share a large common component (small init makes all of them alike), which lifts every raw
+    cosine; centred, a cosine compares only what differs between sequences. Equal-value pairs are
+    also split: ``same_mirror`` (same key, mirrored anchors (a,b)/(b,a): a symmetric model merges
+    these by construction, so they say nothing about composing) and ``same_other`` (the rest, e.g.
+    the paper's (3,3)/(2,2) triangles, Fig 4), with ``gap_other`` = same_other - different.
     """
     task = _anchor_task(task)
     _, acts = fn(x, acts=True)
@@ -183,6 +193,8 @@ def fused_similarity(fn: Callable, task: AnchorTask, x: torch.Tensor, act: Optio
         raise InputError("act", f"no activation {name!r}", ", ".join(sorted(acts)))
     v = acts[name]
     v = v if name == "readout" else v[..., -1, :]
+    if center:
+        v = v - v.mean(-2, keepdim=True)
     v = v / v.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     cos = v @ v.transpose(-1, -2)
     values = task.inferential_target(x)
@@ -191,11 +203,19 @@ def fused_similarity(fn: Callable, task: AnchorTask, x: torch.Tensor, act: Optio
     diff = (values[:, None] != values[None, :])
     mean_over = lambda m: (cos * m).sum((-1, -2)) / m.sum()  # noqa: E731
     s, d = mean_over(same), mean_over(diff)
-    return {"cos": cos, "values": values, "same": s, "different": d, "gap": s - d}
+    loc = task.locate(x)
+    mirror = ((loc["key"][:, None] == loc["key"][None, :]) & (loc["a1"][:, None] == loc["a2"][None, :])
+              & (loc["a2"][:, None] == loc["a1"][None, :]) & off)
+    nan = torch.full_like(s, float("nan"))
+    over = lambda m: mean_over(m) if bool(m.any()) else nan  # noqa: E731  (no such pair: NaN)
+    so = over(same & ~mirror)
+    return {"cos": cos, "values": values, "same": s, "different": d, "gap": s - d,
+            "same_mirror": over(same & mirror), "same_other": so, "gap_other": so - d}
 
 
-def fused_similarity_stack(stack, x: torch.Tensor, act: Optional[str] = None) -> dict:
-    return fused_similarity(stack.forward, stack.task, x.to(stack.device), act)
+def fused_similarity_stack(stack, x: torch.Tensor, act: Optional[str] = None,
+                           center: bool = False) -> dict:
+    return fused_similarity(stack.forward, stack.task, x.to(stack.device), act, center)
 
 
 # -- complexity of the weights ------------------------------------------------------------------------
@@ -247,6 +267,28 @@ def embedding_order(emb: torch.Tensor, tokens: torch.Tensor, k: int = 2) -> dict
 def item_tokens(task: AnchorTask, device="cpu") -> torch.Tensor:
     p = _anchor_task(task).params
     return torch.arange(p.item_min, p.item_max + 1, device=device)
+
+
+def input_tokens(task: AnchorTask, device="cpu") -> torch.Tensor:
+    """The tokens the task's inputs contain: the anchors and the items (keys and noise)."""
+    task = _anchor_task(task)
+    return torch.cat([torch.tensor(task.anchor_tokens, device=device), item_tokens(task, device)])
+
+
+def used_embedding_stable_rank(emb: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Stable rank of the embedding rows ``tokens`` of emb [..., V, d]; [...].
+
+    Rows of tokens no input contains (pad, target-only values) get no gradient and keep their
+    random init (only weight decay shrinks them); in the full table they add a near-isotropic
+    block that lifts the stable rank by an amount set by the init, not by training.
+    """
+    return stable_rank(emb[..., tokens, :])
+
+
+def used_embedding_stable_rank_stack(stack) -> torch.Tensor:
+    """``used_embedding_stable_rank`` of every member's token embedding: [M]."""
+    return used_embedding_stable_rank(stack.params[stack.roles.token_embedding],
+                                      input_tokens(stack.task, stack.device))
 
 
 def embedding_order_stack(stack, k: int = 2) -> dict:

@@ -13,8 +13,10 @@ Pre-LN block:   X_ao = X + Attn(LN1(X));  X_next = X_ao + FFN(LN2(X_ao))  (optio
 With gamma (``build_model``), every Linear and Embedding weight is redrawn with std d_in^-gamma
 where d_in is the Linear's in_features or the Embedding's width, which gives exactly the
 paper's table: Q/K/V d_model, attention output n_heads*d_v, FFN in d_model, FFN out d_ff,
-output projection d_model, token and position embeddings d_model. LayerNorms keep 1 and 0;
-``apply_gamma_init`` also redraws Linear biases (here only the head's) with the same std.
+output projection d_model, token and position embeddings d_model. LayerNorms keep 1 and 0.
+The head's bias: ``head_bias_init="torch"`` keeps PyTorch's default U(+-1/sqrt(d_model)), as
+the authors' model does (its bias is not in their gamma table); the default "gamma" redraws
+it with std d_model^-gamma like every Linear parameter (the behaviour of runs stored before).
 
 Activations returned with ``acts=True`` (B = batch, L = length, d = d_model, H = heads):
   ``embed``              [B, L, d]     token + position embedding
@@ -50,6 +52,9 @@ class DecoderConfig(ModelConfig):
     final_norm: bool = Field(default=False, description="LayerNorm before the output projection")
     bias: bool = Field(default=False, description="biases in Q/K/V, attention output and FFN")
     head_bias: bool = Field(default=True, description="bias of the output projection")
+    head_bias_init: Literal["gamma", "torch"] = Field(
+        default="gamma", description="with a gamma init: 'torch' keeps the head bias at PyTorch's "
+        "default (the authors' model), 'gamma' redraws it with the weights (the old behaviour)")
     max_pos: int = Field(default=20, gt=0, description="size of the learned position table")
     ln_eps: float = Field(default=1e-5, gt=0)
 
@@ -95,6 +100,12 @@ class DecoderTransformer(nn.Module):
         self.layers = nn.ModuleList(DecoderBlock(cfg) for _ in range(cfg.n_layers))
         self.final_ln = nn.LayerNorm(cfg.d_model, eps=cfg.ln_eps) if cfg.final_norm else None
         self.head = nn.Linear(cfg.d_model, n_outputs, bias=cfg.head_bias)
+        self.head_bias = None
+        if cfg.head_bias and cfg.head_bias_init == "torch":
+            # The gamma init redraws every parameter of a Linear; a bias held by this module
+            # (not a Linear) keeps the default it was drawn with above, in the same RNG order.
+            self.head_bias = self.head.bias
+            self.head.register_parameter("bias", None)
 
     def forward(self, x, acts: bool = False):
         record: dict = {}
@@ -107,6 +118,8 @@ class DecoderTransformer(nn.Module):
             r = self.final_ln(r)
         record["readout"] = r
         out = self.head(r)
+        if self.head_bias is not None:
+            out = out + self.head_bias
         return (out, record) if acts else out
 
 

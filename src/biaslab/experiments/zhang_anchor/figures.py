@@ -75,16 +75,29 @@ def deviation_histograms(table: list[dict], by: tuple[str, ...] = ("gamma",)):
 MECHANISM_METRICS = [("sr_wq1", "stable rank W_Q(1)"), ("sr_wem", "stable rank W_em"),
                      ("cond_wq1", "condensation W_Q(1)"), ("fused_same", "cos, equal values"),
                      ("fused_diff", "cos, different values"), ("sharpness_rel", "relative sharpness")]
+# Issue 10: W_em on the rows inputs use; centred cosines, equal values without mirror pairs.
+SOLUTION_METRICS = [("sr_wq1", "stable rank W_Q(1)"), ("sr_wem_used", "stable rank W_em (used rows)"),
+                    ("cond_wq1", "condensation W_Q(1)"), ("fused_c_same", "centred cos, equal (no mirror)"),
+                    ("fused_c_mirror", "centred cos, mirror pairs"),
+                    ("fused_c_diff", "centred cos, different"), ("sharpness_rel", "relative sharpness")]
 
 
-def mechanism_strips(table: list[dict]):
-    """Each mechanism measure per gamma: every run a dot, mean +- sd."""
-    gammas = sorted({float(r["gamma"]) for r in table})
-    fig, axes = plt.subplots(1, len(MECHANISM_METRICS), figsize=(2.3 * len(MECHANISM_METRICS), 3.4),
-                             squeeze=False)
-    for ax, (metric, label) in zip(axes[0], MECHANISM_METRICS):
-        strip_with_means(ax, {f"g{g:g}": [r.get(metric) for r in table if float(r["gamma"]) == g]
-                              for g in gammas})
+def mechanism_strips(table: list[dict], by_solution: bool = False):
+    """Each mechanism measure per gamma (or per solution found on (4,3)): every run a dot,
+    mean +- sd."""
+    from .protocol import solution_of
+
+    metrics = SOLUTION_METRICS if by_solution else MECHANISM_METRICS
+    if by_solution:
+        key = lambda r: solution_of(r) or "not valid"  # noqa: E731
+        names = [k for k in ("inferential", "symmetric", "other", "not valid")
+                 if any(key(r) == k for r in table)]
+    else:
+        key = lambda r: f"g{float(r['gamma']):g}"  # noqa: E731
+        names = [f"g{g:g}" for g in sorted({float(r["gamma"]) for r in table})]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(2.3 * len(metrics), 3.4), squeeze=False)
+    for ax, (metric, label) in zip(axes[0], metrics):
+        strip_with_means(ax, {k: [r.get(metric) for r in table if key(r) == k] for k in names})
         ax.set_title(label, fontsize=9)
     fig.tight_layout()
     return fig
