@@ -28,9 +28,9 @@ def fingerprint(model) -> str:
 
 
 def test_default_init_is_bit_identical_to_before():
-    """Fingerprints of the weights taken from the code before the init options existed (parent
-    of the commit that added them, torch 2.13 CPU): a default model draws exactly as before, and
-    naming the default explicitly changes nothing."""
+    """Fingerprints of the weights taken from the code before the init options existed (commit
+    9966214, torch 2.13 CPU; re-pin from that commit if torch changes its default init): a default
+    model draws exactly as before, and naming the default explicitly changes nothing."""
     t, s = make_task("parity", {"n": 6}), make_task("prefix_parity", {"n": 5})
     pre = {"d_model": 8, "n_heads": 2, "n_layers": 1, "d_ff": 12, "norm": "pre", "embed": "add"}
     assert fingerprint(build_model("transformer", ENC, t, 3)) == "5a5d41f102b13557"
