@@ -152,9 +152,10 @@ def evaluate_stack(stack, task, test, tolerances, beam: int = 1, decode_batch: i
         for i in range(0, x.shape[0], decode_batch):
             xb, yb = x[i:i + decode_batch], y[i:i + decode_batch]
             tf = stack.forward(xb).argmax(-1)  # [M, b, Ld] teacher-forced argmax
-            exact.append(((tf == yb) | (yb == pad)).all(-1).cpu())
-            tokens.append(decode_tokens(stack, xb, enc_len, dec_len, beam).cpu())
-    exact_t, tokens_t = torch.cat(exact, 1), torch.cat(tokens, 1)
+            exact.append(((tf == yb) | (yb == pad)).all(-1))
+            tokens.append(decode_tokens(stack, xb, enc_len, dec_len, beam))
+    # one host copy after the loop (a .cpu() per batch would sync the device every batch)
+    exact_t, tokens_t = torch.cat(exact, 1).cpu(), torch.cat(tokens, 1).cpu()
     out = []
     for m in range(stack.M):
         ev = evaluate(task, test, tokens_t[m], exact_t[m], tuple(tolerances))
