@@ -38,7 +38,7 @@ def claim_of(experiment):
     ("sharpness-scaling", "paper", 1080 + 600, 27 * 4 + 20 * 3),
     ("sharpness-scaling", "cpu", 36 + 8, 12 + 4),
     ("norm-blowup-tradeoff", "paper", 2000, None),
-    ("norm-blowup-tradeoff", "gpu", 160, 16),
+    ("norm-blowup-tradeoff", "gpu", 36, 9),
     ("training-dynamics", "paper", 404, 4),
     ("sensitivity-sharpness", "paper", 1000 + 1500, 5),
     ("length-generalization", "cpu", 12, 4),
@@ -272,7 +272,7 @@ def _tradeoff_rows(sign_within, grow=True):
 
 
 def test_claim_tradeoff():
-    check = claim_of("norm-blowup-tradeoff").check
+    check = CLAIMS.get("parity-needs-norm-or-blowup-old-rule").check  # the old rule (issue 10)
     assert check(_tradeoff_rows(-1)).status == "PASS"
     assert check(_tradeoff_rows(+1)).status == "FAIL"  # norm and blow-up rise together
     assert check(_tradeoff_rows(-1, grow=False)).status == "FAIL"  # shrinks with n
