@@ -114,7 +114,11 @@ def test_after_convergence_trains_a_fixed_number_of_steps_on():
                      TrainConfig(**cfg, after_convergence=100))
     assert torch.equal(res.converge_step, res0.converge_step)
     assert res.steps_run == int(res0.converge_step.max()) + 100
+    from biaslab.experiments.outcomes import train_metrics
+
     for i, c in enumerate(res0.converge_step.tolist()):
+        # the stored step count is where the member was frozen, not where it converged
+        assert train_metrics(res, TrainConfig(**cfg, after_convergence=100), i)["steps"] == c + 100
         ref, _ = _train("mlp", {"width": 32}, task, [members[i]],
                         TrainConfig(**{**cfg, "converge": "none", "steps": c + 100}))
         for k in on.params:

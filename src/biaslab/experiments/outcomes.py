@@ -15,6 +15,10 @@ def train_metrics(result: TrainResult, cfg: TrainConfig, i: int) -> dict:
     """Member i's training facts: the trainer's convergence, the step reached, divergence."""
     cs = int(result.converge_step[i])
     steps = cs if (cfg.stop_on_converge and cs > 0) else result.steps_run
+    if cfg.stop_on_converge and cs > 0 and cfg.after_convergence:
+        # frozen at the first evaluation boundary at least after_convergence steps on
+        on = -(-cfg.after_convergence // cfg.eval_every) * cfg.eval_every
+        steps = min(cs + on, result.steps_run)
     return {"train_converged": float(result.converged[i]), "converge_step": cs,
             "diverged": float(result.diverged[i]), "steps": steps}
 
