@@ -36,7 +36,7 @@ def claim_of(experiment):
 # -- plans ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name,preset,runs,groups", [
     ("sharpness-scaling", "paper", 1080 + 600, 27 * 4 + 20 * 3),
-    ("sharpness-scaling", "cpu", 36 + 8, 12 + 4),
+    ("sharpness-scaling", "cpu", 36 + 4, 12 + 4),  # sweep B: one seed (issue 10 budget)
     ("norm-blowup-tradeoff", "paper", 2000, None),
     ("norm-blowup-tradeoff", "gpu", 36, 9),
     ("training-dynamics", "paper", 404, 4),
