@@ -16,17 +16,19 @@ TARGET_COLORS = {"parity": PALETTE[1], "majority": PALETTE[0], "first": PALETTE[
                  "random": PALETTE[1]}
 
 
-def _color(name, i=0):
+def target_color(name, i=0):
+    """The colour of a Boolean target in every figure (a palette colour for others)."""
     return TARGET_COLORS.get(name, PALETTE[i % len(PALETTE)])
 
 
-def _finite(v):
+def finite(v):
+    """A real, finite number (not None, NaN or a string)."""
     return v is not None and isinstance(v, (int, float)) and math.isfinite(v)
 
 
 def _mean_band(ax, rows, xkey, ykey, label, color, log=False):
     """Scatter of every run, mean line and a +-2 sd band per x value."""
-    pts = [(r[xkey], r[ykey]) for r in rows if _finite(r.get(ykey)) and (not log or r[ykey] > 0)]
+    pts = [(r[xkey], r[ykey]) for r in rows if finite(r.get(ykey)) and (not log or r[ykey] > 0)]
     if not pts:
         return
     xs = np.array([p[0] for p in pts], float)
@@ -40,7 +42,8 @@ def _mean_band(ax, rows, xkey, ykey, label, color, log=False):
     ax.fill_between(ux, lo, m + 2 * sd, color=color, alpha=0.12, lw=0)
 
 
-def _empty(ax, text="no converged runs"):
+def empty_panel(ax, text="no converged runs"):
+    """Say in a panel that it has nothing to draw."""
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="grey")
 
 
@@ -55,11 +58,11 @@ def sharpness_scaling_figure(table: list[dict]):
                                                ("blowup", "LayerNorm blow-up", True),
                                                ("param_norm", "parameter norm", False)]):
             for i, t in enumerate(targets):
-                _mean_band(ax, [r for r in rows if r["target"] == t], "n", key, t, _color(t, i), log)
+                _mean_band(ax, [r for r in rows if r["target"] == t], "n", key, t, target_color(t, i), log)
             if log and rows:
                 ax.set_yscale("log")
             if not rows:
-                _empty(ax)
+                empty_panel(ax)
             ax.set_xlabel("n")
             ax.set_title(f"sweep {sw}: {title}", fontsize=10)
         if row[0].get_legend_handles_labels()[0]:
@@ -81,15 +84,15 @@ def tradeoff_figure(table: list[dict]):
         any_pts = False
         for i, t in enumerate(targets):
             pts = [(r["blowup"], r["param_norm"]) for r in conv if r["n"] == n and r["target"] == t
-                   and _finite(r.get("blowup")) and r["blowup"] > 0]
+                   and finite(r.get("blowup")) and r["blowup"] > 0]
             if pts:
                 any_pts = True
-                ax.scatter(*zip(*pts), s=14, alpha=0.6, color=_color(t, i), label=t)
+                ax.scatter(*zip(*pts), s=14, alpha=0.6, color=target_color(t, i), label=t)
         if any_pts:
             ax.set_xscale("log")
             ax.legend(frameon=False, fontsize=8)
         else:
-            _empty(ax)
+            empty_panel(ax)
         ax.set_title(f"n = {n}", fontsize=10)
         ax.set_xlabel("LayerNorm blow-up (log)")
         ax.set_ylabel("parameter norm")
@@ -103,7 +106,7 @@ def tradeoff_figure(table: list[dict]):
 def _aligned(row, name):
     prefix = f"aligned.{name}."
     pts = sorted((int(k[len(prefix):]), v) for k, v in row.items()
-                 if k.startswith(prefix) and _finite(v))
+                 if k.startswith(prefix) and finite(v))
     return pts
 
 
@@ -133,7 +136,7 @@ def dynamics_figure(table: list[dict]):
             ax.axvline(0, color="grey", ls="--", lw=1)
             ax.legend(frameon=False, fontsize=7)
         else:
-            _empty(ax, "no run reached the alignment loss")
+            empty_panel(ax, "no run reached the alignment loss")
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("steps from convergence")
     fig.suptitle("Aligned at the first probe with fixed-batch loss < align_loss", fontsize=10)
@@ -152,10 +155,10 @@ def sensitivity_sharpness_figure(table: list[dict]):
             pts = [(r["as_table"], r["sharpness_x4"]) for r in kept
                    if r["kind"] == kind and r["source.train_size"] == m]
             if pts:
-                ax.scatter(*zip(*pts), s=18, alpha=0.65, color=_color(kind), marker=markers[j % 5],
+                ax.scatter(*zip(*pts), s=18, alpha=0.65, color=target_color(kind), marker=markers[j % 5],
                            label=f"{kind}, m = {m}")
     if not kept:
-        _empty(ax)
+        empty_panel(ax)
     else:
         ax.legend(frameon=False, fontsize=8)
     ax.set_xlabel("average sensitivity of the refit table")
@@ -177,13 +180,13 @@ def lengthgen_figure(table: list[dict]):
                 continue
             lengths = sorted(tr[0]["test_lengths"])
             accs = [[r.get(f"acc_len_{L}") for r in tr] for L in lengths]
-            ax.plot(lengths, [np.mean(a) for a in accs], "o-", color=_color(t, i),
+            ax.plot(lengths, [np.mean(a) for a in accs], "o-", color=target_color(t, i),
                     label=f"{t} ({len(tr)} fitted)")
             for L, a in zip(lengths, accs):
-                ax.scatter([L] * len(a), a, s=8, alpha=0.35, color=_color(t, i))
+                ax.scatter([L] * len(a), a, s=8, alpha=0.35, color=target_color(t, i))
             ax.axvline(tr[0]["n"], color="grey", ls=":", lw=1)
         if not rows:
-            _empty(ax, "no fitted runs")
+            empty_panel(ax, "no fitted runs")
         else:
             ax.legend(frameon=False, fontsize=8)
         ax.axhline(0.5, color="grey", ls="--", lw=0.8)
@@ -203,18 +206,18 @@ def scratchpad_figure(table: list[dict]):
                                                ("blowup", "LayerNorm blow-up", True),
                                                ("param_norm", "parameter norm", False)]):
         for kind in ("scratchpad", "parity"):
-            _mean_band(ax, [r for r in kept if r["kind"] == kind], "n", key, kind, _color(kind), log)
+            _mean_band(ax, [r for r in kept if r["kind"] == kind], "n", key, kind, target_color(kind), log)
         if key == "blowup":
             for part, ls in (("blowup_enc", ":"), ("blowup_dec", "--")):
-                rows = [r for r in kept if r["kind"] == "scratchpad" and _finite(r.get(part))]
+                rows = [r for r in kept if r["kind"] == "scratchpad" and finite(r.get(part))]
                 ns = sorted({r["n"] for r in rows})
                 if ns:
                     ax.plot(ns, [np.mean([r[part] for r in rows if r["n"] == n]) for n in ns], ls,
-                            color=_color("scratchpad"), lw=1, label=part.replace("blowup_", "scratchpad "))
+                            color=target_color("scratchpad"), lw=1, label=part.replace("blowup_", "scratchpad "))
         if log and kept:
             ax.set_yscale("log")
         if not kept:
-            _empty(ax)
+            empty_panel(ax)
         else:
             ax.legend(frameon=False, fontsize=8)
         ax.set_xlabel("n")

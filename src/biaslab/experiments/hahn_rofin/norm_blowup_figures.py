@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from ...report.figures import plt
-from .figures import _color, _empty, _finite
+from .figures import target_color, empty_panel, finite
 from .norm_blowup_tradeoff import outward_cells
 
 
@@ -20,15 +20,15 @@ def _panel(ax, table, norm_key, title):
         ns = sorted(n for tt, n in cells if tt == t)
         for n in ns:
             v = cells[(t, n)]
-            ax.scatter([n] * len(v), v, s=10, alpha=0.45, color=_color(t, i))
+            ax.scatter([n] * len(v), v, s=10, alpha=0.45, color=target_color(t, i))
         m = [float(np.mean(cells[(t, n)])) for n in ns]
         se = [float(np.std(cells[(t, n)], ddof=1) / math.sqrt(len(cells[(t, n)])))
               if len(cells[(t, n)]) > 1 else 0.0 for n in ns]
-        ax.errorbar(ns, m, yerr=2 * np.asarray(se), color=_color(t, i), lw=1.5, capsize=3, label=t)
+        ax.errorbar(ns, m, yerr=2 * np.asarray(se), color=target_color(t, i), lw=1.5, capsize=3, label=t)
     if targets:
         ax.legend(frameon=False, fontsize=8)
     else:
-        _empty(ax)
+        empty_panel(ax)
     ax.set_xlabel("n")
     ax.set_title(title, fontsize=10)
 
@@ -45,14 +45,14 @@ def outward_figure(table: list[dict]):
     targets = sorted({r["target"] for r in conv})
     for i, t in enumerate(targets):
         pts = [(r["blowup"], r["norm_ratio"]) for r in conv if r["target"] == t
-               and _finite(r.get("norm_ratio")) and _finite(r.get("blowup")) and r["blowup"] > 0]
+               and finite(r.get("norm_ratio")) and finite(r.get("blowup")) and r["blowup"] > 0]
         if pts:
-            ax.scatter(*zip(*pts), s=12, alpha=0.6, color=_color(t, i), label=t)
+            ax.scatter(*zip(*pts), s=12, alpha=0.6, color=target_color(t, i), label=t)
     if ax.get_legend_handles_labels()[0]:
         ax.set_xscale("log")
         ax.legend(frameon=False, fontsize=8)
     else:
-        _empty(ax)
+        empty_panel(ax)
     ax.set_xlabel("LayerNorm blow-up (log)")
     ax.set_ylabel("norm / norm at init")
     ax.set_title("norm relative to init vs blow-up", fontsize=10)
