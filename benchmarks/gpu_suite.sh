@@ -87,11 +87,17 @@ budgeted() {
   mkdir -p "$out/gpu-store" && cp -r gpu-store/. "$out/gpu-store/"
 }
 # Every claim of one experiment, --preset gpu (PRESET=paper for the paper preset).
+# MAX_MEMBERS cuts a preset's stacks smaller, so each is stored sooner (more resume points).
 experiment_stage() {
   budgeted "$1" reproduce --experiment "$1" --preset "${PRESET:-gpu}" \
-    --store "gpu-store/$1.sqlite" --report "$out/report-$1"
+    ${MAX_MEMBERS:+--max-members "$MAX_MEMBERS"} --store "gpu-store/$1.sqlite" --report "$out/report-$1"
 }
 case "$stage" in
+  exp-init-phase-diagram|exp-anchor-mechanisms|exp-complexity-control)
+    # d_model-400 stacks of up to 18 members: stacks of 3 (~3-5 min each, estimated) are stored
+    # within a call, so a cut call loses at most one
+    MAX_MEMBERS=${MAX_MEMBERS:-3} experiment_stage "${stage#exp-}"
+    ;;
   exp-*)
     experiment_stage "${stage#exp-}"
     ;;
