@@ -115,3 +115,14 @@ def test_presets_train_as_the_reference_on_gpu_and_paper():
             assert src.train.stop_on_converge is (preset == "cpu")
             if name == "sensitivity-sharpness":
                 assert spec.train.stop_on_converge is (preset == "cpu")
+            # E5 step 4 everywhere but the lowsens cpu preset (`make demo`: cost, old run ids)
+            assert (src.train_sharpness is None) is (preset == "cpu" and name == "lowsens-generalization")
+
+
+def test_no_train_sharpness_leaves_the_config_as_before_the_field():
+    exp = get_experiment("lowsens-generalization")
+    plans = exp.plan(resolve(exp.Spec, exp.name, "cpu"))
+    assert all("train_sharpness" not in p.config for p in plans)
+    with_it = exp.plan(resolve(exp.Spec, exp.name, "cpu",
+                               overrides={"train_sharpness": {"draws": 3, "batches": 1, "batch": 8}}))
+    assert {p.id for p in plans}.isdisjoint({p.id for p in with_it})

@@ -148,7 +148,8 @@ def train_sharpness_figure(table: list[dict]):
         a.scatter([j] * len(pts), [p[1] for p in pts], s=16, alpha=0.6, color=PALETTE[j % 6])
         b.scatter(*zip(*pts), s=16, alpha=0.7, color=PALETTE[j % 6], label=f"m = {m}")
     if not rows:
-        a.text(0.5, 0.5, "no fitted runs", ha="center", va="center", transform=a.transAxes)
+        a.text(0.5, 0.5, "not measured (train_sharpness: null) or no fitted runs", ha="center",
+               va="center", transform=a.transAxes, fontsize=8)
     else:
         b.legend(frameon=False, fontsize=8)
     a.set_xticks(range(len(ms)), [str(m) for m in ms])

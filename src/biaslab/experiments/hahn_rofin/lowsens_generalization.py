@@ -12,6 +12,8 @@ learned completion is less sensitive than the random one, for every m. Also stor
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from pydantic import Field
 
@@ -44,10 +46,11 @@ class LowSensSpec(SpecBase):
     random_completions: int = Field(default=8, gt=0, description="random completions per run")
     train: TrainConfig = Field(default_factory=lambda: fit_subset_train(10_000, 1024),
                                description="training until the subset is fitted exactly")
-    train_sharpness: MeasureSpec = Field(
+    train_sharpness: Optional[MeasureSpec] = Field(
         default_factory=lambda: MeasureSpec(draws=100, batches=10, batch=1024),
         description="sharpness of the fitted model on its own training subset, batches drawn "
-        "from the subset with replacement (E5 step 4; the reference uses R = 100 draws)")
+        "from the subset with replacement (E5 step 4; the reference uses R = 100 draws); null = "
+        "not measured (then the run's id is the one it had before the field existed)")
 
 
 @register_experiment
@@ -69,8 +72,9 @@ class LowSensGeneralization(Experiment):
                                "seed": ms, "model": spec.model.model_dump(), "lr": spec.lr,
                                "weight_decay": spec.weight_decay,
                                "random_completions": spec.random_completions,
-                               "train": spec.train.model_dump(),
-                               "train_sharpness": spec.train_sharpness.model_dump()}
+                               "train": spec.train.model_dump()}
+                        if spec.train_sharpness is not None:
+                            cfg["train_sharpness"] = spec.train_sharpness.model_dump()
                         plans.append(self._plan(cfg, (f"m={m}",)))
         return plans
 
@@ -91,14 +95,17 @@ class LowSensGeneralization(Experiment):
         randoms = [self.random_completions(truth[i], subset_idx[i], p.config)
                    for i, p in enumerate(plans)]
         # E5 step 4: perturbation sharpness on batches sampled from each member's own subset
-        ms = MeasureSpec(**c0["train_sharpness"])
-        sharp = sharpness_of(stack, train_cfg.loss, measurement_batches(stack, ms, "train"), ms)
+        sharp = None
+        if c0.get("train_sharpness"):
+            ms = MeasureSpec(**c0["train_sharpness"])
+            sharp = sharpness_of(stack, train_cfg.loss, measurement_batches(stack, ms, "train"), ms)
 
         def member(i):
             return {
                 **completion_metrics(learned[i], truth[i], subset_idx[i]),
                 **lowsens_degree.profile_columns(learned[i], randoms[i]),
-                "train_sharpness": float(sharp[i]), "train_sharpness_x4": 4 * float(sharp[i]),
+                **({} if sharp is None else {"train_sharpness": float(sharp[i]),
+                                             "train_sharpness_x4": 4 * float(sharp[i])}),
                 "as_random": float(average_sensitivity(randoms[i]).mean()),
                 "converge_step": int(result.converge_step[i]),
                 "diverged": float(result.diverged[i]),
