@@ -98,6 +98,10 @@ case "$stage" in
     # within a call, so a cut call loses at most one
     MAX_MEMBERS=${MAX_MEMBERS:-3} experiment_stage "${stage#exp-}"
     ;;
+  exp-lowsens-generalization|exp-sensitivity-sharpness)
+    # stacks of 20 (~3-4 min each, estimated) so each call stores some
+    MAX_MEMBERS=${MAX_MEMBERS:-20} experiment_stage "${stage#exp-}"
+    ;;
   exp-*)
     experiment_stage "${stage#exp-}"
     ;;

@@ -141,7 +141,8 @@ def test_init_norm_is_the_norm_before_training(tmp_path):
     with Store(tmp_path / "s.sqlite") as store:
         run_experiment(exp, spec, store, "cpu", progress=False, log=lambda m: None)
         rows = {r["weight_decay"]: r for r in store.table(exp.name)}
-    fresh = Stack("transformer", tiny["params"], make_task("parity", {"n": 4}), members_of(plans),
+    # the spec's model: the override merges into the preset's params (qkv_init among them)
+    fresh = Stack("transformer", dict(spec.model.params), make_task("parity", {"n": 4}), members_of(plans),
                   torch.device("cpu"))
     want = parameter_norm_stack(fresh)
     for p, w in zip(plans, want):

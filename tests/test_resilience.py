@@ -35,7 +35,7 @@ SWEEP = ["n=6", "train_sizes=[8,12,16,20,24,28,32,36]", "function_seeds=[0,1]",
          "random_completions=2", "model.params={d_model: 8, d_ff: 8, n_heads: 2, n_layers: 1}",
          "train.steps=30", "train.batch=32", "train.eval_every=15", "train.converge=none"]
 RUNS = 16
-METRICS = 9  # final metrics of every lowsens run
+METRICS = 25  # final metrics of every lowsens run at n = 6 (9 before its degree-profile columns)
 ARTIFACTS = 3  # model, learned_table, random_table
 KILLS = 12
 FORK = mp.get_context("fork")

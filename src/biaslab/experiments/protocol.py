@@ -38,8 +38,10 @@ from .outcomes import member_outcomes, train_metrics
 MEASURE_STREAM = 0x5A4E  # rng stream of the measurement batches
 NOISE_STREAM = 0x401E  # rng stream of the sharpness noise
 
-#: The reference's model (sheet §3): 2 layers, d 128, 2 heads, FFN 128, post-LN, concat positions.
-REFERENCE_MODEL = {"d_model": 128, "n_heads": 2, "n_layers": 2, "d_ff": 128}
+#: The reference's model (sheet §3): 2 layers, d 128, 2 heads, FFN 128, post-LN, concat positions;
+#: an nn.TransformerEncoder, whose nn.MultiheadAttention draws q/k/v Xavier-uniform with zero
+#: biases (lacoco-lab/sensitivity-hardness; ``models/reference_init.py``).
+REFERENCE_MODEL = {"d_model": 128, "n_heads": 2, "n_layers": 2, "d_ff": 128, "qkv_init": "xavier"}
 
 
 def reference_model() -> ModelChoice:

@@ -22,10 +22,9 @@ from ..protocol import (MeasureSpec, fit_measure_group, reference_model, referen
 from ..stats import linfit, rounded
 
 def reference_encoder() -> ModelChoice:
-    """The reference's encoder (``protocol.REFERENCE_MODEL``: d 128, FFN 128 = d) with q/k/v
-    initialized as its ``nn.MultiheadAttention`` does (``models/reference_init.py``)."""
-    m = reference_model()
-    return m.model_copy(update={"params": {**m.params, "qkv_init": "xavier"}})
+    """The reference's encoder (``protocol.REFERENCE_MODEL``: d 128, FFN 128 = d, q/k/v
+    initialized as its ``nn.MultiheadAttention`` does)."""
+    return reference_model()
 
 
 class SharpnessSweep(SpecBase):
