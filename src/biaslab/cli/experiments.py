@@ -36,7 +36,7 @@ def cmd_reproduce(args) -> int:
     """Run what the claims need under one preset, check them on exactly those runs (the one
     claim path: ``experiments.claims.check_claims``, which stores each verdict), print the
     verdicts, and with --report write the page that shows the same stored verdicts."""
-    from ..execute import run_experiment
+    from ..execute.batch import run_experiments
     from ..execute.executors import open_executor
     from ..experiments.claims import check_claims
     from ..registry import CLAIMS, EXPERIMENTS
@@ -64,12 +64,16 @@ def cmd_reproduce(args) -> int:
             plans[claim.experiment] = spec_and_experiment(claim.experiment, preset, None,
                                                           args.overrides)
     with open_executor(args) as (device, pool), Store(args.store) as store:
-        for i, (exp, spec) in enumerate(plans.values(), 1):
-            s = run_experiment(exp, spec, store, device, progress=not args.quiet,
-                               max_members=args.max_members, workers=args.workers, pool=pool)
-            # one line per experiment, so a long --all shows where it is and what each cost
-            print(f"[{i}/{len(plans)}] {exp.name}: trained {s['trained']}, skipped "
-                  f"{s['skipped']} finished, {s['seconds']:.0f}s", file=sys.stderr)
+        finished = []
+
+        def done(exp, s):  # one line per experiment as it completes: where a long --all is
+            finished.append(exp.name)
+            print(f"[{len(finished)}/{len(plans)}] {exp.name}: trained {s['trained']}, skipped "
+                  f"{s['skipped']} finished, done at {s['seconds']:.0f}s", file=sys.stderr)
+
+        run_experiments(list(plans.values()), store, device, progress=not args.quiet,
+                        max_members=args.max_members, workers=args.workers, pool=pool,
+                        on_done=done)
         runs = {name: {p.id for p in exp.plan(spec)} for name, (exp, spec) in plans.items()}
         results = [c.as_dict() for c in check_claims(store, claims, runs, preset)]
         if args.report:
