@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import biaslab.execute  # noqa: E402
+import biaslab.execute.batch  # noqa: E402
 from biaslab.cli import main  # noqa: E402
 from biaslab.registry import CLAIMS, EXPERIMENTS, TASKS, load_all  # noqa: E402
 
@@ -115,7 +116,15 @@ def no_training(monkeypatch):
     def plan_only(experiment, spec, store, device="auto", **kw):
         plans = experiment.plan(spec)
         return {"planned": len(plans), "skipped": 0, "trained": 0, "seconds": 0.0}
+    def plan_all(items, store, device="auto", on_done=None, **kw):  # reproduce's batch runner
+        out = {}
+        for experiment, spec in items:
+            out[experiment.name] = plan_only(experiment, spec, store, device)
+            if on_done is not None:
+                on_done(experiment, out[experiment.name])
+        return out
     monkeypatch.setattr(biaslab.execute, "run_experiment", plan_only)
+    monkeypatch.setattr(biaslab.execute.batch, "run_experiments", plan_all)
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
