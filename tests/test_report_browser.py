@@ -1,8 +1,8 @@
 """The report in a real browser: headless Chromium (the system's package, driven by selenium and
 the system chromedriver) opens every page of a report made from a small real run, and the test
 fails on a console error, an image that does not load, or a run table that does not sort/filter.
-It keeps a screenshot of the index (``BIASLAB_SCREENSHOT`` names where; the README's is
-``docs/report.png``). Skipped, with the reason, where Chromium or selenium is missing."""
+It keeps a screenshot of the index (``BIASLAB_SCREENSHOT`` names where; the README's
+screenshots are of the report of every cpu preset, ``docs/report-all-cpu*.png``). Skipped, with the reason, where Chromium or selenium is missing."""
 
 import os
 import shutil
