@@ -2,7 +2,8 @@
 the system chromedriver) opens every page of a report made from a small real run, and the test
 fails on a console error, an image that does not load, or a run table that does not sort/filter.
 It keeps a screenshot of the index (``BIASLAB_SCREENSHOT`` names where; the README's
-screenshots are of the report of every cpu preset, ``docs/report-all-cpu*.png``). Skipped, with the reason, where Chromium or selenium is missing."""
+screenshots are of the report of every cpu preset, ``docs/report-all-cpu*.png``). Skipped, with
+the reason, where Chromium or selenium is missing."""
 
 import os
 import shutil
