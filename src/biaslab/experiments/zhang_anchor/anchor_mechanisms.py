@@ -146,6 +146,23 @@ def flow_tokens(task, device):
     return A.probe_sequences(task, [p.item_max], [HELDOUT], device=device)[0].cpu().numpy()
 
 
+def _gamma_comparisons(table, metrics, by_solution=False):
+    """For each (metric, lower-at-gamma-0.8?) the valid runs' gamma 0.5 vs 0.8 comparison and its
+    status (beyond 2 SE of the difference in the expected direction); the numbers and statuses
+    the low-complexity rules share (with the by-solution means beside, when asked)."""
+    numbers, statuses = {}, []
+    for metric, lower in metrics:
+        v = by_gamma(table, metric)
+        cmp = compare(v.get(0.5, []), v.get(0.8, []))
+        statuses.append(direction(cmp, lower))
+        numbers[metric] = {"gamma0.5": rounded3(cmp["low"]), "gamma0.8": rounded3(cmp["high"]),
+                           "se_diff": rounded3(cmp["se"]), "valid_runs": list(cmp["n"]),
+                           "status": statuses[-1]}
+        if by_solution:
+            numbers[metric]["by_solution"] = _by_solution_numbers(table, metric)
+    return numbers, statuses
+
+
 @register_claim(
     "anchor-small-init-low-complexity",
     "anchor-mechanisms",
@@ -158,13 +175,8 @@ def check_low_complexity(table):
     # Rule fixed before the runs: valid runs only (seen-pair test accuracy >= 90%); each of the
     # three measures must differ in the expected direction by more than two standard errors of
     # the difference (PASS); any measure on the wrong side (or equal) is a FAIL.
-    numbers, statuses = {}, []
-    for metric, lower in (("sr_wq1", True), ("sr_wem", True), ("cond_wq1", False)):
-        v = by_gamma(table, metric)
-        cmp = compare(v.get(0.5, []), v.get(0.8, []))
-        statuses.append(direction(cmp, lower))
-        numbers[metric] = {"gamma0.5": rounded3(cmp["low"]), "gamma0.8": rounded3(cmp["high"]),
-                           "se_diff": rounded3(cmp["se"]), "valid_runs": list(cmp["n"]), "status": statuses[-1]}
+    numbers, statuses = _gamma_comparisons(
+        table, (("sr_wq1", True), ("sr_wem", True), ("cond_wq1", False)))
     v = by_gamma(table, "sr_wem_used")
     numbers["sr_wem_used (not in rule)"] = {"gamma0.5": rounded3(mean_sd(v.get(0.5, []))[0]),
                                             "gamma0.8": rounded3(mean_sd(v.get(0.8, []))[0])}
@@ -263,14 +275,8 @@ def check_low_complexity_used(table):
     # by gamma (the paper's claim is about the init); each measure in the expected direction by
     # more than 2 SE of the difference -> PASS; any on the wrong side (or equal) -> FAIL;
     # fewer than 2 valid runs per gamma -> INCONCLUSIVE. By-solution means are reported, not ruled.
-    numbers, statuses = {}, []
-    for metric, lower in (("sr_wq1", True), ("sr_wem_used", True), ("cond_wq1", False)):
-        v = by_gamma(table, metric)
-        cmp = compare(v.get(0.5, []), v.get(0.8, []))
-        statuses.append(direction(cmp, lower))
-        numbers[metric] = {"gamma0.5": rounded3(cmp["low"]), "gamma0.8": rounded3(cmp["high"]),
-                           "se_diff": rounded3(cmp["se"]), "valid_runs": list(cmp["n"]),
-                           "status": statuses[-1], "by_solution": _by_solution_numbers(table, metric)}
+    numbers, statuses = _gamma_comparisons(
+        table, (("sr_wq1", True), ("sr_wem_used", True), ("cond_wq1", False)), by_solution=True)
     summary = "; ".join(f"{k} {n['gamma0.5']} (g0.5) vs {n['gamma0.8']} (g0.8) {n['status']}"
                         for k, n in numbers.items())
     return Verdict(combine(statuses), summary + f"; valid runs {numbers['sr_wq1']['valid_runs']}",
