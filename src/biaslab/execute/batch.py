@@ -18,8 +18,8 @@ from typing import Callable, Optional
 import torch
 
 from ..store.db import Store
-from .local import _store_outcomes, _worker_init, _worker_run, resolve_device, run_experiment
-from .plan import stacks_of
+from .local import (_store_outcomes, _worker_init, pending_groups, resolve_device,
+                    run_experiment, submit_group)
 
 
 def run_experiments(items, store: Store, device="auto", progress=True,
@@ -51,20 +51,13 @@ def run_experiments(items, store: Store, device="auto", progress=True,
           if own else contextlib.nullcontext(pool)) as pool:
         futures, left = {}, {}
         for exp, spec in free:
-            plans = exp.plan(spec)
-            done = store.finished(p.id for p in plans)
-            todo = [p for p in plans if p.id not in done]
-            log(f"{exp.name}: {len(plans)} runs, {len(done)} already in the store, "
-                f"{len(todo)} to train")
-            groups = list(stacks_of(todo, max_members))
+            plans, done, groups = pending_groups(exp, spec, store, max_members, log)
             results[exp.name] = {"planned": len(plans), "skipped": len(done), "trained": 0,
                                  "seconds": 0.0}
             left[exp.name] = len(groups)
             for key, members in groups:
-                store.mark_running(exp.name, [(p.id, p.config) for p in members], dev.type)
                 label = f"{exp.name} " + " ".join(str(k) for k in key)
-                futures[pool.submit(_worker_run, exp, spec, members, dev, None)] = \
-                    (exp, label, members)
+                futures[submit_group(pool, store, exp, spec, members, dev)] = (exp, label, members)
             if not groups:
                 on_done(exp, results[exp.name])
         for fut in as_completed(futures):

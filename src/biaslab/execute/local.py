@@ -81,6 +81,21 @@ def _worker_run(experiment, spec, members, dev, upstream):
     return run_with_backoff(experiment, spec, members, dev, False, lambda msg: None, upstream)
 
 
+def pending_groups(experiment, spec, store: Store, max_members, log):
+    """(plans, ids already finished, [(group key, plans)] of the stacks still to train), logged."""
+    plans = experiment.plan(spec)
+    done = store.finished(p.id for p in plans)
+    todo = [p for p in plans if p.id not in done]
+    log(f"{experiment.name}: {len(plans)} runs, {len(done)} already in the store, {len(todo)} to train")
+    return plans, done, list(stacks_of(todo, max_members))
+
+
+def submit_group(pool, store: Store, experiment, spec, members, dev, upstream=None):
+    """Mark a stack's runs running and hand the stack to a worker pool; returns its Future."""
+    store.mark_running(experiment.name, [(p.id, p.config) for p in members], dev.type)
+    return pool.submit(_worker_run, experiment, spec, members, dev, upstream)
+
+
 def run_dependencies(experiment, spec, store: Store, device, **kwargs) -> RunsView | None:
     """Run every experiment ``experiment`` depends on (each after its own dependencies) and
     return a read-only view of their planned runs; None when it has no dependencies."""
@@ -109,12 +124,8 @@ def run_experiment(experiment, spec, store: Store, device="auto", progress=True,
     log = log or (lambda msg: print(msg, file=sys.stderr))
     upstream = run_dependencies(experiment, spec, store, dev, progress=progress,
                                 max_members=max_members, log=log, workers=workers, pool=pool)
-    plans = experiment.plan(spec)
-    done = store.finished(p.id for p in plans)
-    todo = [p for p in plans if p.id not in done]
-    log(f"{experiment.name}: {len(plans)} runs, {len(done)} already in the store, {len(todo)} to train")
+    plans, done, groups = pending_groups(experiment, spec, store, max_members, log)
     t0 = time.perf_counter()
-    groups = list(stacks_of(todo, max_members))
     labels = [f"[{i + 1}/{len(groups)}] {experiment.name} " + " ".join(str(k) for k in key)
               for i, (key, _) in enumerate(groups)]
     trained = 0
@@ -128,8 +139,7 @@ def run_experiment(experiment, spec, store: Store, device="auto", progress=True,
                 initializer=_worker_init, initargs=(1,))) as pool:
             futures = {}
             for label, (key, members) in zip(labels, groups):
-                store.mark_running(experiment.name, [(p.id, p.config) for p in members], dev.type)
-                futures[pool.submit(_worker_run, experiment, spec, members, dev, upstream)] = \
+                futures[submit_group(pool, store, experiment, spec, members, dev, upstream)] = \
                     (label, members)
             for fut in as_completed(futures):
                 label, members = futures[fut]
