@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from ...report.figures import PALETTE, plt, strip_with_means
+from .dynamics_after import aligned_curve
 
 TARGET_COLORS = {"parity": PALETTE[1], "majority": PALETTE[0], "first": PALETTE[2],
                  "mean": PALETTE[3], "scratchpad": PALETTE[5], "learned": PALETTE[0],
@@ -103,13 +104,6 @@ def tradeoff_figure(table: list[dict]):
     return fig
 
 
-def _aligned(row, name):
-    prefix = f"aligned.{name}."
-    pts = sorted((int(k[len(prefix):]), v) for k, v in row.items()
-                 if k.startswith(prefix) and finite(v))
-    return pts
-
-
 def dynamics_figure(table: list[dict]):
     """Loss, sharpness x4, blow-up and squared norm against steps from convergence."""
     names = [("loss", "fixed-batch loss", True), ("sharpness_x4", "sharpness x4", True),
@@ -119,7 +113,7 @@ def dynamics_figure(table: list[dict]):
     for ax, (name, title, log) in zip(axes[0], names):
         drew = False
         for i, wd in enumerate(wds):
-            curves = [_aligned(r, name) for r in table if r["weight_decay"] == wd]
+            curves = [sorted(aligned_curve(r, name).items()) for r in table if r["weight_decay"] == wd]
             curves = [c for c in curves if c]
             if not curves:
                 continue

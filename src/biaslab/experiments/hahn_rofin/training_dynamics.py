@@ -24,6 +24,7 @@ from ..outcomes import member_outcomes
 from ..protocol import (MeasureSpec, blowup_of, measurement_batches, reference_model, sharpness_of,
                         validate_boolean)
 from ..stats import jsonable, rounded, stderr
+from .dynamics_after import aligned_curve
 
 PROBE_STREAM = 0x7B0B  # rng stream of the fixed probe batch
 
@@ -247,9 +248,7 @@ ABRUPT_FACTOR = DYN_FACTOR  # a two-fold change, as in the old rule
 def aligned_windows(row: dict, measure: str) -> Optional[tuple[float, float]]:
     """(mean before the transition, mean after convergence) of one run, or None when the run's
     aligned curve does not cover both windows."""
-    prefix = f"aligned.{measure}."
-    curve = {int(k[len(prefix):]): v for k, v in row.items()
-             if k.startswith(prefix) and v is not None and math.isfinite(v)}
+    curve = aligned_curve(row, measure)
     offs = sorted(curve)
     if len(offs) < 2:
         return None
