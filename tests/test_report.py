@@ -1,6 +1,8 @@
 """The report: claims evaluated from the store, figures embedded, one HTML page."""
 
+from biaslab.experiments.claims import check_claims
 from biaslab.experiments.hahn_rofin.lowsens_generalization import check_lowsens
+from biaslab.registry import CLAIMS
 from biaslab.report.html import write_report
 from biaslab.store import Store
 
@@ -28,6 +30,10 @@ def test_report_has_claims_and_figures(tmp_path):
         for i, (a, r) in enumerate([(3.0, 5.0), (3.3, 5.0), (2.9, 4.9)]):
             store.save_run(f"r{i}", "lowsens-generalization", {"n": 10, "train_size": 128},
                            status="done", metrics={"fitted": 1.0, "as_learned": a, "as_random": r})
+        # a reading command: without a stored verdict the report says so and writes nothing
+        page = write_report(store, tmp_path / "bare")
+        assert store.verdicts() == [] and "NOT CHECKED" in page.read_text()
+        check_claims(store, [CLAIMS.get("lowsens-learned-below-random")])  # what reproduce does
         page = write_report(store, tmp_path / "rep")
         verdicts = store.verdicts()
     html = page.read_text()

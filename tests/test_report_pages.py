@@ -6,6 +6,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from biaslab.cli import main
+from biaslab.experiments.claims import check_claims
+from biaslab.registry import CLAIMS
 from biaslab.report.html import write_report
 from biaslab.spec import describe, resolve
 from biaslab.store import Store
@@ -40,6 +42,8 @@ def _store(tmp_path):
         for i, (a, r) in enumerate([(3.0, 5.0), (3.3, 5.0), (2.9, 4.9)]):
             store.save_run(f"r{i}", "lowsens-generalization", {"n": 10, "train_size": 128, "seed": i},
                            status="done", metrics={"fitted": 1.0, "as_learned": a, "as_random": r})
+        check_claims(store, [CLAIMS.get(n) for n in CLAIMS.names()
+                             if CLAIMS.get(n).experiment == "lowsens-generalization"])  # reproduce's part
     return path
 
 

@@ -42,17 +42,17 @@ def _write(path: Path, data: str | bytes) -> None:
 def write_report(store, out_dir: str | os.PathLike) -> Path:
     """Write the report folder and return its ``index.html``.
 
-    Verdicts are not recomputed here: the claims table shows what ``check_claims`` stored (by
-    ``biaslab reproduce``), with the preset and the time of the check. A claim whose experiment
-    has runs in the store but no stored verdict yet is checked once, on every stored run of it,
-    and recorded as such (preset "all stored runs").
+    Verdicts are not recomputed here and nothing is written to the store (a reading command):
+    the claims table shows what ``check_claims`` stored (by ``biaslab reproduce``), with the
+    preset and the time of the check. A claim whose experiment has runs in the store but no
+    stored verdict shows as "NOT CHECKED", pointing at ``reproduce``.
     """
     from .. import __version__
-    from ..experiments.claims import check_claims, stored_verdicts
+    from ..experiments.claims import stored_verdicts
     from ..registry import CLAIMS, EXPERIMENTS
     from ..store.view import Artifacts
-    from .pages import (ExperimentPage, claim_rows, page_name, paper_of, paper_sections,
-                        run_table, spec_rows)
+    from .pages import (ExperimentPage, claim_rows, not_checked_rows, page_name, paper_of,
+                        paper_sections, run_table, spec_rows)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -61,8 +61,8 @@ def write_report(store, out_dir: str | os.PathLike) -> Path:
     checked = {c.claim.name: c for c in stored_verdicts(store)}
     unchecked = [CLAIMS.get(n) for n in CLAIMS.names()
                  if n not in checked and CLAIMS.get(n).experiment in tables]
-    checked.update({c.claim.name: c for c in check_claims(store, unchecked)})
-    claims = claim_rows(checked.values())
+    claims = sorted(claim_rows(checked.values()) + not_checked_rows(unchecked),
+                    key=lambda c: c.name)
 
     papers = {n: paper_of(EXPERIMENTS.get(n)) for n in {c.experiment for c in claims} | set(names)}
     # experiments in paper order, so the navigation bar and the list read paper by paper

@@ -9,6 +9,8 @@ import re
 import time
 from dataclasses import dataclass, field
 
+NOT_CHECKED = "NOT CHECKED"  # the status shown for a claim without a stored verdict
+
 
 def page_name(experiment: str) -> str:
     """The file name of an experiment's page (and the stem of its figures)."""
@@ -41,7 +43,7 @@ def paper_sections(claims, paper_of_experiment: dict) -> list[PaperSection]:
     for (_, title), rows in sorted(groups.items()):
         # observations hold by construction: shown, never counted
         counts = {s: sum(c.status == s and c.kind != "observation" for c in rows)
-                  for s in ("PASS", "FAIL", "INCONCLUSIVE")}
+                  for s in ("PASS", "FAIL", "INCONCLUSIVE", NOT_CHECKED)}
         out.append(PaperSection(title, rows, {k: v for k, v in counts.items() if v}))
     return out
 
@@ -108,6 +110,14 @@ def claim_rows(checked) -> list[ClaimRow]:
                             list((c.detail or {}).get("scale") or []), v.not_testable or "",
                             _stability(c.detail or {})))
     return out
+
+
+def not_checked_rows(claims) -> list[ClaimRow]:
+    """Registered claims with no stored verdict, as rows that say so: the report only reads the
+    store, so the verdict is left to ``biaslab reproduce``."""
+    return [ClaimRow(c.name, c.experiment, page_name(c.experiment) + ".html", c.statement, c.paper,
+                     NOT_CHECKED, f"no stored verdict: biaslab reproduce {c.name} checks it", "{}",
+                     "", 0, "", c.kind, list(c.bars)) for c in sorted(claims, key=lambda c: c.name)]
 
 
 def _stability(detail: dict) -> str:
