@@ -1,4 +1,4 @@
-"""The house rules of the layout: every spec field says what it is, experiments import no private
+"""The house rules of the layout: every spec field says what it is (train/ included), experiments import no private
 name of another module, every registering module is in the catalog; `biaslab spec` and --only;
 a table task built from an array instead of a file."""
 
@@ -18,7 +18,7 @@ from biaslab.cli import main
 from biaslab.errors import InputError
 from biaslab.experiments import get_experiment
 from biaslab.registry import EXPERIMENTS
-from biaslab.spec import resolve
+from biaslab.spec import describe, resolve
 from biaslab.tasks import make_task
 from biaslab.tasks.boolean import all_inputs
 from biaslab.tasks.table import TableTask
@@ -45,8 +45,14 @@ def test_every_experiment_spec_field_has_a_description():
     for entry in EXPERIMENTS.entries():
         _spec_classes(entry.obj.Spec, seen)
     missing = [f"{c.__module__}.{c.__name__}.{name}" for c in seen
-               if c.__module__.startswith("biaslab.experiments")
+               if c.__module__.startswith("biaslab")
                for name, info in c.model_fields.items() if not info.description]
+    assert not missing, missing
+
+
+def test_every_spec_row_of_every_cpu_preset_has_a_description():
+    missing = [f"{e.name}: {r['field']}" for e in EXPERIMENTS.entries()
+               for r in describe(resolve(e.obj.Spec, e.name, "cpu")) if not r["description"]]
     assert not missing, missing
 
 
@@ -92,7 +98,7 @@ def test_spec_command_lists_every_field(capsys):
     rows = {r["field"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["train_sizes"]["value"] == [128, 256, 512]
     assert rows["train.steps"]["value"] == 4000
-    assert all(r["description"] for k, r in rows.items() if not k.startswith(("train.", "model.")))
+    assert all(r["description"] for r in rows.values())
     assert main(["spec", "lowsens-generalization", "--only", "train_sizes=256", "--json"]) == 0
     rows = {r["field"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["train_sizes"]["value"] == [256]

@@ -41,8 +41,8 @@ class TrainConfig(BaseModel):
     converge: Literal["mse", "acc", "none"] = Field(
         default="acc", description="convergence criterion: eval MSE below converge_mse, "
         "or eval accuracy >= converge_acc")
-    converge_mse: float = Field(default=1e-3, gt=0)
-    converge_acc: float = Field(default=0.99, gt=0, le=1)
+    converge_mse: float = Field(default=1e-3, gt=0, description="converge=mse: converged below this eval MSE")
+    converge_acc: float = Field(default=0.99, gt=0, le=1, description="converge=acc: converged at this eval accuracy")
     stop_on_converge: bool = Field(
         default=True, description="freeze a member once converged; stop when all are done "
         "(false = every member trains its full step budget, as Hahn & Rofin's reference does)")
@@ -50,15 +50,16 @@ class TrainConfig(BaseModel):
         default=None, ge=0, description="with stop_on_converge: steps a member keeps training "
         "after its convergence step before it is frozen (unset = frozen at convergence); lets "
         "a measure see the minimum some thousand steps on, without the full budget")
-    schedule: Literal["constant", "warmup_cosine"] = Field(default="constant")
-    warmup_steps: int = Field(default=0, ge=0)
+    schedule: Literal["constant", "warmup_cosine"] = Field(
+        default="constant", description="lr schedule: constant, or linear warmup then cosine decay")
+    warmup_steps: int = Field(default=0, ge=0, description="warmup_cosine: steps of linear warmup")
     min_lr_ratio: float = Field(default=0.0, ge=0, le=1, description="cosine floor / peak lr")
     warmup_start_ratio: float = Field(
         default=0.0, ge=0, le=1, description="warmup_cosine: the linear warmup starts at this "
         "share of the peak lr (0 = from zero, as before; Zhang et al.'s warmup_scheduler: 1/25)")
-    beta1: float = Field(default=0.9, ge=0, lt=1)
-    beta2: float = Field(default=0.999, ge=0, lt=1)
-    eps: float = Field(default=1e-8, gt=0)
+    beta1: float = Field(default=0.9, ge=0, lt=1, description="AdamW decay of the first moment")
+    beta2: float = Field(default=0.999, ge=0, lt=1, description="AdamW decay of the second moment")
+    eps: float = Field(default=1e-8, gt=0, description="AdamW denominator epsilon")
     compile: bool = Field(default=False, description="torch.compile the step (once per stack shape)")
     cuda_graphs: bool = Field(
         default=False, description="with compile on CUDA: mode='reduce-overhead' (CUDA graphs)")
