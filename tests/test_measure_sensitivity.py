@@ -15,9 +15,8 @@ from biaslab.measure.sensitivity import (
     learned_sensitivity,
     learned_table,
     sampled_sensitivity,
-    tokenwise_sensitivity,
-    tokenwise_sensitivity_stack,
 )
+from biaslab.measure.tokenwise import tokenwise_sensitivity
 from biaslab.registry import MEASURES
 from biaslab.tasks import make_task
 from biaslab.tasks.boolean import all_inputs
@@ -266,7 +265,7 @@ def test_tokenwise_parity_every_position_flips():
 def test_tokenwise_stack_equals_member_loop():
     stack = small_stack()
     x = binary_x(40, 6, seed=2)
-    both = tokenwise_sensitivity_stack(stack, x, rng.key_of(4), draws=3)
+    both = tokenwise_sensitivity(stack, x, 2, rng.key_of(4), draws=3)
     assert both["mean"].shape == (3,) and both["per_position"].shape == (3, 6)
     assert (both["mean"] > 0).all()  # not vacuous
     for i in range(stack.M):
@@ -274,8 +273,8 @@ def test_tokenwise_stack_equals_member_loop():
         torch.testing.assert_close(both["per_position"][i], one["per_position"])
         torch.testing.assert_close(both["mean"][i], one["mean"])
     # a custom predict goes through vmap: the complement labels flip exactly as often
-    inv = tokenwise_sensitivity_stack(stack, x, rng.key_of(4), draws=3,
-                                      predict=lambda o: (o <= 0.5).float())
+    inv = tokenwise_sensitivity(stack, x, 2, rng.key_of(4), draws=3,
+                                predict=lambda o: (o <= 0.5).float())
     torch.testing.assert_close(inv["per_position"], both["per_position"])
 
 

@@ -13,10 +13,9 @@ from torch import nn
 
 from biaslab import rng
 from biaslab.errors import InputError
-from biaslab.measure.sensitivity import tokenwise_sensitivity
 from biaslab.measure.tokenwise import (EMBED_STREAM, PATCH_STREAM, EmbeddingNoise, PatchNoise,
                                        ScatteredPixelNoise, TokenReplacement, flip_rate_stderr,
-                                       tokenwise_flip_sensitivity)
+                                       tokenwise_flip_sensitivity, tokenwise_sensitivity)
 from biaslab.registry import MEASURES
 
 

@@ -10,14 +10,14 @@ since g(x) - g(x^i) = 2 sum_{S ∋ i} ĝ(S) chi_S(x)), which is what we report f
 
 Three routes: ``average_sensitivity`` (exact, spectral, n <= 24), ``bitflip_sensitivity``
 (exact, brute force, the test oracle) and ``sampled_sensitivity`` (Monte-Carlo, any n).
-``tokenwise_sensitivity`` is the perturbation measure of Vasudeva et al. for any sequence model.
+The token-wise perturbation measure of Vasudeva et al. lives in ``tokenwise.py``.
 """
 
 from __future__ import annotations
 
 import math
 from statistics import NormalDist
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
 import torch
 from torch.func import vmap
@@ -29,7 +29,6 @@ from .fourier import (_log2_length, fourier_spectrum, pm1_coefficient_sums, subs
                       to_pm1)
 
 SAMPLE_STREAM = 0x5E45  # rng stream of sampled_sensitivity's inputs
-TOKEN_STREAM = 0x70CE  # rng stream of tokenwise_sensitivity's replacement tokens
 
 
 # -- exact, from a truth table -------------------------------------------------------------------
@@ -195,82 +194,6 @@ def learned_sensitivity(model, n: int, threshold: Optional[float] = 0.5,
     return average_sensitivity(table, scale)
 
 
-# -- token-wise perturbation sensitivity (Vasudeva et al.) -----------------------------------------
-@torch.no_grad()
-def _flip_rates(labels_of: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-                vocab_size: int, key, draws: int, positions: Optional[Sequence[int]],
-                exclude_same: bool) -> dict:
-    """Core of the token-wise measure. ``labels_of`` maps [N, L] -> labels [..., N]."""
-    if x.dim() != 2:
-        raise InputError("x", f"shape {tuple(x.shape)} is not [B, L]", "LongTensor [B, L]")
-    if draws < 1:
-        raise InputError("draws", f"{draws} draws", ">= 1")
-    if exclude_same and vocab_size < 2:
-        raise InputError("vocab_size", "exclude_same needs at least two tokens", ">= 2")
-    B, L = x.shape
-    pos = torch.arange(L, device=x.device) if positions is None else \
-        torch.as_tensor(list(positions), dtype=torch.int64, device=x.device)
-    P = pos.numel()
-    key = torch.as_tensor(key, dtype=torch.int64, device=x.device)
-    base = labels_of(x)  # [..., B]
-    # Row (b, j) of the perturbed batch is example b with token pos[j] replaced.
-    rows = x[:, None, :].expand(B, P, L)
-    index = pos.view(1, P, 1).expand(B, P, 1)
-    original = x[:, pos]  # [B, P]
-    flips = torch.zeros(base.shape + (P,), dtype=torch.float64, device=x.device)
-    for d in range(draws):
-        k = rng.derive(key, TOKEN_STREAM, d)
-        if exclude_same:
-            # a uniform draw among the other V-1 tokens: shift the original by 1..V-1 (mod V)
-            new = (original + rng.randint(k, (B, P), vocab_size, low=1)) % vocab_size
-        else:
-            new = rng.randint(k, (B, P), vocab_size)
-        perturbed = rows.scatter(2, index, new.to(x.dtype)[..., None])
-        labels = labels_of(perturbed.reshape(B * P, L))
-        flips += (labels.reshape(base.shape + (P,)) != base[..., None]).to(torch.float64)
-    per_position = flips.mean(-2) / draws  # [..., P]: mean over examples and draws
-    return {"mean": per_position.mean(-1), "per_position": per_position, "positions": pos}
-
-
-def tokenwise_sensitivity(model_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-                          vocab_size: int, key, draws: int = 1,
-                          positions: Optional[Sequence[int]] = None, exclude_same: bool = False,
-                          predict: Optional[Callable] = None) -> dict:
-    """Token-wise perturbation sensitivity (Vasudeva et al.) of any sequence classifier.
-
-    For each example of x [B, L] and each position i (all, or ``positions``), token i is
-    replaced by a token drawn uniformly from the whole vocabulary, ``draws`` times; the result
-    is the rate at which the predicted label changes. As in the paper a draw may equal the
-    original token (a non-perturbation that never flips), so with vocabulary V the rate of a
-    position that always matters is (V-1)/V; ``exclude_same=True`` draws from the other V-1
-    tokens instead, making that rate 1.
-
-    Labels: ``predict(model_fn(x))`` if given; else argmax for outputs [B, C>1], else
-    (output > 0.5). All B * P perturbations of one draw go through ``model_fn`` as one
-    [B * P, L] batch. Returns {"mean": scalar, "per_position": [P], "positions": [P]}, with
-    P = L unless ``positions`` is given; float64 tensors on x's device.
-    """
-    predict = predict or default_predict(0.5)
-    return _flip_rates(lambda xs: predict(model_fn(xs)), x, vocab_size, key, draws, positions,
-                       exclude_same)
-
-
-def tokenwise_sensitivity_stack(stack, x: torch.Tensor, key, draws: int = 1,
-                                positions: Optional[Sequence[int]] = None,
-                                exclude_same: bool = False,
-                                predict: Optional[Callable] = None) -> dict:
-    """``tokenwise_sensitivity`` of every member of a Stack in one vmapped forward per draw.
-
-    All members see the same x and the same replacement tokens (common random numbers), so
-    the result equals the per-member loop with the same key and differences between members
-    are not sampling noise. ``predict`` acts on one member's outputs (it is vmapped).
-    Returns {"mean": [M], "per_position": [M, P], "positions": [P]}.
-    """
-    predict = predict or default_predict(0.5)
-    return _flip_rates(lambda xs: vmap(predict)(stack.forward(xs)), x.to(stack.device),
-                       stack.task.vocab_size, key, draws, positions, exclude_same)
-
-
 def _register() -> None:
     from ..registry import MEASURES
 
@@ -280,8 +203,6 @@ def _register() -> None:
                  "Monte-Carlo average sensitivity of a function on {0,1}^n, with a CI (any n)")
     MEASURES.add("learned_sensitivity", learned_sensitivity,
                  "average sensitivity of a trained model's (or stack's) table on all of {0,1}^n")
-    MEASURES.add("tokenwise_sensitivity", tokenwise_sensitivity,
-                 "label-flip rate under random single-token replacement (Vasudeva et al.)")
 
 
 _register()

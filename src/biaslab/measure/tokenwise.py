@@ -54,8 +54,9 @@ from torch.func import functional_call, vmap
 
 from .. import rng
 from ..errors import InputError
-from .sensitivity import (TOKEN_STREAM, default_predict, tokenwise_sensitivity,  # noqa: F401
-                          tokenwise_sensitivity_stack)
+from .sensitivity import default_predict
+
+TOKEN_STREAM = 0x70CE  # rng stream of TokenReplacement's tokens
 
 EMBED_STREAM = 0xE3BD  # rng stream of EmbeddingNoise
 PATCH_STREAM = 0x9A7C  # rng stream of PatchNoise
@@ -75,7 +76,7 @@ class TokenReplacement:
         return shape[1]
 
     def copies(self, x: torch.Tensor, pos: torch.Tensor, key) -> torch.Tensor:
-        """x [B, L] -> [B, P, L]; the same numbers as ``tokenwise_sensitivity`` for k = 1."""
+        """x [B, L] -> [B, P, L]: slot p of example b with its positions' tokens replaced."""
         if x.dtype.is_floating_point:
             raise InputError("x", "TokenReplacement needs token ids", "LongTensor [B, L]")
         B, L = x.shape
@@ -303,6 +304,24 @@ def tokenwise_flip_sensitivity(model, x: torch.Tensor, perturbation: Perturbatio
             "positions": pos}
 
 
+def tokenwise_sensitivity(model, x: torch.Tensor, vocab_size: int, key, draws: int = 1,
+                          positions: Optional[Sequence[int]] = None, exclude_same: bool = False,
+                          predict: Optional[Callable] = None) -> dict:
+    """The paper's measure on token ids x [B, L]: each position (all, or ``positions``) replaced
+    by a uniform vocabulary token, ``draws`` times; the rate at which the label changes. A draw
+    may equal the original token (as in the paper: a position that always matters flips at
+    (V-1)/V); ``exclude_same`` draws among the other V-1 tokens (rate 1). ``model``: a module,
+    any callable [N, L] -> outputs, or a Stack (every member, [M] results). Returns ``mean``,
+    ``per_position`` [P] (or [M, P]) and ``positions`` [P]."""
+    if x.dim() != 2:
+        raise InputError("x", f"shape {tuple(x.shape)} is not [B, L]", "LongTensor [B, L]")
+    out = tokenwise_flip_sensitivity(model, x, TokenReplacement(vocab_size, exclude_same), key,
+                                     draws, positions, predict=predict)
+    # the mean over positions of the per-position rates (no mask: every example has them all)
+    return {"mean": out["per_position"].mean(-1), "per_position": out["per_position"],
+            "positions": out["positions"][:, 0]}
+
+
 def flip_rate_stderr(result: dict) -> torch.Tensor:
     """Standard error of ``mean`` from the spread of per-example rates (examples independent)."""
     pe = result["per_example"]
@@ -315,10 +334,12 @@ def _register() -> None:
     MEASURES.add("tokenwise_flip_sensitivity", tokenwise_flip_sensitivity,
                  "label-flip rate per token / patch under replacement or Gaussian noise, any "
                  "model or stack (Vasudeva et al.)")
+    MEASURES.add("tokenwise_sensitivity", tokenwise_sensitivity,
+                 "label-flip rate under random single-token replacement (Vasudeva et al.)")
 
 
 _register()
 
 __all__ = ["TokenReplacement", "EmbeddingNoise", "PatchNoise", "ScatteredPixelNoise",
            "tokenwise_flip_sensitivity", "flip_rate_stderr", "stack_method", "supports_embedding",
-           "tokenwise_sensitivity", "tokenwise_sensitivity_stack"]
+           "tokenwise_sensitivity"]

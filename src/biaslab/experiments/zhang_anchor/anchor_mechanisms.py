@@ -16,7 +16,7 @@ from ...execute.plan import shared_config
 from ...measure import anchor as A
 from ...measure.landscape import perturbation_sharpness
 from ...measure.norms import stable_ranks_stack
-from ...measure.sensitivity import tokenwise_sensitivity_stack
+from ...measure.tokenwise import tokenwise_sensitivity
 from ..base import Experiment, Verdict, register_claim, register_experiment
 from ..claims import combine
 from ..outcomes import member_outcomes
@@ -102,7 +102,8 @@ class AnchorMechanisms(Experiment):
         # Cross-paper: sharpness and token-wise sensitivity on training-distribution inputs.
         key = rng.key_of(MEASURE_SEED, stack.device)
         x, y = task.sample({}, rng.derive(key, 0x5A), c0["probe_batch"], "train")
-        tok = tokenwise_sensitivity_stack(stack, x[:256], rng.derive(key, 0x5B), exclude_same=True)
+        tok = tokenwise_sensitivity(stack, x[:256], stack.task.vocab_size, rng.derive(key, 0x5B),
+                                    exclude_same=True)
         for i, m in enumerate(rows):
             m.update({"sr_wq1": float(ranks[stack.roles.query(0)][i]),
                       "sr_wem": float(ranks[embed][i]), "sr_wem_used": float(em_used[i]),
