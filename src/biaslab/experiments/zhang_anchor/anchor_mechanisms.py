@@ -76,7 +76,8 @@ class AnchorMechanisms(Experiment):
         p = task.params
         # Complexity (Fig 5, D.3): stable ranks, condensation of W_Q(1), embedding order.
         ranks = stable_ranks_stack(stack)
-        cond = A.query_condensation_stack(stack)
+        cond = A.query_condensation_stack(stack)  # signed cos > 0.7, as Fig 5a,b (issue 22)
+        cond_abs = A.query_condensation_stack(stack, signed=False)  # issue 10's |cos| reading
         wq = stack.params[stack.roles.query(0)]
         u = wq / wq.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         qcos = u @ u.transpose(-1, -2)  # [M, rows, rows]: Fig 5a,b
@@ -105,7 +106,8 @@ class AnchorMechanisms(Experiment):
         for i, m in enumerate(rows):
             m.update({"sr_wq1": float(ranks[stack.roles.query(0)][i]),
                       "sr_wem": float(ranks[embed][i]), "sr_wem_used": float(em_used[i]),
-                      "cond_wq1": float(cond[i]), "emb_order": float(order["max"][i]),
+                      "cond_wq1": float(cond[i]), "cond_wq1_abs": float(cond_abs[i]),
+                      "emb_order": float(order["max"][i]),
                       "fused_same": float(fused["same"][i]), "fused_diff": float(fused["different"][i]),
                       "fused_gap": float(fused["gap"][i]),
                       "fused_c_same": float(fc["same_other"][i]),

@@ -58,6 +58,10 @@ class AnchorSetup(SpecBase):
     model: dict = Field(default_factory=anchor_decoder,
                         description="decoder params except n_layers (see `biaslab list`)")
     task: dict = Field(default_factory=dict, description="anchor task params (default: paper's)")
+    train_size: Optional[int] = Field(
+        default=None, ge=1, description="fixed training set of this many sequences, drawn once "
+        "from each member's seed; batches come from it (paper: ~759k sequences, 210 epochs; "
+        "issue 22 item 6). None = fresh sequences every step")
     weight_decay: float = Field(default=0.01, ge=0, description="AdamW weight decay")
     clip_norm: Optional[float] = Field(default=1.0, gt=0, description="gradient norm clip (None: off)")
     measure_batch: int = Field(default=2048, gt=0, description="sequences per accuracy measure")
@@ -65,12 +69,17 @@ class AnchorSetup(SpecBase):
 
     def validate_now(self, depths) -> None:
         """Fail on a bad model or task before anything trains."""
-        make_task("anchor", self.task)
+        make_task("anchor", self.task_params())
         for L in depths:
             MODELS.get("decoder").config({**self.model, "n_layers": L})
 
+    def task_params(self) -> dict:
+        """The task dict the runs get: ``task`` with ``train_size`` when it is set."""
+        fixed = {} if self.train_size is None else {"train_size": self.train_size}
+        return {**self.task, **fixed}
+
     def config(self, **run) -> dict:
-        cfg = {"model": {**self.model, "n_layers": run.pop("depth")}, "task": dict(self.task),
+        cfg = {"model": {**self.model, "n_layers": run.pop("depth")}, "task": self.task_params(),
                "weight_decay": self.weight_decay, "clip_norm": self.clip_norm,
                "measure_batch": self.measure_batch, "train": self.train.model_dump()}
         cfg.update(run)
