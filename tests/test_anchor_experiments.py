@@ -83,9 +83,16 @@ def test_phase_end_to_end(tmp_path):
 
 def test_mechanisms_end_to_end(tmp_path):
     exp = AnchorMechanisms()
-    spec = spec_of(exp, gammas=[0.5, 0.8], seeds=[1], sharpness_draws=2, probe_batch=64)
+    spec = spec_of(exp, gammas=[0.5, 0.8], seeds=[1], sharpness_draws=2, probe_batch=64, train_size=500)
     out, table, figs = _run(exp, spec, tmp_path)
-    assert len(table) == 2
+    assert len(table) == 2 and all(r["task.train_size"] == 500 for r in table)
+    with Store(tmp_path / "s.sqlite") as store:  # complexity measured along training (issue 22 item 7)
+        for name in ("sr_wq1", "sr_wem_used", "cond_wq1"):
+            curves = store.series([r["run_id"] for r in table], name)
+            assert all([s for s, _ in c] == [15, 30] for c in curves.values()) and len(curves) == 2, name
+        rid = table[0]["run_id"]
+        last = store.series([rid], "sr_wq1")[rid][-1][1]
+        assert math.isclose(last, table[0]["sr_wq1"], rel_tol=1e-5)  # the end of the curve is the final value
     for r in table:
         for k in SOLUTION + ["sr_wq1", "sr_wem", "cond_wq1", "fused_same", "fused_diff",
                              "sharpness_rel", "tokenwise_sens", "emb_order", "flow_8"]:

@@ -18,9 +18,10 @@ from ...measure.norms import stable_ranks_stack
 from ...measure.sensitivity import tokenwise_sensitivity_stack
 from ..base import Experiment, Verdict, register_claim, register_experiment
 from ..claims import combine
-from ..outcomes import member_outcomes
+from ..outcomes import history_series, member_outcomes
 from ..stats import mean_sd
-from .protocol import (HELDOUT, MEASURE_SEED, SERIES, SOLVED, AnchorSetup, by_gamma, by_solution,
+from .protocol import (HELDOUT, MEASURE_SEED, SERIES, SOLVED, AnchorSetup, ComplexityAlongTraining,
+                       by_gamma, by_solution,
                        compare, direction, rounded3, solution_metrics, train_anchor_stack, valid)
 
 REL_SIGMA = 0.05  # sharpness noise, relative to each model's weight RMS (see _relative_sharpness)
@@ -70,7 +71,8 @@ class AnchorMechanisms(Experiment):
     def run_group(self, spec, plans, device, progress=False):
         t0 = time.perf_counter()
         c0 = plans[0].config
-        stack, result = train_anchor_stack(plans, device, progress)
+        along = ComplexityAlongTraining()
+        stack, result = train_anchor_stack(plans, device, progress, probe=along)
         rows, hist = solution_metrics(stack, result, c0["measure_batch"])
         task, _ = stack.task, stack.M
         p = task.params
@@ -127,8 +129,8 @@ class AnchorMechanisms(Experiment):
                     "query_cos": qcos[i].cpu().numpy(), "embedding_pca": pca[i].cpu().numpy(),
                     "embedding_tokens": items.cpu().numpy()}
 
-        return member_outcomes(plans, rows, time.perf_counter() - t0, result=result, series=SERIES,
-                               arrays=arrays)
+        return member_outcomes(plans, rows, time.perf_counter() - t0, arrays=arrays,
+                               curves=lambda i: history_series(result, i, SERIES) + along.curves.get(i, []))
 
     def figures(self, table, artifacts):
         """The metric figures, and the artifact figures (attention flow, cosine heatmaps,

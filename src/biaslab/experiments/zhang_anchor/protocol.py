@@ -87,14 +87,41 @@ class AnchorSetup(SpecBase):
         return cfg
 
 
-def train_anchor_stack(plans, device, progress=False):
-    """One stack of decoders (members differ in seed, gamma, lr, weight decay); trained."""
+def train_anchor_stack(plans, device, progress=False, probe=None):
+    """One stack of decoders (members differ in seed, gamma, lr, weight decay); trained.
+
+    ``probe(stack)``, when given, returns the ``train`` probe (called at every evaluation
+    boundary with the members' current parameters in ``stack.params``)."""
     c0 = plans[0].config
     task = make_task("anchor", c0["task"])
     members = members_of(plans, "gamma", "clip_norm")
     stack = Stack("decoder", c0["model"], task, members, device)
-    result = train(stack, TrainConfig(**c0["train"]), progress=progress)
+    result = train(stack, TrainConfig(**c0["train"]), progress=progress,
+                   probe=probe(stack) if probe is not None else None)
     return stack, result
+
+
+COMPLEXITY_SERIES = ("sr_wq1", "sr_wem_used", "cond_wq1")  # measured along training (issue 22)
+
+
+class ComplexityAlongTraining:
+    """A ``train`` probe: the complexity measures of Fig 12/13 and Fig 5a,b (stable rank of
+    W_Q(1), of the used embedding rows, signed condensation of W_Q(1)) at every evaluation
+    boundary, as curves (step, name, value) per member, since the paper follows them over
+    training (D.3: "the largest grows first"), not only at the end."""
+
+    def __init__(self):
+        self.curves: dict[int, list] = {}
+
+    def __call__(self, stack):
+        def probe(step: int) -> None:
+            wq = stack.params[stack.roles.query(0)]
+            values = {"sr_wq1": A.stable_rank(wq), "sr_wem_used": A.used_embedding_stable_rank_stack(stack),
+                      "cond_wq1": A.condensation(wq)}
+            for name, v in values.items():
+                for i, x in enumerate(v.tolist()):
+                    self.curves.setdefault(i, []).append((step, name, x))
+        return probe
 
 
 def solution_metrics(stack, result, batch: int) -> tuple[list[dict], torch.Tensor]:
