@@ -12,7 +12,6 @@ compare gammas with.
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Optional
 
@@ -25,10 +24,9 @@ from ...registry import MODELS
 from ...tasks import make_task
 from ...train import Stack, TrainConfig, train
 from ..base import RunOutcome, SpecBase
-from ..claims import FAIL, INCONCLUSIVE, PASS
 from ..common import members_of
 from ..outcomes import member_outcomes
-from ..stats import mean_sd, rounded, stderr
+from ..stats import rounded
 
 HELDOUT = "4,3"  # the pair scored in every experiment (also when (3,4) is held out too)
 VALID_ACC = 0.9  # the paper's bar: seen pairs with test keys >= 90%, else the run "failed"
@@ -189,14 +187,6 @@ def gamma_key(x) -> float:
     return round(float(x), 4)  # gammas compared by value, not float identity
 
 
-def compare(low: list[float], high: list[float]) -> dict:
-    """Means of two groups, their difference high - low and its standard error."""
-    ml, _, kl = mean_sd(low)
-    mh, _, kh = mean_sd(high)
-    se = math.sqrt(stderr(low) ** 2 + stderr(high) ** 2)
-    return {"low": ml, "high": mh, "diff": mh - ml, "se": se, "n": (kl, kh)}
-
-
 def rounded3(x, nd: int = 3):
     """A verdict number, by default to 3 places (None when missing or not finite)."""
     return rounded(x, nd)
@@ -209,14 +199,3 @@ def by_gamma(table, metric: str, valid_only: bool = True) -> dict[float, list[fl
         if (not valid_only or valid(r)) and r.get(metric) is not None:
             out.setdefault(gamma_key(r["gamma"]), []).append(r[metric])
     return out
-
-
-def direction(cmp: dict, lower: bool) -> str:
-    """PASS when gamma 0.8 is on the expected side by > 2 SE, FAIL when on the other side or
-    equal, INCONCLUSIVE in between or with fewer than two valid runs per gamma."""
-    if min(cmp["n"]) < 2:
-        return INCONCLUSIVE
-    d = -cmp["diff"] if lower else cmp["diff"]
-    if d <= 0:
-        return FAIL
-    return PASS if d > 2 * cmp["se"] else INCONCLUSIVE
