@@ -19,6 +19,7 @@ import torch
 from pydantic import Field
 
 from ... import rng
+from ...execute.plan import shared_config
 from ...measure import anchor as A
 from ...registry import MODELS
 from ...tasks import make_task
@@ -90,7 +91,7 @@ def train_anchor_stack(plans, device, progress=False, probe=None):
 
     ``probe(stack)``, when given, returns the ``train`` probe (called at every evaluation
     boundary with the members' current parameters in ``stack.params``)."""
-    c0 = plans[0].config
+    c0 = shared_config(plans)
     task = make_task("anchor", c0["task"])
     members = members_of(plans, "gamma", "clip_norm")
     stack = Stack("decoder", c0["model"], task, members, device)
@@ -151,7 +152,7 @@ def run_solution_group(plans, device, progress=False) -> list[RunOutcome]:
     """Train one stack and measure only which solution each member found."""
     t0 = time.perf_counter()
     stack, result = train_anchor_stack(plans, device, progress)
-    rows, hist = solution_metrics(stack, result, plans[0].config["measure_batch"])
+    rows, hist = solution_metrics(stack, result, shared_config(plans)["measure_batch"])
     return member_outcomes(plans, rows, time.perf_counter() - t0, result=result,
                            series=SERIES, arrays=lambda i: {"deviation_hist": hist[i].numpy()})
 
