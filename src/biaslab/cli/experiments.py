@@ -99,10 +99,11 @@ def cmd_runs(args) -> int:
     from ..store.query import filter_runs, parse_where
 
     where = parse_where(getattr(args, "where", []))
-    with Store(args.store, create=False) as store:
+    with Store(args.store, readonly=True) as store:
         runs = filter_runs(store.runs(args.experiment, getattr(args, "status", None)), where)
     rows = [{"id": r["id"], "experiment": r["experiment"], "status": r["status"],
-             "seconds": r["seconds"], "config": r["config"], "metrics": r["metrics"]} for r in runs]
+             "seconds": r["seconds"], "config": r["config"], "metrics": r["metrics"],
+             **({"error": r["error"]} if r.get("error") else {})} for r in runs]
 
     def human(rs):
         if not rs:
@@ -111,7 +112,7 @@ def cmd_runs(args) -> int:
             keys = [k for k in ("fitted", "as_learned", "as_random", "sharpness", "acc",
                                 "inferential_acc", "symmetric_acc") if k in r["metrics"]]
             shown = " ".join(f"{k}={r['metrics'][k]:.4g}" for k in keys if r["metrics"][k] is not None)
-            print(f"{r['id']}  {r['experiment']:<28} {r['status']:<8} {shown}")
+            print(f"{r['id']}  {r['experiment']:<28} {r['status']:<8} {shown or r.get('error', '')}")
     emit(rows, args.json, human)
     return 0
 
@@ -122,7 +123,7 @@ def cmd_report(args) -> int:
 
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise InputError("out", f"{args.out} is a file", "a folder (created if missing)")
-    with Store(args.store, create=False) as store:
+    with Store(args.store, readonly=True) as store:
         page = write_report(store, args.out)
     print(f"report written to {page}")
     if getattr(args, "open", False):
@@ -149,11 +150,14 @@ def open_in_browser(page) -> bool:
 def cmd_export(args) -> int:
     from ..store import Store
 
+    from ..store.export import check_out
+
     if os.path.isdir(args.out):
         raise InputError("out", f"{args.out} is a folder", "a .csv or .parquet file path")
+    check_out(args.out)
     if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
         raise InputError("out", f"the folder of {args.out} does not exist", "a path in an existing folder")
-    with Store(args.store, create=False) as store:
+    with Store(args.store, readonly=True) as store:
         path = store.export(args.out, args.experiment)
     print(f"exported to {path}")
     return 0
