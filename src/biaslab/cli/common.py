@@ -41,6 +41,8 @@ def threads_arg(sp) -> None:
 
 
 def parallel_args(sp) -> None:
+    sp.add_argument("--yes", action="store_true",
+                    help="train a plan even when it is far larger than its preset's")
     sp.add_argument("--workers", type=int, default=1,
                     help="CPU: train this many stacks at once in worker processes")
     sp.add_argument("--max-members", type=int, help="largest stack (default: one stack per group)")
