@@ -159,7 +159,7 @@ def select(values: dict, only: list[str]) -> dict:
         for part in parents:
             node = node.get(part) if isinstance(node, dict) else None
         if not isinstance(node, dict) or last not in node:
-            raise InputError("only", f"the spec has no field {field!r}", "a sweep or grid axis")
+            raise InputError("only", f"the spec has no field {field!r}", ", ".join(_axes(values))[:300])
         current, names = node[last], [parse_value(v) for v in raw.split(",")]
         if isinstance(current, dict):
             have = [str(k) for k in current]
@@ -177,6 +177,19 @@ def select(values: dict, only: list[str]) -> dict:
             raise InputError("only", f"{field} has no {', '.join(missing)}", ", ".join(have))
         node[last] = kept
     return values
+
+
+def _axes(values: dict, prefix: str = "") -> list[str]:
+    """Dotted names of every sweep (mapping) and grid axis (list) of a spec's values."""
+    out = []
+    for k, v in values.items():
+        if isinstance(v, list) and v and not isinstance(v[0], dict):
+            out.append(f"{prefix}{k}")
+        elif isinstance(v, dict) and v:
+            if all(isinstance(x, dict) for x in v.values()) and k != "model":
+                out.append(f"{prefix}{k}")
+            out += _axes(v, f"{prefix}{k}.")
+    return out
 
 
 def describe(spec: BaseModel, prefix: str = "") -> list[dict]:

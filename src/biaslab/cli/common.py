@@ -10,7 +10,8 @@ import sys
 
 from ..errors import InputError
 
-DEFAULT_STORE = os.environ.get("BIASLAB_STORE", "biaslab.sqlite")
+# The store `make demo` writes, so that the README's tour finds the demo's runs.
+DEFAULT_STORE = os.environ.get("BIASLAB_STORE", "runs/demo.sqlite")
 
 
 class Parser(argparse.ArgumentParser):

@@ -39,6 +39,12 @@ def _write(path: Path, data: str | bytes) -> None:
     os.replace(tmp, path)
 
 
+def _config_keys(store, experiment: str) -> set[str]:
+    from ..store.db import _flatten
+
+    return {k for r in store.runs(experiment, "done") for k in _flatten(r["config"])}
+
+
 def write_report(store, out_dir: str | os.PathLike) -> Path:
     """Write the report folder and return its ``index.html``.
 
@@ -74,7 +80,7 @@ def write_report(store, out_dir: str | os.PathLike) -> Path:
         mine = [c for c in claims if c.experiment == name]
         presets = [c.preset for c in mine] + ["cpu"]
         preset, spec, note = spec_rows(name, exp, presets)
-        columns, rows = run_table(tables[name])
+        columns, rows = run_table(tables[name], _config_keys(store, name))
         figures = []
         for fig_name, fig in exp.figures(tables[name], Artifacts(store.artifact_paths(name))).items():
             file = f"{stem}__{fig_name}.png"

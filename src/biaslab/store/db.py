@@ -202,8 +202,11 @@ class Store:
 
     def save_verdict(self, claim: str, experiment: str, status: str, summary: str, numbers: dict,
                      preset: str | None = None, runs: int | None = None) -> float:
-        """Store a claim's verdict (replacing the previous one); returns the time it was checked."""
+        """Store a claim's verdict (replacing the previous one); returns the time it was checked.
+        A store opened read-only (the report of a store it may not change) keeps none."""
         now = time.time()
+        if self.readonly:
+            return now
         with self._tx():
             self.conn.execute(
                 "INSERT OR REPLACE INTO verdicts (claim, experiment, status, summary, numbers, "
