@@ -7,7 +7,7 @@ import sys
 
 from ..errors import InputError
 from .common import check_parallel, emit, set_threads, spec_and_experiment
-from .plan_notice import announce, preset_runs
+from .plan_notice import plan_line, preset_runs
 
 
 def cmd_run(args) -> int:
@@ -19,9 +19,10 @@ def cmd_run(args) -> int:
     exp, spec = spec_and_experiment(args.experiment, args.preset, args.spec, args.overrides,
                                     args.only)
     check_parallel(args)
-    announce([(exp, spec)], args.store, args.workers, preset_runs(exp, args.preset), args.preset,
-             getattr(args, "yes", False))
+    line = plan_line([(exp, spec)], args.store, args.workers, preset_runs(exp, args.preset),
+                     args.preset, getattr(args, "yes", False))
     with open_executor(args) as (device, pool), Store(args.store) as store:
+        print(line, file=sys.stderr, flush=True)
         summary = run_experiment(exp, spec, store, device, progress=not args.quiet,
                                  max_members=args.max_members, workers=args.workers, pool=pool)
         if getattr(args, "log", None) == "tensorboard":
@@ -67,9 +68,10 @@ def cmd_reproduce(args) -> int:
             plans[claim.experiment] = spec_and_experiment(claim.experiment, preset, None,
                                                           args.overrides)
     baseline = sum(preset_runs(exp, preset) for exp, _ in plans.values())
-    announce(list(plans.values()), args.store, args.workers, baseline, preset,
-             getattr(args, "yes", False))
+    line = plan_line(list(plans.values()), args.store, args.workers, baseline, preset,
+                     getattr(args, "yes", False))
     with open_executor(args) as (device, pool), Store(args.store) as store:
+        print(line, file=sys.stderr, flush=True)
         finished = []
 
         def done(exp, s):  # one line per experiment as it completes: where a long --all is

@@ -56,10 +56,11 @@ def _store_record(path: str, ids: list[str]) -> tuple[set, dict]:
     return done, means
 
 
-def announce(items, store_path: str, workers: int = 1, baseline: int | None = None,
-             preset: str | None = None, yes: bool = False) -> None:
-    """Print the plan of ``items`` ((experiment, spec) pairs) on stderr; refuse a plan more than
-    FAR_LARGER times ``baseline`` runs (its preset's) unless ``yes``."""
+def plan_line(items, store_path: str, workers: int = 1, baseline: int | None = None,
+              preset: str | None = None, yes: bool = False) -> str:
+    """The plan of ``items`` ((experiment, spec) pairs) in one line, for the command to print
+    once its other options are checked; refuses a plan more than FAR_LARGER times
+    ``baseline`` runs (its preset's) unless ``yes``."""
     items = with_dependencies(items)
     plans = [(exp, p) for exp, spec in items for p in exp.plan(spec)]
     done, means = _store_record(store_path, [p.id for _, p in plans])
@@ -71,12 +72,13 @@ def announce(items, store_path: str, workers: int = 1, baseline: int | None = No
     else:
         cost = f"{member_steps:,} member-steps" + (" (no timings in this store yet)" if todo else "")
     names = ", ".join(dict.fromkeys(exp.name for exp, _ in items))
-    print(f"plan: {len(plans)} runs of {names}; {len(done)} already in {store_path}, "
-          f"{len(todo)} to train ({cost})", file=sys.stderr, flush=True)
-    if baseline and len(plans) > FAR_LARGER * baseline and not yes and not _confirmed(len(plans)):
-        raise InputError("yes", f"the plan has {len(plans)} runs, {len(plans) / baseline:.0f}x the "
-                         f"{baseline} of preset {preset}: an override or spec file multiplied it; "
-                         "pass --yes to train it", "--yes")
+    line = (f"plan: {len(plans)} runs of {names}; {len(done)} already in {store_path}, "
+            f"{len(todo)} to train ({cost})")
+    if baseline and len(plans) > FAR_LARGER * baseline and not yes and not _confirmed(line):
+        raise InputError("yes", f"the plan has {len(plans)} runs ({len(todo)} to train, {cost}), "
+                         f"{len(plans) / baseline:.0f}x the {baseline} of preset {preset}: an "
+                         "override or spec file multiplied it; pass --yes to train it", "--yes")
+    return line
 
 
 def preset_runs(exp, preset: str | None) -> int | None:
@@ -90,11 +92,12 @@ def preset_runs(exp, preset: str | None) -> int | None:
     return sum(len(e.plan(s)) for e, s in with_dependencies([(exp, spec)]))
 
 
-def _confirmed(runs: int) -> bool:
+def _confirmed(line: str) -> bool:
     """Ask at a terminal; anywhere else (a script, CI) the answer is no: pass --yes."""
     if not (sys.stdin.isatty() and sys.stderr.isatty()):
         return False
-    print(f"train all {runs} runs? [y/N] ", end="", file=sys.stderr, flush=True)
+    print(f"{line}\nfar larger than its preset: train it all? [y/N] ", end="", file=sys.stderr,
+          flush=True)
     try:
         return input().strip().lower() in ("y", "yes")
     except EOFError:

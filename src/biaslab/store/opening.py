@@ -27,7 +27,13 @@ def open_readonly(path: Path) -> sqlite3.Connection:
     if path.stat().st_size == 0:
         raise InputError("store", f"{path} is empty (0 bytes), not a biaslab store",
                          "a store written by biaslab run")
-    conn = sqlite3.connect(f"file:{quote(path.resolve().as_posix())}?mode=ro", uri=True,
+    # mode=ro reads safely beside a writer (it takes SQLite's shared locks, through the -shm file
+    # SQLite may create beside the store); the store file itself is never written. In a folder
+    # nobody can write to, no writer can exist either, and without a -wal file SQLite has no
+    # -shm to create: read it as immutable.
+    wal = path.with_name(path.name + "-wal")
+    mode = "ro" if os.access(path.parent, os.W_OK) or wal.exists() else "ro&immutable=1"
+    conn = sqlite3.connect(f"file:{quote(path.resolve().as_posix())}?mode={mode}", uri=True,
                            timeout=30, isolation_level=None)
     try:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
