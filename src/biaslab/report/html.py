@@ -66,7 +66,7 @@ def write_report(store, out_dir: str | os.PathLike) -> Path:
     tables = {e: store.table(e) for e in names}
     checked = {c.claim.name: c for c in stored_verdicts(store)}
     unchecked = [CLAIMS.get(n) for n in CLAIMS.names()
-                 if n not in checked and CLAIMS.get(n).experiment in tables]
+                 if n not in checked and tables.get(CLAIMS.get(n).experiment)]  # runs done
     checked.update({c.claim.name: c for c in check_claims(store, unchecked)})
     claims = claim_rows(checked.values())
 
