@@ -14,7 +14,7 @@ import sqlite3
 import sys
 
 from ..errors import InputError, RunsFailed
-from .common import DEFAULT_STORE, Parser, parallel_args, spec_args, store_arg, threads_arg
+from .common import DEFAULT_STORE, WARNINGS, Parser, parallel_args, spec_args, store_arg, threads_arg
 from .experiments import cmd_export, cmd_report, cmd_reproduce, cmd_run, cmd_runs
 from .explore import cmd_list, cmd_measure, cmd_sample, cmd_spec
 
@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             setattr(args, target, list(getattr(args, target) or []) + [w for w in extra if w not in rest])
         return args.fn(args)
     except InputError as exc:
+        WARNINGS.clear()  # bad input ends in exactly one line
         print(f"biaslab: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

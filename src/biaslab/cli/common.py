@@ -76,10 +76,19 @@ def _clamped(flag: str, n: int) -> int:
         raise InputError(flag, f"{n} is not positive", "an integer >= 1")
     cores = usable_cores()
     if n > cores:
-        print(f"biaslab: warning: --{flag} {n} is more than this machine's {cores} cores; "
-              f"using {cores}", file=sys.stderr)
+        WARNINGS.append(f"biaslab: warning: --{flag} {n} is more than this machine's {cores} "
+                        f"cores; using {cores}")
         return cores
     return n
+
+
+#: Warnings said once every input is checked (bad input ends in exactly one line).
+WARNINGS: list[str] = []
+
+
+def say_warnings() -> None:
+    while WARNINGS:
+        print(WARNINGS.pop(0), file=sys.stderr, flush=True)
 
 
 def set_threads(n: int) -> None:

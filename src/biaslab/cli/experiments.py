@@ -6,7 +6,7 @@ import os
 import sys
 
 from ..errors import InputError
-from .common import check_parallel, emit, set_threads, spec_and_experiment
+from .common import check_parallel, emit, say_warnings, set_threads, spec_and_experiment
 from .plan_notice import plan_line, preset_runs
 
 
@@ -22,6 +22,7 @@ def cmd_run(args) -> int:
     line = plan_line([(exp, spec)], args.store, args.workers, preset_runs(exp, args.preset),
                      args.preset, getattr(args, "yes", False))
     with open_executor(args) as (device, pool), Store(args.store) as store:
+        say_warnings()
         print(line, file=sys.stderr, flush=True)
         summary = run_experiment(exp, spec, store, device, progress=not args.quiet,
                                  max_members=args.max_members, workers=args.workers, pool=pool)
@@ -71,6 +72,7 @@ def cmd_reproduce(args) -> int:
     line = plan_line(list(plans.values()), args.store, args.workers, baseline, preset,
                      getattr(args, "yes", False))
     with open_executor(args) as (device, pool), Store(args.store) as store:
+        say_warnings()
         print(line, file=sys.stderr, flush=True)
         finished = []
 
