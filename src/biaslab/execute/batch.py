@@ -18,7 +18,7 @@ from typing import Callable, Optional
 import torch
 
 from ..store.db import Store
-from .local import (_store_outcomes, _worker_init, pending_groups, record_failure,
+from .local import (_store_outcomes, _worker_init, completed, pending_groups, record_failure,
                     resolve_device, run_experiment, submit_group)
 
 
@@ -41,7 +41,7 @@ def run_experiments(items, store: Store, device="auto", progress=True,
             on_done(exp, results[exp.name])
         return results
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import ProcessPoolExecutor
 
     free = [(e, s) for e, s in items if not e.dependencies(s)]
     later = [(e, s) for e, s in items if e.dependencies(s)]
@@ -60,7 +60,7 @@ def run_experiments(items, store: Store, device="auto", progress=True,
                 futures[submit_group(pool, store, exp, spec, members, dev)] = (exp, label, members)
             if not groups:
                 on_done(exp, results[exp.name])
-        for fut in as_completed(futures):
+        for fut in completed(futures, log, t0):
             exp, label, members = futures[fut]
             try:
                 outcomes = fut.result()

@@ -89,6 +89,25 @@ def record_failure(store: Store, experiment, members, exc: BaseException) -> Exc
     return RunsFailed(len(members), experiment.name, text, str(store.path))
 
 
+#: Seconds between "still training" lines while a pool's stacks run: a first stack of minutes
+#: would otherwise be minutes of silence.
+HEARTBEAT_S = 20.0
+
+
+def completed(futures, log, t0: float, every: float = HEARTBEAT_S):
+    """``as_completed`` that logs how far the pool is whenever ``every`` seconds pass without
+    a stack finishing."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    pending, total = set(futures), len(futures)
+    while pending:
+        done, pending = wait(pending, timeout=every, return_when=FIRST_COMPLETED)
+        if not done:
+            log(f"training: {total - len(pending)}/{total} stacks done, {len(pending)} in progress "
+                f"({time.perf_counter() - t0:.0f}s elapsed)")
+        yield from done
+
+
 def _worker_init(threads: int) -> None:
     torch.set_num_threads(threads)
 
@@ -149,7 +168,7 @@ def run_experiment(experiment, spec, store: Store, device="auto", progress=True,
     if pool is not None or (workers > 1 and len(groups) > 1 and dev.type == "cpu"):
         import contextlib
         import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures import ProcessPoolExecutor
 
         with (contextlib.nullcontext(pool) if pool is not None else ProcessPoolExecutor(
                 max_workers=workers, mp_context=mp.get_context("spawn"),
@@ -158,7 +177,7 @@ def run_experiment(experiment, spec, store: Store, device="auto", progress=True,
             for label, (key, members) in zip(labels, groups):
                 futures[submit_group(pool, store, experiment, spec, members, dev, upstream)] = \
                     (label, members)
-            for fut in as_completed(futures):
+            for fut in completed(futures, log, t0):
                 label, members = futures[fut]
                 try:
                     outcomes = fut.result()

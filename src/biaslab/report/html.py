@@ -39,6 +39,18 @@ def _write(path: Path, data: str | bytes) -> None:
     os.replace(tmp, path)
 
 
+def _draws_data(fig) -> bool:
+    """Whether any axes of ``fig`` holds data (lines, points, bars, images, tables), not only a
+    "not measured" note."""
+    import matplotlib.pyplot as plt
+
+    drawn = any(ax.lines or ax.collections or ax.patches or ax.images or ax.tables
+                for ax in fig.axes)
+    if not drawn:
+        plt.close(fig)
+    return drawn
+
+
 def _config_keys(store, experiment: str) -> set[str]:
     from ..store.db import _flatten
 
@@ -83,6 +95,8 @@ def write_report(store, out_dir: str | os.PathLike) -> Path:
         columns, rows = run_table(tables[name], _config_keys(store, name))
         figures = []
         for fig_name, fig in exp.figures(tables[name], Artifacts(store.artifact_paths(name))).items():
+            if not _draws_data(fig):  # e.g. a measure the preset leaves out: no empty frame
+                continue
             file = f"{stem}__{fig_name}.png"
             _write(out / file, fig_to_png(fig))
             words = fig_name.replace("_", " ")
