@@ -119,7 +119,7 @@ def _ints(flat: dict, names: tuple, suffix: bool = False) -> list[tuple[str, int
 def run_bytes(config: dict) -> tuple[float, dict[str, tuple[str, int]]]:
     """A rough upper bound of one run's training memory from its config, and the fields (name,
     value) that set each factor: batch x length x width x depth activations."""
-    from .store.db import _flatten
+    from .store.query import flatten_config as _flatten
 
     flat = _flatten(config)
     factors = {}

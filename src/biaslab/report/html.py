@@ -52,7 +52,7 @@ def _draws_data(fig) -> bool:
 
 
 def _config_keys(store, experiment: str) -> set[str]:
-    from ..store.db import _flatten
+    from ..store.query import flatten_config as _flatten
 
     return {k for r in store.runs(experiment, "done") for k in _flatten(r["config"])}
 

@@ -18,6 +18,7 @@ from typing import Iterable
 
 from ..errors import InputError
 from .opening import check_readable, check_writable, open_readonly
+from .query import flatten_config
 
 SCHEMA_VERSION = 1
 FINAL_STEP = -1
@@ -57,7 +58,8 @@ CREATE TABLE IF NOT EXISTS verdicts (
     numbers TEXT NOT NULL,
     checked REAL NOT NULL,
     preset TEXT,
-    runs INTEGER
+    runs INTEGER,
+    detail TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_experiment ON runs(experiment, status);
 """
@@ -115,10 +117,10 @@ class Store:
         return {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}
 
     def _add_verdict_columns(self) -> None:
-        """Stores written before verdicts recorded their preset and run count, or before runs
-        recorded why they failed, get the columns."""
+        """Stores written before verdicts recorded their preset, run count and detail (kind, scale,
+        replicates, provenance), or before runs recorded why they failed, get the columns."""
         for table, name, kind in (("verdicts", "preset", "TEXT"), ("verdicts", "runs", "INTEGER"),
-                                  ("runs", "error", "TEXT")):
+                                  ("verdicts", "detail", "TEXT"), ("runs", "error", "TEXT")):
             if name not in self._columns(table):
                 self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
@@ -201,18 +203,21 @@ class Store:
         return resolve_artifact(self.path, stored)
 
     def save_verdict(self, claim: str, experiment: str, status: str, summary: str, numbers: dict,
-                     preset: str | None = None, runs: int | None = None) -> float:
+                     preset: str | None = None, runs: int | None = None,
+                     detail: dict | None = None) -> float:
         """Store a claim's verdict (replacing the previous one); returns the time it was checked.
-        A store opened read-only (the report of a store it may not change) keeps none."""
+        ``detail``: what the claims layer records beside it (kind, scale, bars, replicates,
+        provenance, cost), as JSON. A store opened read-only (the report of a store it may not
+        change) keeps none."""
         now = time.time()
         if self.readonly:
             return now
         with self._tx():
             self.conn.execute(
                 "INSERT OR REPLACE INTO verdicts (claim, experiment, status, summary, numbers, "
-                "checked, preset, runs) VALUES (?,?,?,?,?,?,?,?)",
+                "checked, preset, runs, detail) VALUES (?,?,?,?,?,?,?,?,?)",
                 (claim, experiment, status, summary, json.dumps(numbers, default=str), now, preset,
-                 runs))
+                 runs, json.dumps(detail or {}, default=str)))
         return now
 
     class _Tx:
@@ -285,7 +290,7 @@ class Store:
         """One flat row per finished run: config keys, then final metrics (``m.<name>``)."""
         rows = []
         for r in self.runs(experiment, status="done"):
-            row = {"run_id": r["id"], **_flatten(r["config"])}
+            row = {"run_id": r["id"], **flatten_config(r["config"])}
             row.update(r["metrics"])
             rows.append(row)
         return rows
@@ -333,12 +338,12 @@ class Store:
         have = self._columns("verdicts")
         if not have:  # a read-only store written before verdicts existed
             return []
-        extra = ", ".join(c if c in have else "NULL" for c in ("preset", "runs"))
+        extra = ", ".join(c if c in have else "NULL" for c in ("preset", "runs", "detail"))
         q = (f"SELECT claim, experiment, status, summary, numbers, checked, {extra} FROM verdicts "
              "ORDER BY claim")
         return [{"claim": c, "experiment": e, "status": s, "summary": m, "numbers": json.loads(n),
-                 "checked": t, "preset": p, "runs": k}
-                for c, e, s, m, n, t, p, k in self.conn.execute(q)]
+                 "checked": t, "preset": p, "runs": k, "detail": json.loads(d) if d else {}}
+                for c, e, s, m, n, t, p, k, d in self.conn.execute(q)]
 
     def export(self, out: str | os.PathLike, experiment: str | None = None) -> Path:
         """Every run as one flat table, to CSV or Parquet (``store.export``)."""
@@ -365,14 +370,3 @@ def _num(v) -> float | None:
     if v is None:
         return None
     return float(v)
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out

@@ -26,7 +26,7 @@ def check_out(out: str | os.PathLike) -> Path:
 
 
 def rows(store, experiment: str | None = None) -> list[dict]:
-    from .db import _flatten
+    from .query import flatten_config as _flatten
 
     known = store.experiments()
     if experiment and experiment not in known:
