@@ -80,7 +80,16 @@ def check_seed(field: str, seed) -> None:
 def check_sample(task, count: int) -> None:
     """``biaslab sample``: ``count`` inputs of the task's length (int64, with temporaries)."""
     length = int(task.seq_len)
-    check_size("n", length, 8 * 4 * 16, "one example of this length")
+    per_example = 8 * 4 * 16
+    if length * per_example > memory_limit():  # name the parameter that made it this long
+        ints = {k: v for k, v in task.params.model_dump().items()
+                if isinstance(v, int) and not isinstance(v, bool)}
+        field = "n" if "n" in ints else max(ints, key=ints.get, default="n")
+        raise InputError(field, f"{ints.get(field, length)} makes one example {length} tokens long, "
+                         f"about {human_bytes(length * per_example)} to sample, over this "
+                         f"machine's limit of {human_bytes(memory_limit())}",
+                         f"{field} small enough for examples of at most "
+                         f"{memory_limit() // per_example} tokens")
     check_size("count", count, 8 * 4 * max(length, 1), f"examples of length {length}")
 
 

@@ -7,7 +7,7 @@ import sys
 
 from ..errors import InputError
 from .common import check_parallel, emit, say_warnings, set_threads, spec_and_experiment
-from .plan_notice import plan_line, preset_runs
+from .plan_notice import plan_line, preset_size, total
 
 
 def cmd_run(args) -> int:
@@ -19,7 +19,7 @@ def cmd_run(args) -> int:
     exp, spec = spec_and_experiment(args.experiment, args.preset, args.spec, args.overrides,
                                     args.only)
     check_parallel(args)
-    line = plan_line([(exp, spec)], args.store, args.workers, preset_runs(exp, args.preset),
+    line = plan_line([(exp, spec)], args.store, args.workers, preset_size(exp, args.preset),
                      args.preset, getattr(args, "yes", False))
     with open_executor(args) as (device, pool), Store(args.store) as store:
         say_warnings()
@@ -76,7 +76,7 @@ def cmd_reproduce(args) -> int:
     replicas = [{name: (exp, replicate_spec(spec, k)) for name, (exp, spec) in plans.items()}
                 for k in range(reps)]
     todo = [pair for rep in replicas for pair in rep.values()]
-    baseline = reps * sum(preset_runs(exp, preset) for exp, _ in plans.values())
+    baseline = total(preset_size(exp, preset, reps) for exp, _ in plans.values())
     line = plan_line(todo, args.store, args.workers, baseline, preset, getattr(args, "yes", False))
     with open_executor(args) as (device, pool), Store(args.store) as store:
         say_warnings()

@@ -15,7 +15,8 @@ import sys
 
 from ..errors import InputError
 
-#: A plan more than this many times its preset's run count asks for --yes.
+#: A plan more than this many times its preset's run count, or its member-steps (training
+#: steps summed over runs), asks for --yes.
 FAR_LARGER = 4
 
 
@@ -56,11 +57,11 @@ def _store_record(path: str, ids: list[str]) -> tuple[set, dict]:
     return done, means
 
 
-def plan_line(items, store_path: str, workers: int = 1, baseline: int | None = None,
+def plan_line(items, store_path: str, workers: int = 1, baseline: tuple | None = None,
               preset: str | None = None, yes: bool = False) -> str:
     """The plan of ``items`` ((experiment, spec) pairs) in one line, for the command to print
     once its other options are checked; refuses a plan more than FAR_LARGER times
-    ``baseline`` runs (its preset's) unless ``yes``."""
+    ``baseline`` (its preset's (runs, member-steps)) in either unless ``yes``."""
     items = with_dependencies(items)
     plans = [(exp, p) for exp, spec in items for p in exp.plan(spec)]
     done, means = _store_record(store_path, [p.id for _, p in plans])
@@ -74,22 +75,34 @@ def plan_line(items, store_path: str, workers: int = 1, baseline: int | None = N
     names = ", ".join(dict.fromkeys(exp.name for exp, _ in items))
     line = (f"plan: {len(plans)} runs of {names}; {len(done)} already in {store_path}, "
             f"{len(todo)} to train ({cost})")
-    if baseline and len(plans) > FAR_LARGER * baseline and not yes and not _confirmed(line):
-        raise InputError("yes", f"the plan has {len(plans)} runs ({len(todo)} to train, {cost}), "
-                         f"{len(plans) / baseline:.0f}x the {baseline} of preset {preset}: an "
+    runs0, steps0 = baseline or (0, 0)
+    steps = sum(_steps(p.config) for _, p in plans)
+    grown = [f"{len(plans)} runs, {len(plans) / runs0:.0f}x the {runs0} of preset {preset}"
+             if runs0 and len(plans) > FAR_LARGER * runs0 else "",
+             f"{steps:,} member-steps, {steps / steps0:.0f}x the {steps0:,} of preset {preset}"
+             if steps0 and steps > FAR_LARGER * steps0 else ""]
+    grown = [g for g in grown if g]
+    if grown and not yes and not _confirmed(line):
+        raise InputError("yes", f"the plan has {'; '.join(grown)} ({len(todo)} runs to train): an "
                          "override or spec file multiplied it; pass --yes to train it", "--yes")
     return line
 
 
-def preset_runs(exp, preset: str | None) -> int | None:
-    """Run count of ``exp``'s preset as shipped (with its dependencies), the yardstick of
-    'far larger'; None without a preset."""
+def preset_size(exp, preset: str | None, times: int = 1) -> tuple[int, int] | None:
+    """(runs, member-steps) of ``exp``'s preset as shipped (with its dependencies), ``times``
+    over: the yardstick of 'far larger'; None without a preset."""
     from ..spec import resolve
 
     if preset is None:
         return None
     spec = resolve(exp.Spec, exp.name, preset)
-    return sum(len(e.plan(s)) for e, s in with_dependencies([(exp, spec)]))
+    plans = [p for e, s in with_dependencies([(exp, spec)]) for p in e.plan(s)]
+    return times * len(plans), times * sum(_steps(p.config) for p in plans)
+
+
+def total(sizes) -> tuple[int, int]:
+    sizes = [s for s in sizes if s]
+    return sum(s[0] for s in sizes), sum(s[1] for s in sizes)
 
 
 def _confirmed(line: str) -> bool:
