@@ -18,6 +18,7 @@ install: $(BIN)/.installed
 # Reproduce the headline claim (learned completions are less sensitive than random ones) on CPU,
 # store every run in SQLite, and write the HTML report.
 demo: install
+	@echo "demo: reproducing lowsens-learned-below-random on CPU (about 3-5 min), store $(STORE); loading torch..."
 	$(BIN)/biaslab reproduce lowsens-learned-below-random --preset cpu --workers 2 --max-members 2 \
 		--store $(STORE) --report $(REPORT)
 
