@@ -27,7 +27,7 @@ SENS_STREAM = 0x5E15  # rng stream of the patch-noise draws (the same at every m
 
 
 class ImageTaskChoice(SpecBase):
-    name: str = Field(default="synthetic_images", description="synthetic_images, cifar10 or svhn")
+    name: str = Field(default="synthetic_images", description="synthetic_images, digits, cifar10 or svhn")
     params: dict = Field(default_factory=dict, description="task fields (cifar10/svhn: root)")
 
     def make(self, extra: dict | None = None):
@@ -36,7 +36,7 @@ class ImageTaskChoice(SpecBase):
 
         if not issubclass(TASKS.get(self.name), ImageTask):
             raise InputError("task.name", f"{self.name!r} is not an image task",
-                             "synthetic_images, cifar10, svhn")
+                             "synthetic_images, digits, cifar10, svhn")
         return make_task(self.name, {**self.params, **(extra or {})})
 
 
