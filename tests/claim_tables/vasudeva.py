@@ -134,3 +134,64 @@ TABLES.update({
         "INCONCLUSIVE": lambda: sharp_rows({("vit", "sensreg"): LOW, ("vit", "ce"): TIED}),
     },
 })
+
+
+# -- text ------------------------------------------------------------------------------------
+def text_rows(cells: dict, train_acc: float = 0.9) -> list[dict]:
+    """arch -> sensitivities; the model name follows the label (lstm, roberta*, gpt2)."""
+    names = {"lstm": "text_lstm", "gpt2": "gpt2"}
+    return [{"arch": a, "model.name": names.get(a, "roberta"), "seed": i, "sensitivity": v,
+             "sensitivity_token_weighted": v, "train_acc": train_acc, "min_train_acc": 0.8,
+             "diverged": 0.0} for a, vs in cells.items() for i, v in enumerate(vs)]
+
+
+def lstm_position_rows(end: list, rest: float = 0.02) -> list[dict]:
+    """LSTM runs whose last 4 positions flip at ``end[i]`` and positions 5-8 at ``rest``."""
+    rows = text_rows({"lstm": [0.03] * len(end)})
+    for row, e in zip(rows, end):
+        row.update({f"pos_from_end_{k}": e if k <= 4 else rest for k in range(1, 9)})
+    return rows
+
+
+TABLES.update({
+    "text-roberta-below-lstm": {
+        # the ReLU variant has 2 trained runs: left out, the softmax variant still judged
+        "PASS": lambda: text_rows({"lstm": HIGH, "roberta": LOW, "roberta_relu": LOW[:2]}),
+        "FAIL": lambda: text_rows({"lstm": LOW, "roberta": HIGH, "roberta_relu": LOW}),
+        "INCONCLUSIVE": lambda: text_rows({"lstm": TIED, "roberta": LOW, "roberta_relu": LOW[:2]}),
+    },
+    "text-lstm-rises-at-end": {
+        "PASS": lambda: lstm_position_rows([0.10, 0.11, 0.12]),
+        "FAIL": lambda: lstm_position_rows([0.001, 0.002, 0.003]),
+        "INCONCLUSIVE": lambda: lstm_position_rows([0.03, 0.01, 0.025]),
+    },
+})
+
+
+def completion_rows(cells: dict) -> list[dict]:
+    """(target, arch) -> learned-completion sensitivities of fitted runs."""
+    return [{"target": t, "arch": a, "seed": i, "as_learned": v, "fitted": 1.0}
+            for (t, a), vs in cells.items() for i, v in enumerate(vs)]
+
+
+TABLES["boolean-completion-transformer-lowest"] = {
+    "PASS": lambda: completion_rows({("parity", "transformer"): LOW, ("parity", "mlp"): HIGH,
+                                     ("random", "transformer"): LOW, ("random", "mlp"): HIGH}),
+    "FAIL": lambda: completion_rows({("parity", "transformer"): LOW, ("parity", "mlp"): HIGH,
+                                     ("random", "transformer"): HIGH, ("random", "mlp"): LOW}),
+    "INCONCLUSIVE": lambda: completion_rows({("parity", "transformer"): LOW,
+                                             ("parity", "mlp"): TIED}),
+}
+
+
+def vocabulary_rows(follows: list, frequent: int = 4) -> list[dict]:
+    return [{"task.frequent_count": frequent, "task.sparse_count": 1, "seed": i, "train_acc": 1.0,
+             "min_train_acc": 0.99, "diverged": 0.0, "follows_frequent": f}
+            for i, f in enumerate(follows)]
+
+
+TABLES["synthetic-vocabulary"] = {
+    "PASS": lambda: vocabulary_rows([0.9, 0.92, 0.95]),
+    "FAIL": lambda: vocabulary_rows([0.1, 0.12, 0.15]),
+    "INCONCLUSIVE": lambda: vocabulary_rows([0.3, 0.5, 0.8]),
+}

@@ -27,9 +27,10 @@ from ... import rng
 from ...measure.tokenwise import TokenReplacement, tokenwise_flip_sensitivity
 from ...tasks import make_task
 from ...train import Stack, TrainConfig, train
-from ..base import Experiment, RunOutcome, SpecBase, Verdict, register_claim, register_experiment
-from ..claims import combine
-from ..common import ModelChoice, mean_sd, members_of, stderr
+from .. import rules
+from ..base import Experiment, RunOutcome, SpecBase, register_claim, register_experiment
+from ..claims import Bar
+from ..common import ModelChoice, mean_sd, members_of
 
 EVAL_STREAM = 0x70CA  # rng stream of the evaluation draws
 SENS_STREAM = 0x70CB  # rng stream of the replacement tokens
@@ -144,6 +145,11 @@ class SyntheticVocabulary(Experiment):
     "they disagree",
     "Vasudeva et al. §4 (synthetic vocabulary, unverified summary): the model prefers the "
     "low-sensitivity, frequent-token feature; no numbers published",
+    statistic="share of conflict examples whose prediction follows the frequent feature, per "
+              "fitted run, in each setting where the frequent feature is the less sensitive one",
+    comparison="mean share > 1/2 in every such setting",
+    bars=[rules.TIE_BAR, rules.MIN_RUNS_BAR,
+          Bar("preference", "1/2", "reason: no preference between the two features")],
 )
 def check_synthetic_vocabulary(table):
     cells: dict[int, list[float]] = {}
@@ -157,14 +163,9 @@ def check_synthetic_vocabulary(table):
                for k, v in sorted({**cells, **controls}.items())}
     summary = "; ".join(f"{name}: {c['follows_frequent']:.3f} ({c['runs']} fitted)"
                         for name, c in numbers.items())
-    if not cells or any(len(v) < 2 for v in cells.values()):
-        return Verdict("INCONCLUSIVE", "fewer than 2 fitted runs in a setting where the frequent "
-                       f"feature is the less sensitive one; {summary}", numbers)
-    statuses = []
-    for k, vals in cells.items():
-        m = mean_sd(vals)[0]
-        # Rule: PASS when the mean preference exceeds 1/2 by more than two standard errors;
-        # FAIL when it is below 1/2 (the sparse feature is preferred).
-        statuses.append("FAIL" if m < 0.5 else "PASS" if m - 2 * stderr(vals) > 0.5 else "INCONCLUSIVE")
-    return Verdict(combine(statuses), f"conflict predictions following the frequent feature: {summary}", numbers)
-
+    parts = [rules.compare_to_bar(vals, 0.5, direction="greater", label=f"frequent={k}")
+             for k, vals in sorted(cells.items())]
+    if not parts:
+        parts = [rules.too_few("settings with a less sensitive frequent feature", {"runs": 0})]
+    return rules.verdict(parts, numbers, summary=f"conflict predictions following the frequent "
+                         f"feature: {summary}; " + "; ".join(p.text for p in parts))
