@@ -39,6 +39,8 @@ def table_of(lstm, roberta, relu=None, acc=0.95):
     ([0.03, 0.031, 0.029], [0.002, 0.0021, 0.0019], [0.05, 0.04, 0.06], "FAIL"),  # one variant above
     ([0.01, 0.05, 0.002], [0.004, 0.03, 0.001], None, "INCONCLUSIVE"),  # below, within the noise
     ([0.03], [0.002, 0.0021], None, "INCONCLUSIVE"),  # one LSTM run
+    # the ReLU variant with 2 trained runs is left out; the softmax variant, above, FAILs
+    ([0.002, 0.0021, 0.0019], [0.03, 0.031, 0.029], [0.001, 0.0012], "FAIL"),
 ])
 def test_roberta_below_lstm_rule(lstm, roberta, relu, expected):
     v = check_roberta_below_lstm(table_of(lstm, roberta, relu))
@@ -58,7 +60,8 @@ def lstm_rows(curves):
 
 @pytest.mark.parametrize("curves,expected", [
     ([[0.12, 0.10, 0.02, 0.01, 0.01], [0.11, 0.09, 0.03, 0.02, 0.01], [0.13, 0.08, 0.02, 0.02, 0.02]], "PASS"),
-    ([[0.01, 0.01, 0.05, 0.06, 0.07], [0.02, 0.01, 0.05, 0.06, 0.07]], "FAIL"),
+    ([[0.01, 0.01, 0.05, 0.06, 0.07], [0.02, 0.01, 0.05, 0.06, 0.07],
+      [0.01, 0.02, 0.06, 0.06, 0.07]], "FAIL"),
     ([[0.05, 0.01, 0.02, 0.03, 0.01], [0.01, 0.02, 0.05, 0.0, 0.01]], "INCONCLUSIVE"),
     ([[0.12, 0.10, 0.02, 0.01, 0.01]], "INCONCLUSIVE"),
 ])
@@ -78,9 +81,9 @@ def vocab_rows(prefs, k=6, acc=1.0):
 
 
 @pytest.mark.parametrize("rows,expected", [
-    (vocab_rows([0.97, 0.99, 0.98]) + vocab_rows([0.9, 0.95], k=3) + vocab_rows([0.2, 0.6], k=1), "PASS"),
+    (vocab_rows([0.97, 0.99, 0.98]) + vocab_rows([0.9, 0.95, 0.92], k=3) + vocab_rows([0.2, 0.6], k=1), "PASS"),
     (vocab_rows([0.1, 0.2, 0.15]), "FAIL"),
-    (vocab_rows([0.97, 0.99, 0.98]) + vocab_rows([0.3, 0.35], k=3), "FAIL"),
+    (vocab_rows([0.97, 0.99, 0.98]) + vocab_rows([0.3, 0.35, 0.32], k=3), "FAIL"),
     (vocab_rows([0.9, 0.3, 0.7]), "INCONCLUSIVE"),
     (vocab_rows([0.97, 0.99, 0.98], acc=0.9), "INCONCLUSIVE"),  # never fitted
     (vocab_rows([0.2, 0.1], k=1), "INCONCLUSIVE"),  # the control alone decides nothing
