@@ -207,7 +207,7 @@ def test_rules_pass_the_authors_curve_shape():
 
 # -- the experiment -----------------------------------------------------------------------------------
 def test_experiment_runs_a_tiny_stack_and_draws(tmp_path):
-    from biaslab.experiments.vasudeva.grokking_figures import grokking_figure
+    from biaslab.experiments.vasudeva.figures.grokking import grokking_figure
     from biaslab.experiments.vasudeva.grokking_sensitivity import (CURVES, GrokkingSensitivity,
                                                                    GrokkingSpec)
 

@@ -177,7 +177,7 @@ def test_figures_draw_from_made_tables():
     curve = np.array([[10, 0.05, 0.6], [20, 0.03, 0.9]])
     figs = TextSensitivity().figures(rows, None)
     assert "text_sensitivity_by_position" in figs
-    from biaslab.experiments.vasudeva.text_figures import sensitivity_curve_figure
+    from biaslab.experiments.vasudeva.figures.text import sensitivity_curve_figure
 
     assert sensitivity_curve_figure(rows, lambda rid: curve) is not None
     assert sensitivity_curve_figure(rows, lambda rid: None) is None

@@ -41,10 +41,8 @@ from ..base import Experiment, RunOutcome, SpecBase, Verdict, register_claim, re
 from ..claims import Bar
 from ..common import ModelChoice
 from .grokking_phases import analyse_run, verdict_over_runs
+from .protocol import CURVES
 
-#: Columns of the ``curves`` artifact (one row per measurement), in this order.
-CURVES = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "sensitivity",
-          "weight_norm", "sharpness", "fourier_share", "sensitivity_one_token")
 NOISE_STREAM = 0x6E01  # rng stream of the sensitivity noise (keyed by epoch)
 SHARP_STREAM = 0x5A4B  # rng stream of the sharpness draws (keyed by epoch)
 #: Epochs where the reference notebook marks its phases (sheet §5): values recorded beside ours.
@@ -152,7 +150,7 @@ class GrokkingSensitivity(Experiment):
         return outcomes
 
     def figures(self, table, artifacts=None):
-        from .grokking_figures import grokking_figure
+        from .figures.grokking import grokking_figure
 
         lookup = artifacts if artifacts is not None else getattr(self, "store", None)
         return {"grokking_curves": grokking_figure(table, lookup)} if table and lookup else {}

@@ -5,7 +5,7 @@ loss (1 - p) CE(f(x), y) + p MSE(f(x~), f(x)), p = 0.5, where x~ adds ``noise`` 
 random ``patch`` x ``patch`` square of each image (all channels), clean logits not detached as
 in the reference (``detach`` makes them a constant). The ViT and the CNN are trained plain
 (CE) and regularised, to the same training accuracy, then measured: patch-noise sensitivity on
-training images (``vision_protocol.py``) and accuracy on held-out images under CIFAR-10-C-style
+training images (``protocol.py``) and accuracy on held-out images under CIFAR-10-C-style
 corruptions generated in code (``tasks/corruptions.py``), severities 1-5. The sheet publishes no
 magnitudes for this experiment.
 """
@@ -24,9 +24,10 @@ from .. import rules
 from ..base import Experiment, SpecBase, Verdict, register_claim, register_experiment
 from ..claims import Bar
 from ..common import ModelChoice
-from .vision_protocol import (ImageTaskChoice, SensitivityChoice, accuracy, default_vision_train)
+from .protocol import (ImageTaskChoice, SensitivityChoice, accuracy, default_vision_train)
 from .sensitivity_sharpness_architectures import E5, SHARP_STREAM, flatness_parts
-from .vision_sensitivity import claim_column, measure_architecture, plan_architectures
+from .protocol import claim_column
+from .vision_sensitivity import measure_architecture, plan_architectures
 
 
 #: the CIFAR-10-C corruptions the paper reports (Hendrycks & Dietterich's 15); the lab's
@@ -37,7 +38,7 @@ ROBUSTNESS_CNN = "resnet18"
 
 
 def _default_archs() -> dict[str, ModelChoice]:
-    from .vision_protocol import default_architectures
+    from .protocol import default_architectures
 
     archs = default_architectures()
     return {"vit": archs["vit"], ROBUSTNESS_CNN: archs[ROBUSTNESS_CNN], "cnn": archs["cnn"]}
@@ -129,7 +130,7 @@ class SensitivityRegularization(Experiment):
         return measure_architecture(plans, device, progress, extra_measures=corrupted)
 
     def figures(self, table, artifacts=None):
-        from .vision_figures import corruption_profile, regularization_figure
+        from .figures.vision import corruption_profile, regularization_figure
 
         return {"regularization": regularization_figure(table),
                 "corruption_profile": corruption_profile(table)}

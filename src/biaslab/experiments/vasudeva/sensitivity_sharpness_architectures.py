@@ -21,8 +21,8 @@ from .. import rules
 from ..base import Experiment, SpecBase, Verdict, register_claim, register_experiment
 from ..claims import INCONCLUSIVE, Bar, register_observation
 from ..stats import spearman
-from .vision_sensitivity import (VisionSensSpec, claim_column, measure_architecture,
-                                 plan_architectures)
+from .protocol import claim_column
+from .vision_sensitivity import VisionSensSpec, measure_architecture, plan_architectures
 
 SHARP_STREAM = 0x54A2
 
@@ -62,7 +62,7 @@ class SensitivitySharpnessArchitectures(Experiment):
         return measure_architecture(plans, device, progress, extra_measures=sharpness)
 
     def figures(self, table, artifacts=None):
-        from .vision_figures import sharpness_scatter
+        from .figures.vision import sharpness_scatter
 
         return {"sensitivity_vs_sharpness": sharpness_scatter(table)}
 

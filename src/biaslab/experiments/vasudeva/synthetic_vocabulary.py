@@ -133,7 +133,7 @@ class SyntheticVocabulary(Experiment):
         return outcomes
 
     def figures(self, table, artifacts):
-        from .text_figures import vocabulary_preference_figure
+        from .figures.text import vocabulary_preference_figure
 
         return {"synthetic_vocabulary_preference": vocabulary_preference_figure(table)}
 

@@ -161,7 +161,7 @@ class TextSensitivity(Experiment):
         return outcomes
 
     def figures(self, table, artifacts):
-        from .text_figures import sensitivity_by_position_figure, sensitivity_curve_figure
+        from .figures.text import sensitivity_by_position_figure, sensitivity_curve_figure
 
         figs = {"text_sensitivity_by_position": sensitivity_by_position_figure(table)}
         curves = sensitivity_curve_figure(table, lambda rid: _array(artifacts, rid, "sensitivity_curve"))

@@ -7,7 +7,7 @@ ViT, ResNet-18, a small CNN, an MLP and ConvMixer are trained from scratch on th
 run counts as fitted when its accuracy on the measured training images reaches
 ``train.converge_acc`` (the matched train accuracy). With ``stop_on_converge`` each member
 instead stops at its first evaluation at that accuracy (the lab's earlier protocol). Then the token-wise sensitivity on training images
-(``vision_protocol.py``: Gaussian noise on one patch, every patch in turn, label flips) is
+(``protocol.py``: Gaussian noise on one patch, every patch in turn, label flips) is
 recorded at each sigma, with accuracy on the measured training images and on held-out images.
 The sheet's numbers (reviewer quotes, dataset and sigma unstated): ViT 0.0014, ResNet-18 0.0829.
 """
@@ -20,7 +20,7 @@ from .. import rules
 from ..base import Experiment, RunOutcome, SpecBase, Verdict, register_claim, register_experiment
 from ..claims import INCONCLUSIVE, PASS, Bar
 from ..common import ModelChoice, mean_sd
-from .vision_protocol import (ImageTaskChoice, SensitivityChoice, accuracy, default_architectures,
+from .protocol import (ImageTaskChoice, SensitivityChoice, accuracy, claim_column, default_architectures,
                               default_vision_train, is_transformer, measurement_set, member_row,
                               sensitivity_metrics, test_set, train_stack)
 from ...train import TrainConfig
@@ -99,15 +99,10 @@ class VisionSensitivity(Experiment):
         return measure_architecture(plans, device, progress)
 
     def figures(self, table, artifacts=None):
-        from .vision_figures import patch_maps, sensitivity_by_architecture
+        from .figures.vision import patch_maps, sensitivity_by_architecture
 
         return {"sensitivity_by_architecture": sensitivity_by_architecture(table),
                 "sensitivity_by_patch": patch_maps(table)}
-
-
-def claim_column(table) -> str:
-    sigma = next((r.get("sensitivity.claim_sigma") for r in table), None)
-    return f"sens_{float(sigma):g}" if sigma is not None else "sens_0.5"
 
 
 def by_architecture(table, column: str) -> dict[str, list[float]]:

@@ -11,6 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ..protocol import CURVES  # noqa: E402
+
 PALETTE = ["#3b6ea8", "#d0743c", "#5a9e6f", "#a5507a", "#8c8c3c", "#6a5aa8", "#3ca0a0", "#b04040"]
 
 #: The reference's 3-seed curves as the sheet reads them off the notebook plots (§5), p = 113.
@@ -33,7 +35,6 @@ def _curves_path(lookup, run_id: str):
 
 
 def load_curves(table, lookup) -> list[tuple[dict, dict]]:
-    from .grokking_sensitivity import CURVES
 
     out = []
     for row in sorted(table, key=lambda r: r.get("seed", 0)):
