@@ -121,6 +121,21 @@ def test_the_frequent_feature_is_the_less_sensitive_one():
     assert sens["frequent"] < 0.01 < 0.05 < sens["sparse"]
 
 
+def test_the_decoupled_control_makes_the_low_sensitivity_words_the_rare_ones():
+    """Issue 23 item 7: with 64 words per class on 4 positions and 2 on 1 position, every word of
+    the low-sensitivity feature is rarer than every word of the high-sensitivity one."""
+    task = make_task("vocab_features", {"seq_len": 10, "frequent_count": 4, "frequent_words": 64,
+                                        "sparse_words": 2})
+    x, _ = task.sample({}, rng.key_of(1), 4000)
+    counts = torch.bincount(x.flatten(), minlength=task.vocab_size)
+    w = task.word_class(torch.arange(task.vocab_size))
+    assert counts[w["frequent"]].max() < counts[w["sparse"]].min()
+    m = TokenReplacement(task.vocab_size)
+    sens = {f: float(tokenwise_flip_sensitivity(FeatureOracle(task, f), x[:400], m, rng.key_of(2))["mean"])
+            for f in ("frequent", "sparse")}
+    assert sens["frequent"] < 0.01 < 0.05 < sens["sparse"]
+
+
 # -- plans, bad input, and tiny end-to-end runs --------------------------------------------------
 def test_text_plan_fails_fast_on_a_missing_data_set(tmp_path, capsys):
     code = main(["run", "text-sensitivity", "--preset", "gpu", "--store", str(tmp_path / "s.sqlite"),

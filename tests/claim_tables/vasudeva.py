@@ -195,3 +195,10 @@ TABLES["synthetic-vocabulary"] = {
     "FAIL": lambda: vocabulary_rows([0.1, 0.12, 0.15]),
     "INCONCLUSIVE": lambda: vocabulary_rows([0.3, 0.5, 0.8]),
 }
+TABLES["synthetic-vocabulary-decoupled"] = {
+    "PASS": lambda: [dict(r, control="decoupled") for r in vocabulary_rows([0.9, 0.92, 0.95])],
+    # frequency wins: the one-position feature's (now frequent) words decide
+    "FAIL": lambda: [dict(r, control="decoupled") for r in vocabulary_rows([0.1, 0.12, 0.15])],
+    # the main setting's rows alone say nothing about the control
+    "INCONCLUSIVE": lambda: vocabulary_rows([0.9, 0.92, 0.95]),
+}
