@@ -17,6 +17,7 @@ from pydantic import Field
 import torch
 
 from ... import rng
+from ...execute.plan import shared_config
 from ...measure.weight_noise import weight_noise_sharpness
 from ...tasks.corruptions import CORRUPTIONS, NOISE, corrupt
 from ...train import TrainConfig
@@ -101,7 +102,7 @@ class SensitivityRegularization(Experiment):
         return plans
 
     def run_group(self, spec, plans, device, progress=False):
-        c0 = plans[0].config
+        c0 = shared_config(plans)
 
         def corrupted(stack, task, x, y, xt, yt):
             out = {}

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from ...execute.plan import shared_config
 from .. import rules
 from ..base import Experiment, RunOutcome, SpecBase, Verdict, register_claim, register_experiment
 from ..claims import INCONCLUSIVE, PASS, Bar
-from ..common import ModelChoice, mean_sd
+from ..common import ModelChoice, planned_lr, mean_sd
 from .protocol import (ImageTaskChoice, SensitivityChoice, accuracy, claim_column, default_architectures,
                               default_vision_train, is_transformer, measurement_set, member_row,
                               sensitivity_metrics, test_set, train_stack)
@@ -47,7 +48,7 @@ def plan_architectures(exp: Experiment, spec, extra: dict | None = None):
         choice.validate_now(f"architectures.{arch}")
         for seed in spec.seeds:
             cfg = {"task": spec.task.model_dump(), "arch": arch, "model": choice.model_dump(),
-                   "seed": seed, "lr": choice.lr or spec.lr, "weight_decay": spec.weight_decay,
+                   "seed": seed, "lr": planned_lr(spec.lr, choice.lr), "weight_decay": spec.weight_decay,
                    "train": spec.train.model_dump(),
                    "sensitivity": spec.sensitivity.model_dump(),
                    "test_examples": spec.test_examples, **(extra or {})}
@@ -57,7 +58,7 @@ def plan_architectures(exp: Experiment, spec, extra: dict | None = None):
 
 def measure_architecture(plans, device, progress=False, extra_measures=None):
     """Train one architecture's stack and record the shared vision metrics for each member."""
-    c0 = plans[0].config
+    c0 = shared_config(plans)
     task = ImageTaskChoice(**c0["task"]).make(c0.get("task_extra"))
     sens = SensitivityChoice(**c0["sensitivity"])
     stack, result, seconds = train_stack(plans, task, device, progress)
