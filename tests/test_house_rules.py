@@ -27,7 +27,7 @@ FLOORS = [
     {"tasks", "models"},
     {"train"},
     {"measure", "store", "plots"},
-    {"execute"},
+    {"execute", "limits"},  # limits: sizes checked before a command allocates (cli uses it)
     {"experiments"},
     {"report", "doctor"},
     {"cli", "__main__"},
