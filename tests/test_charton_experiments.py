@@ -132,6 +132,20 @@ def test_tiny_lawt_accuracy_run_and_dissection():
     assert metrics["failures_5"] == 0 and metrics["all.eigenvalues@0.5"] == 1.0
 
 
+# -- the reference's decoder in every preset --------------------------------------------------
+@pytest.mark.parametrize("name", ["lawt-accuracy", "lawt-encodings", "failure-anatomy",
+                                  "ood-eigen-distributions"])
+def test_presets_use_the_reference_cross_attention(name):
+    """LAWT's decoder queries cross-attention with the layer input (issue 24 item 1)."""
+    from biaslab.experiments import get_experiment
+    from biaslab.spec import presets_of
+
+    exp = get_experiment(name)
+    for preset, values in presets_of(name).items():
+        for plan in exp.plan(exp.Spec(**values)):
+            assert plan.config["model"].get("parallel_cross") is True, (preset, plan.config)
+
+
 # -- bad input ------------------------------------------------------------------------------
 @pytest.mark.parametrize("override, field", [
     ("entries=[{task: transpose, dim: 0}]", "entries[0].dim"),

@@ -55,7 +55,8 @@ class LinalgCommon(SpecBase):
 
     seeds: list[int] = Field(default=[0], min_length=1, description="model seeds per cell")
     model: dict = Field(default_factory=lambda: {"d_model": 64, "n_heads": 4, "n_enc_layers": 1,
-                                                 "n_dec_layers": 1}, description="lawt fields")
+                                                 "n_dec_layers": 1, "parallel_cross": True},
+                        description="lawt fields (parallel_cross: the reference's decoder)")
     lr: float = Field(default=1e-4, gt=0, description="learning rate unless an entry sets one")
     clip_norm: Optional[float] = Field(default=5.0, gt=0, description="gradient clip (sweeps: 5)")
     train: TrainConfig = Field(default_factory=lawt_train, description="training recipe")
