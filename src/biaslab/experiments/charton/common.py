@@ -48,6 +48,8 @@ class LinalgEntry(SpecBase):
     model: dict = Field(default_factory=dict, description="lawt fields over the spec's model")
     train: dict = Field(default_factory=dict, description="train fields over the spec's train")
     lr: Optional[float] = Field(default=None, gt=0, description="learning rate (None: the spec's)")
+    decides: bool = Field(default=False, description="a reduced-scale cell that a recorded pilot "
+                          "sized to reach the claim's bar: a miss is then a FAIL, as at paper scale")
 
 
 class LinalgCommon(SpecBase):
@@ -118,6 +120,7 @@ def plan_entries(experiment, spec: LinalgCommon, entries: list[LinalgEntry] | No
                    "test_size": spec.test_size, "test_seed": spec.test_seed,
                    "tolerances": list(spec.tolerances), "beam": spec.beam,
                    "decode_batch": spec.decode_batch, "paper_scale": spec.paper_scale,
+                   "decides": e.decides or spec.paper_scale,
                    **(extra or {})}
             plans.append(experiment._plan(cfg, (f"entry{i}", repr(sorted(values.items())),
                                                 repr(sorted(model.items())), repr(train_cfg))))
