@@ -80,6 +80,30 @@ def test_tiny_lawt_accuracy_run_and_dissection():
     assert metrics["failures_5"] == 0 and metrics["all.eigenvalues@0.5"] == 1.0
 
 
+def test_best_checkpoint_and_patience_as_lawt():
+    """With a validation set every member ends at its best validation checkpoint (its accuracy
+    there is the recorded best); a patience of 1 stops members after 2 evaluations without gain."""
+    from biaslab.experiments import get_experiment
+    from biaslab.experiments.charton.common import evaluate_stack, train_group
+
+    torch.set_num_threads(1)
+    exp = get_experiment("lawt-accuracy")
+    spec = exp.Spec(**{"entries": [{"task": "transpose", "dim": 2, "input_encoding": "p10",
+                                    "output_encoding": "p10"}], "seeds": [0, 1],
+                       "model": {"d_model": 16, "n_heads": 2, "n_enc_layers": 1, "n_dec_layers": 1},
+                       "lr": 3e-3, "valid_size": 16, "patience": 1, "decode_batch": 16,
+                       "train": {"steps": 40, "batch": 16, "loss": "ce_seq", "converge": "none",
+                                 "eval_every": 4, "eval_batch": 8}})
+    stack, task, result = train_group(exp.plan(spec), "cpu")
+    best = result.best
+    again = evaluate_stack(stack, task, best.valid, [0.05], 1, 16)
+    for i in range(2):
+        assert float(again[i].correct[0].float().mean()) == pytest.approx(float(best.best[i]))
+        assert 0 < best.best_step[i] <= result.steps_run
+    # frozen (patience spent) exactly when two evaluations in a row brought no gain
+    assert [bool(w > 1) for w in best.waited] == [bool(c) for c in result.converged]
+
+
 # -- the reference's decoder in every preset --------------------------------------------------
 @pytest.mark.parametrize("name", ["lawt-accuracy", "lawt-encodings", "failure-anatomy",
                                   "ood-eigen-distributions"])
