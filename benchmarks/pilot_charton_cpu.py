@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from biaslab.experiments.charton.common import accuracy_metrics, evaluate_stack, make_linalg_task
+from biaslab.experiments.charton.protocol import accuracy_metrics, evaluate_stack, make_linalg_task
 from biaslab.registry import load_all
 from biaslab.train import Member, Stack, TrainConfig, train
 

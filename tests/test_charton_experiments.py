@@ -48,7 +48,7 @@ def test_ood_matrix():
 def test_tiny_lawt_accuracy_run_and_dissection():
     from biaslab.experiments import get_experiment
     from biaslab.experiments.charton.failure_anatomy import dissect
-    from biaslab.experiments.charton.common import measure_group
+    from biaslab.experiments.charton.protocol import measure_group
 
     torch.set_num_threads(1)
     exp = get_experiment("failure-anatomy")
@@ -84,7 +84,7 @@ def test_best_checkpoint_and_patience_as_lawt():
     """With a validation set every member ends at its best validation checkpoint (its accuracy
     there is the recorded best); a patience of 1 stops members after 2 evaluations without gain."""
     from biaslab.experiments import get_experiment
-    from biaslab.experiments.charton.common import evaluate_stack, train_group
+    from biaslab.experiments.charton.protocol import evaluate_stack, train_group
 
     torch.set_num_threads(1)
     exp = get_experiment("lawt-accuracy")

@@ -20,7 +20,7 @@ from .. import rules
 from ..base import Experiment, register_experiment
 from ..claims import Bar, not_testable, register_claim
 from ..outcomes import member_outcomes
-from .common import (LinalgEntry, LinalgSpec, accuracy_metrics, correct_at, measure_group,
+from .protocol import (LinalgEntry, LinalgSpec, accuracy_metrics, correct_at, measure_group,
                      plan_entries, test_arrays, tol_name, train_metrics)
 
 #: the notebook's table rows (sheet section 5)

@@ -11,7 +11,7 @@ from .. import rules
 from ..base import Experiment, register_experiment
 from ..claims import INCONCLUSIVE, Bar, not_testable, register_claim
 from ..outcomes import member_outcomes
-from .common import (LinalgSpec, accuracy_metrics, measure_group, plan_entries, test_arrays,
+from .protocol import (LinalgSpec, accuracy_metrics, measure_group, plan_entries, test_arrays,
                      train_metrics)
 
 #: "High accuracy": the paper's abstract says all nine problems exceed 90% (sheet E1); the

@@ -17,7 +17,7 @@ from .. import rules
 from ..base import Experiment, register_experiment
 from ..claims import Bar, not_testable, register_claim
 from ..outcomes import member_outcomes
-from .common import (LinalgCommon, LinalgEntry, accuracy_metrics, make_linalg_task,
+from .protocol import (LinalgCommon, LinalgEntry, accuracy_metrics, make_linalg_task,
                      measure_group, plan_entries, train_metrics)
 
 DISTRIBUTIONS = ["semicircle", "positive", "uniform", "gaussian", "laplace", "positive2", "marcenko"]
