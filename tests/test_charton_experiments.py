@@ -104,9 +104,29 @@ def test_best_checkpoint_and_patience_as_lawt():
     assert [bool(w > 1) for w in best.waited] == [bool(c) for c in result.converged]
 
 
+def test_conditioning_metrics_on_failures_placed_by_hand():
+    """Failures exactly the worst-conditioned tenth: every one in the top decile, accuracy 1 in
+    the nine lower deciles and 0 in the top one, a negative Spearman."""
+    from types import SimpleNamespace
+
+    from biaslab.experiments.charton.inversion_conditioning import conditioning_metrics
+    from biaslab.measure.anatomy import condition_number
+    from biaslab.registry import TASKS
+
+    test = TASKS.get("invert_matrix").from_dict({"dim": 3}).test_set(0, 200)
+    cond = condition_number(test.inputs_rounded)
+    bad = cond > torch.quantile(cond, 0.9)
+    ev = SimpleNamespace(exact=torch.zeros(200, dtype=torch.bool), valid=torch.ones(200, dtype=torch.bool),
+                         error=torch.where(bad, 1.0, 0.0).double())
+    m, arrays = conditioning_metrics(test, ev)
+    assert m["fail5.top_decile_share"] == 1.0 and m["failures_5"] == float(bad.sum())
+    assert [m[f"cond_decile{k}.acc_5"] for k in range(10)] == [1.0] * 9 + [0.0]
+    assert m["cond_acc_spearman"] < -0.5 and arrays["cond_input"].shape == (200,)
+
+
 # -- the reference's decoder in every preset --------------------------------------------------
 @pytest.mark.parametrize("name", ["lawt-accuracy", "lawt-encodings", "failure-anatomy",
-                                  "ood-eigen-distributions"])
+                                  "ood-eigen-distributions", "inversion-conditioning"])
 def test_presets_use_the_reference_cross_attention(name):
     """LAWT's decoder queries cross-attention with the layer input (issue 24 item 1)."""
     from biaslab.experiments import get_experiment

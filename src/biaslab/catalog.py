@@ -52,6 +52,7 @@ MEASURES = [
 
 EXPERIMENTS = [
     "biaslab.experiments.charton.failure_anatomy",
+    "biaslab.experiments.charton.inversion_conditioning",
     "biaslab.experiments.charton.lawt_accuracy",
     "biaslab.experiments.charton.lawt_encodings",
     "biaslab.experiments.charton.ood_eigen_distributions",

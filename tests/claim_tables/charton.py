@@ -55,7 +55,16 @@ def ood_tables(target):
             "INCONCLUSIVE": lambda: ood_rows((0.6, 0.4, 0.5), (0.5, 0.45, 0.55), target)}
 
 
+def inversion_rows(rho=(-0.9, -0.8, -0.95), share=(0.5, 0.6, 0.45), acc=0.8):
+    return [{"seed": s, "acc_5": acc, "failures_5": 60, "cond_acc_spearman": rho[s],
+             "fail5.top_decile_share": share[s]} for s in range(3)]
+
+
 TABLES = {
+    "wimtd-inversion-fails-when-ill-conditioned": {
+        "PASS": lambda: inversion_rows(),
+        "FAIL": lambda: inversion_rows(rho=(0.7, 0.8, 0.6)),
+        "INCONCLUSIVE": lambda: inversion_rows(rho=(-0.5, 0.4, -0.1))},
     "lawt-easy-tasks-learned": easy_tables(),
     "lawt-eigenvalues-5x5": learned_tables("eigenvalues", 5),
     "lawt-matrix-product-learned": learned_tables("matrix_product", 5),
