@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
+from ...execute.plan import shared_config
 from .. import rules
 from ..base import Experiment, register_experiment
 from ..claims import Bar, not_testable, register_claim
@@ -54,7 +55,7 @@ class OodEigenDistributions(Experiment):
                             extra={"test_distributions": list(spec.test_distributions)})
 
     def run_group(self, spec, plans, device, progress=False):
-        c0 = plans[0].config
+        c0 = shared_config(plans)
         tests = {d: {"test_distribution": d} for d in c0["test_distributions"]}
         stack, task, result, evals = measure_group(spec, plans, device, progress, tests)
         def metrics(i):
