@@ -82,7 +82,8 @@ class LinalgCommon(SpecBase):
                                     "validation accuracy (LAWT's stopping_criterion "
                                     "valid_numeric_beam_acc,N); None = the whole step budget")
     paper_scale: bool = Field(default=False, description="True only for settings at the "
-                              "reference's scale: a miss is then a FAIL (below it only in a pilot-sized cell, `decides`)")
+                              "reference's scale: a miss is then a FAIL (below that scale only "
+                              "in a pilot-sized cell, `decides`)")
 
 
 class LinalgSpec(LinalgCommon):
