@@ -18,6 +18,7 @@ from .common import DEFAULT_STORE, Parser, parallel_args, spec_args, store_arg, 
 from .experiments import cmd_export, cmd_report, cmd_reproduce, cmd_run, cmd_runs
 from .explore import cmd_list, cmd_sample, cmd_spec
 from .hf import add_model_measure_args, cmd_measure_any
+from .study import add_study_parser
 from ..hf import MEASURES as MODEL_MEASURES
 from .results import cmd_results
 
@@ -122,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="a .csv or .parquet path")
     s.add_argument("--experiment", help="only this experiment")
     s.set_defaults(fn=cmd_export)
+
+    add_study_parser(sub)
 
     from ..doctor import add_doctor_parser
 
