@@ -4,7 +4,7 @@ model from a folder (the ``hf`` extra). Without --model-dir, `measure` is the Bo
 from __future__ import annotations
 
 from ..errors import InputError
-from .common import emit, set_threads
+from .common import emit, set_threads, threads_arg
 
 BOOLEAN = ("sensitivity", "fourier")
 
@@ -24,6 +24,7 @@ def add_model_measure_args(s) -> None:
     s.add_argument("--batch-size", type=int, default=32, help="examples per forward batch")
     s.add_argument("--max-length", type=int, default=128, help="tokens kept per example")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
+    threads_arg(s)
 
 
 def cmd_measure_any(args) -> int:
@@ -56,7 +57,7 @@ def cmd_measure_model(args) -> int:
         raise InputError("data", "missing", "--data FILE: one sentence or TSV pair per line")
     if args.max_length < 1:
         raise InputError("max-length", f"{args.max_length}", "an integer >= 1")
-    set_threads(max(1, getattr(args, "threads", 1) or 1))
+    set_threads(args.threads)
     rows = read_texts(args.data)
     device = resolve_device(args.device)
     from ..hf.model import load

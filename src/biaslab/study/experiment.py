@@ -41,6 +41,8 @@ class Study(Experiment):
                    "model_choice": spec.models[cell["model"]].model_dump(),
                    "train": spec.train.model_dump(), "measures": sorted(spec.measures),
                    "measure": spec.measure.model_dump()}
+            if "tokenwise" in spec.measures:  # the id hashes only what decides the result
+                cfg["patch_sigma"] = spec.patch_sigma
             plans.append(self._plan(cfg, (cell["task"], cell["model"])))
         return plans
 
@@ -53,7 +55,8 @@ class Study(Experiment):
         stack = Stack(choice.name, choice.params, make_task(c0["task_name"], c0["task_params"]),
                       members_of(plans, "gamma", "clip_norm"), device)
         result = train(stack, cfg, progress=progress)
-        metrics = measure_stack(stack, cfg.loss, m, set(c0["measures"]), c0["task_params"])
+        metrics = measure_stack(stack, cfg.loss, m, set(c0["measures"]), c0["task_params"],
+                                c0.get("patch_sigma", spec.patch_sigma))
         return member_outcomes(plans, lambda i: {**{k: float(v[i]) for k, v in metrics.items()},
                                                  **train_metrics(result, cfg, i)},
                                time.perf_counter() - t0, result=result, series=("train_loss",))
@@ -64,7 +67,8 @@ class Study(Experiment):
         return axis_figures(self.study, table)
 
 
-def measure_stack(stack: Stack, loss: str, m: MeasureSpec, measures: set, task_params: dict) -> dict:
+def measure_stack(stack: Stack, loss: str, m: MeasureSpec, measures: set, task_params: dict,
+                  patch_sigma: float) -> dict:
     """name -> [M] for what ``measures`` asks (accuracy and mse always: they are one forward)."""
     batches = measurement_batches(stack, m)
     ev = forward_measures(stack, loss, batches, m.member_chunk)
@@ -92,7 +96,7 @@ def measure_stack(stack: Stack, loss: str, m: MeasureSpec, measures: set, task_p
         from ..measure.tokenwise import PatchNoise, TokenReplacement, tokenwise_flip_sensitivity
 
         pert = (TokenReplacement(stack.task.vocab_size) if not x.dtype.is_floating_point
-                else PatchNoise(1.0, 4))
+                else PatchNoise(patch_sigma, 4))
         out["tokenwise"] = tokenwise_flip_sensitivity(stack, x, pert, key, draws=2,
                                                       predict=get_loss(loss).predict)["mean"]
     return {k: v.detach().cpu() for k, v in out.items()}

@@ -25,7 +25,8 @@ STUDY_MEASURES = {
     "sensitivity": "exact average sensitivity of the learned function (Boolean tasks, n <= 16)",
     "weight_noise": "mean L1 logit change under N(0, 0.05^2) weight noise (Vasudeva et al.; "
                     "models with class logits)",
-    "tokenwise": "label-flip rate per token (replacement) or 4x4 image patch (noise, sigma 1)",
+    "tokenwise": "label-flip rate per token (uniform replacement) or 4x4 image patch (Gaussian "
+                 "noise of std patch_sigma)",
 }
 #: The columns each measure writes (the figures draw these; claims name them).
 COLUMNS = {"accuracy": "eval_acc", "mse": "eval_mse", "sharpness": "sharpness", "blowup": "blowup",
@@ -87,6 +88,8 @@ class StudySpec(SpecBase):
                                 + ", ".join(STUDY_MEASURES))
     measure: MeasureSpec = Field(default_factory=lambda: MeasureSpec(batches=2, batch=256, draws=8),
                                  description="batches and noise of sharpness and evaluation")
+    patch_sigma: float = Field(default=0.5, gt=0, description="tokenwise on images: std of the "
+                               "noise on one 4x4 patch")
     max_runs: int = Field(default=256, gt=0, description="refuse grids larger than this")
     claims: list[ClaimSpec] = Field(default_factory=list, description="optional claims")
 
