@@ -61,7 +61,7 @@ def load(model_dir: str, device="cpu"):
                 else transformers.AutoModelForCausalLM)
         hf = auto.from_pretrained(model_dir, local_files_only=True)
         tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:
         if isinstance(exc, InputError):
             raise
         raise InputError("model-dir", f"{model_dir} could not be loaded ({str(exc)[:200]})",
