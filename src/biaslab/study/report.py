@@ -19,21 +19,32 @@ def _key(v):
 
 def axis_figures(spec: StudySpec, table: list[dict]) -> dict:
     """One figure per measure: a panel per grid axis (every axis with two or more values, else
-    the model axis), every run a dot, the mean and sd per axis value."""
-    from ..report.figures import plt, strip_with_means
+    the model axis), every run a dot, the mean and sd per axis value; runs split by colour along
+    the first other varying axis, so a panel does not pool what that axis separates."""
+    from ..report.figures import PALETTE, plt, strip_with_means
 
     axes = spec.varying_axes() or ["model"]
     figs = {}
     for measure in spec.measures:
         column = COLUMNS[measure]
-        fig, panels = plt.subplots(1, len(axes), figsize=(4.2 * len(axes), 3.6), squeeze=False)
+        fig, panels = plt.subplots(1, len(axes), figsize=(4.6 * len(axes), 3.8), squeeze=False)
         for ax, axis in zip(panels[0], axes):
             values = sorted({r.get(axis) for r in table}, key=_key)
-            groups = {str(v): [r.get(column) for r in table if r.get(axis) == v] for v in values}
-            strip_with_means(ax, groups)
-            ax.set_xticklabels(list(groups), rotation=20, fontsize=8)
+            hue = next((a for a in axes if a != axis), None)
+            hues = sorted({r.get(hue) for r in table}, key=_key) if hue else [None]
+            width = 0.6 / len(hues)
+            for i, h in enumerate(hues):
+                rows = [r for r in table if hue is None or r.get(hue) == h]
+                groups = {str(v): [r.get(column) for r in rows if r.get(axis) == v] for v in values}
+                strip_with_means(ax, groups, offset=(i - (len(hues) - 1) / 2) * width,
+                                 color=PALETTE[i % len(PALETTE)],
+                                 label=f"{hue}={h}" if hue else None)
+            ax.set_xticks(range(len(values)))
+            ax.set_xticklabels([str(v) for v in values], rotation=20, fontsize=8)
             ax.set_xlabel(AXIS_LABELS[axis])
             ax.set_ylabel(column)
+            if hue:
+                ax.legend(frameon=False, fontsize=7)
         fig.suptitle(f"{measure} against each axis ({len(table)} runs)")
         fig.tight_layout()
         figs[measure] = fig
