@@ -113,3 +113,38 @@ def test_study_claims_say_pass_fail_and_inconclusive():
 def test_shipped_examples_are_valid_studies(path):
     spec = load_study(str(path))
     assert spec.question and len(spec.grid()) <= spec.max_runs
+
+
+def test_a_class_task_study_runs_its_image_measures(tmp_path, capsys):
+    study = {"name": "tiny-images", "question": "do the image measures run?",
+             "tasks": {"img": {"name": "synthetic_images", "params": {"size": 8, "classes": 3,
+                                                                      "train_size": 64}}},
+             "models": {"cnn": {"name": "image_cnn", "params": {"channels": 4, "hidden": 8}}},
+             "seeds": [0], "train": {"steps": 5, "batch": 16, "loss": "ce", "eval_every": 5},
+             "measures": ["accuracy", "tokenwise", "weight_noise", "param_norm", "sharpness"],
+             "measure": {"batches": 1, "batch": 32, "draws": 2}}
+    path = _write(tmp_path, study)
+    argv = ["study", str(path), "--store", str(tmp_path / "s.sqlite"), "--report",
+            str(tmp_path / "page"), "--quiet", "--json"]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["trained"] == 1
+    from biaslab.store import Store
+
+    with Store(str(tmp_path / "s.sqlite")) as store:
+        (row,) = store.table("study-tiny-images")
+    for column in ("eval_acc", "tokenwise", "weight_noise_l1", "param_norm", "sharpness"):
+        assert row[column] == row[column] and row[column] >= 0  # measured, not nan
+    study["measures"] = ["mse"]  # a class task has no MSE of labels
+    assert main(["study", str(_write(tmp_path, study, "mse.yaml")), "--store",
+                 str(tmp_path / "other.sqlite")]) == 2
+    assert "error: measures: mse does not apply" in capsys.readouterr().err
+
+
+def test_parameter_norm_stack_takes_scalar_parameters():
+    # a ViT's attention temperature is one number per member: [M] in a stack
+    import torch
+
+    from biaslab.measure.norms import parameter_norm_stack
+
+    norms = parameter_norm_stack({"w": torch.ones(2, 3), "t": torch.tensor([3.0, 4.0])}, exclude=())
+    assert torch.allclose(norms, torch.tensor([12.0, 19.0]).sqrt())

@@ -52,6 +52,8 @@ def _check_measures(spec: StudySpec, task, tlabel, model, mlabel, x, out) -> Non
         elif m == "sensitivity" and not (isinstance(task, BooleanTask) and task.target_kind == "binary"
                                          and task.n <= MAX_SENSITIVITY_N):
             why = f"task {tlabel} is not a binary Boolean task with n <= {MAX_SENSITIVITY_N}"
+        elif m == "mse" and task.target_kind == "classes":
+            why = f"task {tlabel} has classes (its accuracy is measured always)"
         elif m == "weight_noise" and not (out.dim() == 2 and out.shape[-1] > 1):
             why = f"model {mlabel} on {tlabel} gives outputs {tuple(out.shape)}, not class logits [B, C>1]"
         elif m == "tokenwise" and not (x.dim() == 2 and not x.dtype.is_floating_point

@@ -15,7 +15,9 @@ from .. import rng
 from ..experiments.base import Experiment
 from ..experiments.common import ModelChoice, learned_tables, members_of
 from ..experiments.outcomes import member_outcomes, train_metrics
-from ..experiments.protocol import MeasureSpec, forward_measures, measurement_batches, sharpness_of
+from ..experiments.protocol import (NOISE_STREAM, MeasureSpec, blowup_of, forward_measures,
+                                    measurement_batches)
+from ..measure.landscape import perturbation_sharpness_stack
 from ..measure.norms import parameter_norm_stack
 from ..tasks import make_task
 from ..train import Stack, TrainConfig, train
@@ -71,12 +73,24 @@ def measure_stack(stack: Stack, loss: str, m: MeasureSpec, measures: set, task_p
                   patch_sigma: float) -> dict:
     """name -> [M] for what ``measures`` asks (accuracy and mse always: they are one forward)."""
     batches = measurement_batches(stack, m)
-    ev = forward_measures(stack, loss, batches, m.member_chunk)
-    out = {"eval_acc": ev["eval_acc"], "eval_mse": ev["eval_mse"]}
+    if stack.task.target_kind == "classes":  # the protocol's evaluation reads {0,1} targets
+        out = {"eval_acc": class_accuracy(stack, batches)}
+        clean = None
+        if "blowup" in measures:
+            out["blowup"] = blowup_of(stack, batches, m.member_chunk)
+    else:
+        ev = forward_measures(stack, loss, batches, m.member_chunk)
+        out = {"eval_acc": ev["eval_acc"], "eval_mse": ev["eval_mse"], "blowup": ev["blowup"]}
+        clean = ev["clean"]
+        if "blowup" not in measures:
+            del out["blowup"]
     if "sharpness" in measures:
-        out["sharpness"] = sharpness_of(stack, loss, batches, m, clean=ev["clean"])
-    if "blowup" in measures:
-        out["blowup"] = ev["blowup"]
+        # protocol.sharpness_of's call, with the batches said to be per member (images are 5-D)
+        out["sharpness"] = perturbation_sharpness_stack(
+            stack, loss, batches, sigma=m.sigma, draws=m.draws,
+            key=rng.derive(rng.key_of(m.seed, stack.device), NOISE_STREAM, 0),
+            same_noise=m.same_noise, shared=False, chunk=m.draw_chunk,
+            member_chunk=m.member_chunk, clean=clean)
     if "param_norm" in measures:
         out["param_norm"] = parameter_norm_stack(stack)
     if "sensitivity" in measures:
@@ -98,5 +112,27 @@ def measure_stack(stack: Stack, loss: str, m: MeasureSpec, measures: set, task_p
         pert = (TokenReplacement(stack.task.vocab_size) if not x.dtype.is_floating_point
                 else PatchNoise(patch_sigma, 4))
         out["tokenwise"] = tokenwise_flip_sensitivity(stack, x, pert, key, draws=2,
-                                                      predict=get_loss(loss).predict)["mean"]
+                                                      predict=labels_of(stack.task, loss))["mean"]
     return {k: v.detach().cpu() for k, v in out.items()}
+
+
+def class_accuracy(stack: Stack, batches) -> torch.Tensor:
+    """Accuracy of every member over its own measurement batches (x [M, B, ...]), [M]."""
+    with torch.no_grad():
+        hits = [stack.task.correct(stack.forward(x, shared_input=False), y).float().flatten(1).mean(1)
+                for x, y in batches]
+    return torch.stack(hits).mean(0)
+
+
+def labels_of(task, loss: str):
+    """Outputs of one member -> labels: argmax over classes, else the loss's prediction > 0.5
+    (the labels ``learned_tables`` reads)."""
+    if task.target_kind == "classes":
+        return lambda out: out.argmax(-1).float()
+    predict = get_loss(loss).predict
+
+    def binary(out):
+        p = predict(out)
+        return (p.reshape(p.shape[0]) > 0.5).float()
+
+    return binary
