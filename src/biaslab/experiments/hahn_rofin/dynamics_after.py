@@ -18,7 +18,7 @@ from typing import Optional
 
 import numpy as np
 
-from ...report.figures import PALETTE, plt
+from ...plots.figures import PALETTE, plt
 from ..base import Verdict, register_claim
 from ..claims import FAIL, INCONCLUSIVE, PASS
 from ..stats import jsonable, rounded, stderr

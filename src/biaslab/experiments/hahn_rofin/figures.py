@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from ...report.figures import PALETTE, plt, strip_with_means
+from ...plots.figures import PALETTE, plt, strip_with_means
 from .dynamics_after import aligned_curve
 
 TARGET_COLORS = {"parity": PALETTE[1], "majority": PALETTE[0], "first": PALETTE[2],

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ...measure.fourier import degree_profile
-from ...report.figures import PALETTE, plt
+from ...plots.figures import PALETTE, plt
 from ..base import Verdict
 from ..claims import combine
 from ..stats import mean_sd, rounded, stderr

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from ...report.figures import plt
+from ...plots.figures import plt
 from .figures import target_color, empty_panel, finite
 from .norm_blowup_tradeoff import outward_cells
 
