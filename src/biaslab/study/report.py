@@ -21,7 +21,7 @@ def axis_figures(spec: StudySpec, table: list[dict]) -> dict:
     """One figure per measure: a panel per grid axis (every axis with two or more values, else
     the model axis), every run a dot, the mean and sd per axis value; runs split by colour along
     the first other varying axis, so a panel does not pool what that axis separates."""
-    from ..report.figures import PALETTE, plt, strip_with_means
+    from ..plots.figures import PALETTE, plt, strip_with_means
 
     axes = spec.varying_axes() or ["model"]
     figs = {}
