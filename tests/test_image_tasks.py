@@ -151,3 +151,25 @@ def test_corruption_bad_input():
         corrupt(x, "rain", 1)
     with pytest.raises(InputError):
         corrupt(x, "fog", 6)
+
+
+def test_digits_split_is_seeded_disjoint_and_in_range():
+    from sklearn.datasets import load_digits
+
+    task = make_task("digits", {"size": 16, "channels": 1, "upsample": "nearest",
+                                "test_size": 297})
+    xtr, ytr = task.training_set({}, "cpu")
+    xte, yte = task.arrays("test", "cpu")
+    assert xtr.shape == (1500, 1, 16, 16) and xte.shape == (297, 1, 16, 16)
+    assert xtr.min() >= -1 and xtr.max() <= 1
+    # nearest upsampling by 2: every original pixel is a constant 2x2 square, and the images
+    # are exactly load_digits' (scaled), each once, across the two splits
+    raw = torch.tensor(load_digits().images, dtype=torch.float32) / 8 - 1
+    both = torch.cat([xtr, xte])[:, 0, ::2, ::2]
+    assert torch.equal(torch.cat([xtr, xte])[:, 0, 1::2, 1::2], both)
+    key = lambda t: sorted(map(tuple, t.flatten(1).tolist()))
+    assert key(both) == key(raw)
+    other = make_task("digits", {"size": 16, "channels": 1, "test_size": 297, "split_seed": 1})
+    assert not torch.equal(other.arrays("test", "cpu")[1], yte)
+    x, y = task.clean_batch({}, rng.key_of(3), 64, "test")
+    assert x.shape == (64, 1, 16, 16) and y.max() <= 9

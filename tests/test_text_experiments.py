@@ -39,6 +39,8 @@ def table_of(lstm, roberta, relu=None, acc=0.95):
     ([0.03, 0.031, 0.029], [0.002, 0.0021, 0.0019], [0.05, 0.04, 0.06], "FAIL"),  # one variant above
     ([0.01, 0.05, 0.002], [0.004, 0.03, 0.001], None, "INCONCLUSIVE"),  # below, within the noise
     ([0.03], [0.002, 0.0021], None, "INCONCLUSIVE"),  # one LSTM run
+    # the ReLU variant with 2 trained runs is left out; the softmax variant, above, FAILs
+    ([0.002, 0.0021, 0.0019], [0.03, 0.031, 0.029], [0.001, 0.0012], "FAIL"),
 ])
 def test_roberta_below_lstm_rule(lstm, roberta, relu, expected):
     v = check_roberta_below_lstm(table_of(lstm, roberta, relu))
@@ -58,7 +60,8 @@ def lstm_rows(curves):
 
 @pytest.mark.parametrize("curves,expected", [
     ([[0.12, 0.10, 0.02, 0.01, 0.01], [0.11, 0.09, 0.03, 0.02, 0.01], [0.13, 0.08, 0.02, 0.02, 0.02]], "PASS"),
-    ([[0.01, 0.01, 0.05, 0.06, 0.07], [0.02, 0.01, 0.05, 0.06, 0.07]], "FAIL"),
+    ([[0.01, 0.01, 0.05, 0.06, 0.07], [0.02, 0.01, 0.05, 0.06, 0.07],
+      [0.01, 0.02, 0.06, 0.06, 0.07]], "FAIL"),
     ([[0.05, 0.01, 0.02, 0.03, 0.01], [0.01, 0.02, 0.05, 0.0, 0.01]], "INCONCLUSIVE"),
     ([[0.12, 0.10, 0.02, 0.01, 0.01]], "INCONCLUSIVE"),
 ])
@@ -78,9 +81,9 @@ def vocab_rows(prefs, k=6, acc=1.0):
 
 
 @pytest.mark.parametrize("rows,expected", [
-    (vocab_rows([0.97, 0.99, 0.98]) + vocab_rows([0.9, 0.95], k=3) + vocab_rows([0.2, 0.6], k=1), "PASS"),
+    (vocab_rows([0.97, 0.99, 0.98]) + vocab_rows([0.9, 0.95, 0.92], k=3) + vocab_rows([0.2, 0.6], k=1), "PASS"),
     (vocab_rows([0.1, 0.2, 0.15]), "FAIL"),
-    (vocab_rows([0.97, 0.99, 0.98]) + vocab_rows([0.3, 0.35], k=3), "FAIL"),
+    (vocab_rows([0.97, 0.99, 0.98]) + vocab_rows([0.3, 0.35, 0.32], k=3), "FAIL"),
     (vocab_rows([0.9, 0.3, 0.7]), "INCONCLUSIVE"),
     (vocab_rows([0.97, 0.99, 0.98], acc=0.9), "INCONCLUSIVE"),  # never fitted
     (vocab_rows([0.2, 0.1], k=1), "INCONCLUSIVE"),  # the control alone decides nothing
@@ -114,6 +117,21 @@ def test_the_frequent_feature_is_the_less_sensitive_one():
     x, _ = task.sample({}, rng.key_of(1), 400)
     m = TokenReplacement(task.vocab_size)
     sens = {f: float(tokenwise_flip_sensitivity(FeatureOracle(task, f), x, m, rng.key_of(2))["mean"])
+            for f in ("frequent", "sparse")}
+    assert sens["frequent"] < 0.01 < 0.05 < sens["sparse"]
+
+
+def test_the_decoupled_control_makes_the_low_sensitivity_words_the_rare_ones():
+    """Issue 23 item 7: with 64 words per class on 4 positions and 2 on 1 position, every word of
+    the low-sensitivity feature is rarer than every word of the high-sensitivity one."""
+    task = make_task("vocab_features", {"seq_len": 10, "frequent_count": 4, "frequent_words": 64,
+                                        "sparse_words": 2})
+    x, _ = task.sample({}, rng.key_of(1), 4000)
+    counts = torch.bincount(x.flatten(), minlength=task.vocab_size)
+    w = task.word_class(torch.arange(task.vocab_size))
+    assert counts[w["frequent"]].max() < counts[w["sparse"]].min()
+    m = TokenReplacement(task.vocab_size)
+    sens = {f: float(tokenwise_flip_sensitivity(FeatureOracle(task, f), x[:400], m, rng.key_of(2))["mean"])
             for f in ("frequent", "sparse")}
     assert sens["frequent"] < 0.01 < 0.05 < sens["sparse"]
 
@@ -174,7 +192,7 @@ def test_figures_draw_from_made_tables():
     curve = np.array([[10, 0.05, 0.6], [20, 0.03, 0.9]])
     figs = TextSensitivity().figures(rows, None)
     assert "text_sensitivity_by_position" in figs
-    from biaslab.experiments.vasudeva.text_figures import sensitivity_curve_figure
+    from biaslab.experiments.vasudeva.figures.text import sensitivity_curve_figure
 
     assert sensitivity_curve_figure(rows, lambda rid: curve) is not None
     assert sensitivity_curve_figure(rows, lambda rid: None) is None

@@ -12,6 +12,7 @@ TASKS = [
     "biaslab.tasks.anchor",
     "biaslab.tasks.boolean",
     "biaslab.tasks.images",
+    "biaslab.tasks.digits",
     "biaslab.tasks.linalg",
     "biaslab.tasks.linalg_cotraining",
     "biaslab.tasks.modular",

@@ -17,12 +17,13 @@ from ...registry import TASKS
 from ...tasks import make_task
 from ...tasks.boolean import index_of
 from ...train import TrainConfig
-from ..base import Experiment, SpecBase, Verdict, register_claim, register_experiment
-from ..claims import combine
+from .. import rules
+from ..base import Experiment, SpecBase, register_claim, register_experiment
+from ..claims import PASS
 from ..common import (ModelChoice, completion_metrics, fit_boolean, fit_subset_train, learned_tables,
                       members_of, planned_lr)
 from ..outcomes import member_outcomes
-from ..stats import mean_sd, stderr
+from ..stats import mean_sd
 
 
 def _default_archs() -> dict[str, ModelChoice]:
@@ -122,22 +123,8 @@ def _fitted_values(table, target, arch) -> list[float]:
             if r["target"] == target and r["arch"] == arch and r.get("fitted") == 1.0]
 
 
-def _ranking_or_inconclusive(table):
-    """(ranks, numbers, None) or (.., .., Verdict INCONCLUSIVE) when some cell has < 2 fitted runs."""
-    ranks = ranking(table)
-    archs = {r["arch"] for r in table}
-    numbers = {t: {a: {"as": round(m, 3), "fitted": k} for a, m, k in rows} for t, rows in ranks.items()}
-    measured = "; ".join(f"{t}: " + " < ".join(f"{a} {m:.2f} ({k} fitted)" for a, m, k in rows)
-                         for t, rows in ranks.items())
-    if not ranks or any(len(rows) < len(archs) or min(k for _, _, k in rows) < 2
-                        for rows in ranks.values()):
-        return ranks, numbers, Verdict("INCONCLUSIVE", "fewer than 2 fitted runs for some architecture "
-                                       f"and target; ranking of fitted runs: {measured}", numbers)
-    return ranks, numbers, None
-
-
 def _summary(ranks) -> str:
-    return "; ".join(f"{t}: " + " < ".join(f"{a} {m:.2f}" for a, m, _ in rows)
+    return "; ".join(f"{t}: " + " < ".join(f"{a} {m:.2f} ({k} fitted)" for a, m, k in rows)
                      for t, rows in ranks.items())
 
 
@@ -148,60 +135,24 @@ def _summary(ranks) -> str:
     "least sensitive of transformer, MLP, LSTM and CNN, for every target",
     "the Boolean-completion question (this lab's, after Hahn & Rofin's low-sensitivity bias); "
     "Vasudeva et al.'s own claim (vision/text, token-wise sensitivity) is not tested here",
+    statistic="mean average sensitivity of the learned completion over fitted runs, per "
+              "(target, architecture)",
+    comparison="other architecture > transformer, for every target and other architecture (Welch)",
+    bars=[rules.TIE_BAR, rules.MIN_RUNS_BAR],
 )
 def check_boolean_completion(table):
-    # Issue 10 item 5: the rule is symmetric. Per target, with se = sqrt(se_t^2 + se_o^2) of the two
-    # architectures' fitted runs: FAIL when another architecture's mean is below the transformer's
-    # by more than 2 se; PASS when the transformer's mean is below every other's by more than 2 se;
-    # INCONCLUSIVE otherwise (a tie within 2 se). The old rule (kept below as "-old-rule") called
-    # any transformer that did not rank first a FAIL, even a tie within noise.
-    ranks, numbers, early = _ranking_or_inconclusive(table)
-    if early:
-        return early
-    statuses = []
-    for target, rows in ranks.items():
-        t_vals = _fitted_values(table, target, "transformer")
-        t_mean = mean_sd(t_vals)[0]
-        gaps = {}
-        for arch, mean, _ in rows:
-            if arch == "transformer":
-                continue
-            se = (stderr(t_vals) ** 2 + stderr(_fitted_values(table, target, arch)) ** 2) ** 0.5
-            gaps[arch] = (mean - t_mean, se)  # > 0: the other architecture is more sensitive
-        if any(d < -2 * se for d, se in gaps.values()):
-            status = "FAIL"
-        elif all(d > 2 * se for d, se in gaps.values()):
-            status = "PASS"
-        else:
-            status = "INCONCLUSIVE"
-        statuses.append(status)
-        numbers[target]["gaps_other_minus_transformer"] = {
-            a: {"diff": round(d, 3), "se": round(se, 3)} for a, (d, se) in gaps.items()}
-        numbers[target]["status"] = status
-    return Verdict(combine(statuses), _summary(ranks), numbers)
-
-
-@register_claim(
-    "boolean-completion-transformer-lowest-old-rule",
-    "architecture-sensitivity",
-    "(old rule, kept for the record; was 'architecture-transformer-lowest') the transformer ranks "
-    "first for every target by more than 2 standard errors of its runs; any other rank is a FAIL",
-    "as boolean-completion-transformer-lowest",
-)
-def check_architecture_old_rule(table):
-    ranks, numbers, early = _ranking_or_inconclusive(table)
-    if early:
-        return early
-    statuses = []
-    for target, rows in ranks.items():
-        if rows[0][0] != "transformer":
-            statuses.append("FAIL")
-            continue
-        # The rule fixed before the first runs: PASS needs the transformer's mean below the
-        # runner-up's by more than two standard errors of the transformer's runs.
-        values = _fitted_values(table, target, "transformer")
-        statuses.append("PASS" if rows[0][1] + 2 * stderr(values) < rows[1][1] else "INCONCLUSIVE")
-    return Verdict(combine(statuses), _summary(ranks), numbers)
+    # Issue 10 item 5 made the rule symmetric; issue 20 puts it on rules.compare_means (ties
+    # within 2 se INCONCLUSIVE, 3 fitted runs per cell). The superseded one-sided rule lives in
+    # tests/superseded/vasudeva.py with its recorded verdict.
+    archs = sorted({r["arch"] for r in table})
+    targets = sorted({r["target"] for r in table})
+    parts = [rules.compare_means(_fitted_values(table, t, a), _fitted_values(table, t, "transformer"),
+                                 direction="greater", label=f"{t}: {a} - transformer")
+             for t in targets for a in archs if a != "transformer"]
+    ranks = ranking(table)
+    numbers = {t: {a: {"as": round(m, 3), "fitted": k} for a, m, k in rows} for t, rows in ranks.items()}
+    return rules.verdict(parts, numbers, summary=f"{_summary(ranks)}; " +
+                         "; ".join(p.text for p in parts if p.status != PASS))
 
 
 def architecture_figure(table: list[dict]):

@@ -32,8 +32,9 @@ Per-run rules:
    (the sheet: ~9 % peak, <= 2 % before the jump, so half is a lenient reading).
 3. weight norm falls through the plateau: rule 1 applied to the weight norm.
 
-Over runs: INCONCLUSIVE with fewer than MIN_RUNS (2) qualifying runs; PASS when every qualifying
-run passes; FAIL when more than half of them fail; INCONCLUSIVE otherwise (mixed).
+Over runs (``verdict_over_runs``): INCONCLUSIVE with fewer than MIN_RUNS (3, the house minimum
+of issue 20; 2 before) qualifying runs; PASS when every qualifying run passes; FAIL when more
+than half of them fail; INCONCLUSIVE otherwise (mixed).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ WINDOW_SHARE = 0.1
 MIN_WINDOW = 3
 SMOOTH = 5
 FALL_SHARE = 0.5
-MIN_RUNS = 2
+MIN_RUNS = 3  # the house's runs per compared cell (rules.MIN_RUNS)
 
 NAN = float("nan")
 
@@ -124,8 +125,9 @@ def analyse_run(epochs, train_acc, test_acc, sensitivity, weight_norm) -> dict:
     return out
 
 
-def combine(rows: list[dict], rule: str) -> tuple[str, dict]:
-    """The verdict of ``rule`` ('rule1'..'rule3') over runs' ``analyse_run`` rows."""
+def verdict_over_runs(rows: list[dict], rule: str) -> tuple[str, dict]:
+    """The status of ``rule`` ('rule1'..'rule3') over runs' ``analyse_run`` rows, with the
+    counts of qualifying, passing and failing runs."""
     qualifying = [r for r in rows if r.get("qualifies") == 1.0]
     passed = sum(1 for r in qualifying if r.get(rule) == 1.0)
     failed = len(qualifying) - passed

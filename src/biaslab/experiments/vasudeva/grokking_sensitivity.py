@@ -8,7 +8,9 @@ of one stack trained by the lab's trainer; every ``measure_every`` epochs the pr
 members on the device: test loss and accuracy, the reference's sensitivity (0.1 N(0, 1) on the
 token + position embeddings of a and b together, one draw, the whole train split), the weight
 norm (all parameters, as the reference), the lab's perturbation sharpness and the share of the
-embedding's energy in its top key frequencies. Values stay on the device and reach the host once
+embedding's energy in its top key frequencies. The paper's definition perturbs one token at a
+time: that rate (a alone, b alone, averaged) is recorded beside as ``sensitivity_one_token``; the
+claims read the reference's a-and-b-together rate, the measure behind the numbers they cite. Values stay on the device and reach the host once
 every ``write_every`` measurements. Phases and claim rules: ``grokking_phases.py``.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+from functools import partial
 from typing import Literal, Optional
 
 import numpy as np
@@ -36,12 +39,11 @@ from ...models import build_model
 from ...tasks import make_task
 from ...train import Member, Stack, TrainConfig, train
 from ..base import Experiment, RunOutcome, SpecBase, Verdict, register_claim, register_experiment
+from ..claims import Bar
 from ..common import ModelChoice, planned_lr
-from .grokking_phases import analyse_run, combine
+from .grokking_phases import analyse_run, verdict_over_runs
+from .protocol import CURVES
 
-#: Columns of the ``curves`` artifact (one row per measurement), in this order.
-CURVES = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "sensitivity",
-          "weight_norm", "sharpness", "fourier_share")
 NOISE_STREAM = 0x6E01  # rng stream of the sensitivity noise (keyed by epoch)
 SHARP_STREAM = 0x5A4B  # rng stream of the sharpness draws (keyed by epoch)
 #: Epochs where the reference notebook marks its phases (sheet §5): values recorded beside ours.
@@ -149,7 +151,7 @@ class GrokkingSensitivity(Experiment):
         return outcomes
 
     def figures(self, table, artifacts=None):
-        from .grokking_figures import grokking_figure
+        from .figures.grokking import grokking_figure
 
         lookup = artifacts if artifacts is not None else getattr(self, "store", None)
         return {"grokking_curves": grokking_figure(table, lookup)} if table and lookup else {}
@@ -168,11 +170,14 @@ def phase_values(col: dict, marks: dict) -> dict:
     e = col["epoch"]
     out = {}
     for mark in ("t_fit", "t_rise", "t_jump"):
-        for name, key in (("sens", "sensitivity"), ("test_acc", "test_acc"), ("wnorm", "weight_norm")):
+        for name, key in (("sens", "sensitivity"), ("sens_one", "sensitivity_one_token"),
+                          ("test_acc", "test_acc"), ("wnorm", "weight_norm")):
             out[f"{name}_{mark}"] = _value_at(e, col[key], marks.get(mark))
     for t in REFERENCE_MARKS:
         inside = t <= e[-1]
         out[f"sens_at_{t}"] = _value_at(e, col["sensitivity"], t) if inside else float("nan")
+        out[f"sens_one_at_{t}"] = (_value_at(e, col["sensitivity_one_token"], t) if inside
+                                   else float("nan"))
         out[f"test_acc_at_{t}"] = _value_at(e, col["test_acc"], t) if inside else float("nan")
     out["sens_max"] = float(np.nanmax(col["sensitivity"]))
     out["t_sens_max"] = float(e[int(np.nanargmax(col["sensitivity"]))])
@@ -207,10 +212,17 @@ class Recorder:
         test_loss = vmap(F.cross_entropy)(out, self.y_test)
         test_acc = (out.argmax(-1) == self.y_test).float().mean(-1)
         key = rng.derive(self.noise_key, step)
+        # "sensitivity": a and b perturbed together (the reference's code, whose curves the
+        # claims' numbers come from); "sensitivity_one_token": the paper's definition, a or b
+        # alone, averaged over the two (independent draws per position)
         if spec.sensitivity_kind == "embedding":
-            sens = embedding_noise_flips_stack(stack, self.x_train, spec.noise_std, key)
+            flips = partial(embedding_noise_flips_stack, stack, self.x_train, spec.noise_std)
         else:
-            sens = token_replacement_flips_stack(stack, self.x_train, stack.task.vocab_size, key)
+            flips = partial(token_replacement_flips_stack, stack, self.x_train,
+                            stack.task.vocab_size)
+        sens = flips(key)
+        one = (flips(rng.derive(key, 1), positions=(0,)) +
+               flips(rng.derive(key, 2), positions=(1,))) / 2
         wnorm = parameter_norm_stack(stack.params, exclude=())
         if self.n_probes % spec.sharpness_every == 0:
             sharp = perturbation_sharpness_stack(
@@ -222,14 +234,14 @@ class Recorder:
         four = fourier_share(emb[:, :spec.p], spec.fourier_top_k) if emb is not None and \
             emb.shape[1] >= spec.p else torch.full((M,), float("nan"), device=stack.device)
         self.pending.append(torch.stack([test_loss, test_acc, sens, wnorm, sharp.float(),
-                                         four.float()], -1).float())
+                                         four.float(), one.float()], -1).float())
         self.n_probes += 1
         if len(self.pending) >= spec.write_every:
             self.flush()
 
     def flush(self) -> None:
         if self.pending:
-            self.rows.append(torch.stack(self.pending, 1).cpu().numpy())  # [M, k, 6]
+            self.rows.append(torch.stack(self.pending, 1).cpu().numpy())  # [M, k, 7]
             self.pending = []
 
     def curves(self) -> np.ndarray:
@@ -252,6 +264,19 @@ PAPER_SENS = ("Vasudeva et al. §7 (E6), reference notebook, 3 seeds: sensitivit
               "end, while train loss is ~0 and test accuracy ~0.3 until ~10k")
 
 
+NOTEBOOK = "estija/sensitivity language/sens_modular_addition.ipynb (sheet §5)"
+PHASE_BARS = [
+    Bar("train convergence", "train acc >= 0.99", f"reason: the start of the plateau; {NOTEBOOK}"),
+    Bar("grokking jump", "test acc >= 0.5", "sheet §7 target 2: 'before test accuracy passes 0.5'"),
+    Bar("plateau windows", "first / last 10 % of points (>= 3)",
+        "reason: medians of the plateau's ends, robust to one noisy measurement"),
+    Bar("grokked runs", ">= 3 (PASS: all pass; FAIL: more than half fail)",
+        "house rule (issue 20): 3 runs per compared cell"),
+]
+SENS_MEASURE = ("the reference's sensitivity: 0.1 N(0, 1) on the embeddings of a and b "
+                "together (the one-token rate is recorded beside)")
+
+
 def _row_numbers(row: dict, keys: tuple) -> dict:
     def r(v):
         return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else round(v, 4)
@@ -260,7 +285,7 @@ def _row_numbers(row: dict, keys: tuple) -> dict:
 
 def _verdict(table: list[dict], rule: str, keys: tuple, describe) -> Verdict:
     rows = [{k: (float("nan") if v is None else v) for k, v in row.items()} for row in table]
-    status, counts = combine(rows, rule)
+    status, counts = verdict_over_runs(rows, rule)
     per_seed = {f"seed {int(r['seed'])}": _row_numbers(r, ("t_fit", "t_jump") + keys) for r in rows}
     parts = [describe(r) for r in rows if r.get("qualifies") == 1.0]
     not_q = [f"seed {int(r['seed'])}: t_fit {r.get('t_fit')}, t_jump {r.get('t_jump')}"
@@ -279,6 +304,9 @@ def _verdict(table: list[dict], rule: str, keys: tuple, describe) -> Verdict:
     "sensitivity at the end of the plateau (median of its last 10 % of points) is below its "
     "start (first 10 %), with a negative Spearman correlation against epoch, in every grokked run",
     PAPER_SENS,
+    statistic=f"per grokked run, plateau start and end medians and Spearman rho of {SENS_MEASURE}",
+    comparison="end < start and rho < 0 in each run; runs combined as in grokking_phases.py",
+    bars=PHASE_BARS,
 )
 def check_sensitivity_falls(table):
     return _verdict(table, "rule1", ("sens_start", "sens_end", "sens_rho"), lambda r: (
@@ -294,6 +322,13 @@ def check_sensitivity_falls(table):
     "level, and by then sensitivity is at most half of that peak",
     "Vasudeva et al. §7 (E6), sheet §7 target 2: sensitivity peaks (~9 %) and trends down while "
     "train loss is ~0; <= 2 % before test accuracy passes 0.5",
+    statistic=f"per grokked run, the epoch of the peak of the running median (5 points) of "
+              f"{SENS_MEASURE}, and its value when test accuracy rises",
+    comparison="t_peak < t_rise and value at t_rise <= 0.5 x peak in each run",
+    bars=PHASE_BARS + [Bar("fall by the rise", "<= 0.5 x peak", "sheet §5: ~9 % peak, <= 2 % "
+                           "before test accuracy passes 0.5 (half is a lenient reading)"),
+                       Bar("rise of test accuracy", "+0.1 over its plateau level",
+                           "reason: the first sign of generalisation, before the 0.5 jump")],
 )
 def check_sensitivity_leads(table):
     return _verdict(table, "rule2", ("t_peak", "t_rise", "sens_peak", "sens_at_rise"), lambda r: (
@@ -308,6 +343,10 @@ def check_sensitivity_leads(table):
     "negative Spearman correlation against epoch, in every grokked run",
     "Vasudeva et al. reference notebook (sheet §5): weight norm 120 -> 55 by epoch 3000, then "
     "~50 -> ~33 at grokking",
+    statistic="per grokked run, plateau start and end medians and Spearman rho of the L2 norm "
+              "of all parameters",
+    comparison="end < start and rho < 0 in each run; runs combined as in grokking_phases.py",
+    bars=PHASE_BARS,
 )
 def check_weight_norm_falls(table):
     return _verdict(table, "rule3", ("wnorm_start", "wnorm_end", "wnorm_rho"), lambda r: (

@@ -28,9 +28,10 @@ from ...execute.plan import shared_config
 from ...measure.tokenwise import TokenReplacement, tokenwise_flip_sensitivity
 from ...tasks import make_task
 from ...train import Stack, TrainConfig, train
-from ..base import Experiment, RunOutcome, SpecBase, Verdict, register_claim, register_experiment
-from ..claims import combine
-from ..common import ModelChoice, planned_lr, mean_sd, members_of, stderr
+from .. import rules
+from ..base import Experiment, RunOutcome, SpecBase, register_claim, register_experiment
+from ..claims import Bar
+from ..common import ModelChoice, planned_lr, mean_sd, members_of
 
 EVAL_STREAM = 0x70CA  # rng stream of the evaluation draws
 SENS_STREAM = 0x70CB  # rng stream of the replacement tokens
@@ -52,6 +53,11 @@ class VocabSpec(SpecBase):
     min_train_acc: float = Field(default=0.99, ge=0, le=1,
                                  description="runs that fit their training draws below this are "
                                  "left out of the claim")
+    decoupled_task: dict = Field(
+        default_factory=dict, description="the control that decouples frequency from sensitivity "
+        "(issue 23 item 7): task fields that make every word of the many-position (low-"
+        "sensitivity) feature rarer than every word of the one-position feature, e.g. "
+        "{frequent_words: 64, sparse_words: 2}; run at every frequent_count; empty = no control")
 
 
 class FeatureOracle(nn.Module):
@@ -76,16 +82,20 @@ class SyntheticVocabulary(Experiment):
     def plan(self, spec: VocabSpec):
         spec.model.validate_now("model")
         plans = []
-        for k in spec.frequent_counts:
-            params = {**spec.task, "frequent_count": k}
-            make_task("vocab_features", params)  # validate now
-            for seed in spec.seeds:
-                cfg = {"task": params, "model": spec.model.model_dump(), "seed": seed,
-                       "lr": planned_lr(spec.lr, spec.model.lr), "weight_decay": spec.weight_decay,
-                       "train": spec.train.model_dump(), "eval_examples": spec.eval_examples,
-                       "sensitivity_examples": spec.sensitivity_examples,
-                       "min_train_acc": spec.min_train_acc}
-                plans.append(self._plan(cfg, (f"frequent={k}",)))
+        settings = [("", {})] + ([("decoupled", spec.decoupled_task)] if spec.decoupled_task else [])
+        for control, overrides in settings:
+            for k in spec.frequent_counts:
+                params = {**spec.task, **overrides, "frequent_count": k}
+                make_task("vocab_features", params)  # validate now
+                extra = {"control": control} if control else {}  # old runs keep their identity
+                for seed in spec.seeds:
+                    cfg = {"task": params, "model": spec.model.model_dump(), "seed": seed,
+                           "lr": planned_lr(spec.lr, spec.model.lr),
+                           "weight_decay": spec.weight_decay,
+                           "train": spec.train.model_dump(), "eval_examples": spec.eval_examples,
+                           "sensitivity_examples": spec.sensitivity_examples,
+                           "min_train_acc": spec.min_train_acc, **extra}
+                    plans.append(self._plan(cfg, (f"{control} frequent={k}".strip(),)))
         return plans
 
     def run_group(self, spec, plans, device, progress=False):
@@ -133,7 +143,7 @@ class SyntheticVocabulary(Experiment):
         return outcomes
 
     def figures(self, table, artifacts):
-        from .text_figures import vocabulary_preference_figure
+        from .figures.text import vocabulary_preference_figure
 
         return {"synthetic_vocabulary_preference": vocabulary_preference_figure(table)}
 
@@ -145,8 +155,17 @@ class SyntheticVocabulary(Experiment):
     "they disagree",
     "Vasudeva et al. §4 (synthetic vocabulary, unverified summary): the model prefers the "
     "low-sensitivity, frequent-token feature; no numbers published",
+    statistic="share of conflict examples whose prediction follows the frequent feature, per "
+              "fitted run, in each setting where the frequent feature is the less sensitive one",
+    comparison="mean share > 1/2 in every such setting",
+    bars=[rules.TIE_BAR, rules.MIN_RUNS_BAR,
+          Bar("preference", "1/2", "reason: no preference between the two features")],
 )
 def check_synthetic_vocabulary(table):
+    return _prefers_many_positions([r for r in table if not r.get("control")])
+
+
+def _prefers_many_positions(table):
     cells: dict[int, list[float]] = {}
     controls: dict[int, list[float]] = {}
     for r in table:
@@ -158,14 +177,26 @@ def check_synthetic_vocabulary(table):
                for k, v in sorted({**cells, **controls}.items())}
     summary = "; ".join(f"{name}: {c['follows_frequent']:.3f} ({c['runs']} fitted)"
                         for name, c in numbers.items())
-    if not cells or any(len(v) < 2 for v in cells.values()):
-        return Verdict("INCONCLUSIVE", "fewer than 2 fitted runs in a setting where the frequent "
-                       f"feature is the less sensitive one; {summary}", numbers)
-    statuses = []
-    for k, vals in cells.items():
-        m = mean_sd(vals)[0]
-        # Rule: PASS when the mean preference exceeds 1/2 by more than two standard errors;
-        # FAIL when it is below 1/2 (the sparse feature is preferred).
-        statuses.append("FAIL" if m < 0.5 else "PASS" if m - 2 * stderr(vals) > 0.5 else "INCONCLUSIVE")
-    return Verdict(combine(statuses), f"conflict predictions following the frequent feature: {summary}", numbers)
+    parts = [rules.compare_to_bar(vals, 0.5, direction="greater", label=f"frequent={k}")
+             for k, vals in sorted(cells.items())]
+    if not parts:
+        parts = [rules.too_few("settings with a less sensitive frequent feature", {"runs": 0})]
+    return rules.verdict(parts, numbers, summary=f"conflict predictions following the frequent "
+                         f"feature: {summary}; " + "; ".join(p.text for p in parts))
 
+
+@register_claim(
+    "synthetic-vocabulary-decoupled", "synthetic-vocabulary",
+    "with frequency and sensitivity decoupled (every word of the many-position, low-sensitivity "
+    "feature rarer than every word of the one-position feature), one attention layer still follows "
+    "the low-sensitivity feature when the two disagree",
+    "Vasudeva et al. §4: the preference is for low sensitivity; the lab's control (issue 23 item "
+    "7), since in the main setting the low-sensitivity words are also the frequent ones",
+    statistic="share of conflict examples following the many-position feature, per fitted run, "
+              "in each decoupled setting with more positions than the one-position feature",
+    comparison="mean share > 1/2 in every such setting (a share below 1/2: frequency wins)",
+    bars=[rules.TIE_BAR, rules.MIN_RUNS_BAR,
+          Bar("preference", "1/2", "reason: no preference between the two features")],
+)
+def check_decoupled(table):
+    return _prefers_many_positions([r for r in table if r.get("control") == "decoupled"])

@@ -11,6 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ..protocol import CURVES  # noqa: E402
+
 PALETTE = ["#3b6ea8", "#d0743c", "#5a9e6f", "#a5507a", "#8c8c3c", "#6a5aa8", "#3ca0a0", "#b04040"]
 
 #: The reference's 3-seed curves as the sheet reads them off the notebook plots (§5), p = 113.
@@ -33,15 +35,14 @@ def _curves_path(lookup, run_id: str):
 
 
 def load_curves(table, lookup) -> list[tuple[dict, dict]]:
-    from .grokking_sensitivity import CURVES
-
     out = []
     for row in sorted(table, key=lambda r: r.get("seed", 0)):
         path = _curves_path(lookup, row["run_id"])
         if path is None:
             continue
         c = np.load(path)
-        out.append((row, {name: c[:, j] for j, name in enumerate(CURVES)}))
+        # curves stored before sensitivity_one_token was recorded have one column fewer
+        out.append((row, {name: c[:, j] for j, name in enumerate(CURVES[:c.shape[1]])}))
     return out
 
 
@@ -68,8 +69,11 @@ def grokking_figure(table, lookup):
             ok = np.isfinite(y)
             ax.plot(e[ok], y[ok], color=color, lw=1.1, marker="." if key == "sharpness" else None,
                     ms=3)
+        if "sensitivity_one_token" in c:  # the paper's one-token rate, beside a-and-b-together
+            axes[1].plot(e, 100 * c["sensitivity_one_token"], color=color, ls=":", lw=1.0)
         for ax in axes:
             _mark(ax, row, color)
+    axes[1].plot([], [], color="grey", ls=":", label="one token at a time (dotted)")
     axes[0].plot([], [], color="grey", ls=":", label="train (dotted)")
     axes[0].plot([], [], color="grey", ls="--", lw=0.8, label="marks: fit (:), jump (--)")
     if runs and runs[0][0].get("p") == 113:
@@ -77,7 +81,7 @@ def grokking_figure(table, lookup):
                      label="reference test acc ~0.3")
         xs, ys = zip(*REFERENCE_SENS)
         axes[1].scatter(xs, ys, color="black", marker="x", zorder=5, label="reference")
-        axes[1].legend(frameon=False, fontsize=7)
+    axes[1].legend(frameon=False, fontsize=7)
     for ax, (name, _) in zip(axes, panels):
         ax.set_ylabel(name, fontsize=8)
         ax.set_xscale("log")

@@ -1,4 +1,5 @@
-"""Shared pieces of the vision experiments of Vasudeva et al. (sheet §4 E2, E4, E5; targets 3, 5,
+"""Shared, leaf pieces of the Vasudeva et al. experiments (experiments and figures import them;
+they import neither). Most are the vision experiments'. Of the vision experiments of Vasudeva et al. (sheet §4 E2, E4, E5; targets 3, 5,
 6 of ``papers/low-sensitivity.md``): the image task in a spec, training a stack of one
 architecture to a training accuracy, and the measurements every vision experiment records.
 
@@ -28,7 +29,7 @@ SENS_STREAM = 0x5E15  # rng stream of the patch-noise draws (the same at every m
 
 
 class ImageTaskChoice(SpecBase):
-    name: str = Field(default="synthetic_images", description="synthetic_images, cifar10 or svhn")
+    name: str = Field(default="synthetic_images", description="synthetic_images, digits, cifar10 or svhn")
     params: dict = Field(default_factory=dict, description="task fields (cifar10/svhn: root)")
 
     def make(self, extra: dict | None = None):
@@ -37,7 +38,7 @@ class ImageTaskChoice(SpecBase):
 
         if not issubclass(TASKS.get(self.name), ImageTask):
             raise InputError("task.name", f"{self.name!r} is not an image task",
-                             "synthetic_images, cifar10, svhn")
+                             "synthetic_images, digits, cifar10, svhn")
         return make_task(self.name, {**self.params, **(extra or {})})
 
 
@@ -138,3 +139,14 @@ def sensitivity_metrics(stack, x, sens: SensitivityChoice) -> tuple[dict, torch.
 
 def member_row(metrics: dict, i: int) -> dict:
     return {k: float(v[i]) for k, v in metrics.items()}
+
+
+def claim_column(table) -> str:
+    """The table column the vision claims read: sensitivity at the preset's claim sigma."""
+    sigma = next((r.get("sensitivity.claim_sigma") for r in table), None)
+    return f"sens_{float(sigma):g}" if sigma is not None else "sens_0.5"
+
+
+#: Columns of grokking-sensitivity's ``curves`` artifact (one row per measurement), in order.
+CURVES = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "sensitivity",
+          "weight_norm", "sharpness", "fourier_share", "sensitivity_one_token")

@@ -6,8 +6,9 @@ import math
 
 import numpy as np
 
-from ...plots.figures import PALETTE, plt, strip_with_means
-from ...plots.tokenwise import sensitivity_by_position
+from ....plots.figures import PALETTE, plt, strip_with_means
+from ....plots.tokenwise import sensitivity_by_position
+from ..protocol import claim_column
 
 
 def _sigma_columns(table) -> list[str]:
@@ -22,7 +23,6 @@ def _archs(table) -> list[str]:
 def sensitivity_by_architecture(table):
     """Left: fitted runs at the claim sigma per architecture. Right: mean flip rate vs sigma."""
     fitted = [r for r in table if r.get("fitted") == 1.0]
-    from .vision_sensitivity import claim_column
 
     col = claim_column(table)
     archs = _archs(table)
@@ -66,7 +66,6 @@ def patch_maps(table):
 
 def regularization_figure(table):
     """Sensitivity and corrupted accuracy, plain vs regularised, per architecture."""
-    from .vision_sensitivity import claim_column
 
     col = claim_column(table)
     rows = [r for r in table if r.get("fitted") == 1.0]
@@ -114,7 +113,6 @@ def corruption_profile(table):
 
 def sharpness_scatter(table):
     """Sensitivity against each sharpness measure, one colour per architecture."""
-    from .vision_sensitivity import claim_column
 
     col = claim_column(table)
     rows = [r for r in table if r.get("fitted") == 1.0]
