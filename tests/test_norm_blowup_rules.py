@@ -119,15 +119,16 @@ def test_tradeoff_pass_fail_inconclusive():
     assert _check(TRADE, _trade({"parity": -1})).status == "INCONCLUSIVE"  # one target only
 
 
-def test_old_rule_kept_with_its_old_verdict():
-    old = CLAIMS.get("parity-needs-norm-or-blowup-old-rule")
-    assert old.experiment == "norm-blowup-tradeoff"
-    rows = _trade({"parity": -1, "majority": -1})
-    for r in rows:  # product grows with n for PARITY: the old part A passes, part B too
-        if r["target"] == "parity":
-            r["blowup"] *= r["n"]
-    assert old.check(rows).status == "PASS"
-    assert _check(TRADE, rows).status == "PASS"
+def test_further_out_pairs_by_weight_decay():
+    """Weight decay moves every target's blow-up 3-fold per step; PARITY is 1.2x its partner at
+    the same weight decay: paired, the difference is exactly log 1.2 in every pair -> PASS."""
+    rows = _plane(lambda n: 1.2 * n, lambda n: 1.0 * n)
+    for r in rows:
+        r["blowup"] *= 3.0 ** (r["weight_decay"] * 10)
+    v = _check(FURTHER, rows)
+    assert v.status == "PASS", v.summary
+    assert all(c["pairs"] == 4 for c in v.numbers["comparisons"])
+    assert all(c["mean"] == pytest.approx(math.log(1.2), abs=1e-4) for c in v.numbers["comparisons"])
 
 
 def test_init_norm_is_the_norm_before_training(tmp_path):

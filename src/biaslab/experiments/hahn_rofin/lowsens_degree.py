@@ -137,47 +137,29 @@ def degree_profile_figure(table: list[dict]):
     return fig
 
 
-def train_sharpness_figure(table: list[dict]):
-    """E5 step 4: each fitted model's sharpness on its own training subset, against m and
-    against the average sensitivity of its learned completion."""
-    rows = [r for r in table if r.get("fitted") == 1.0 and r.get("train_sharpness_x4") is not None]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9.6, 3.8))
-    ms = sorted({int(r["train_size"]) for r in rows})
-    for j, m in enumerate(ms):
-        pts = [(r["as_learned"], r["train_sharpness_x4"]) for r in rows if int(r["train_size"]) == m]
-        a.scatter([j] * len(pts), [p[1] for p in pts], s=16, alpha=0.6, color=PALETTE[j % 6])
-        b.scatter(*zip(*pts), s=16, alpha=0.7, color=PALETTE[j % 6], label=f"m = {m}")
-    if not rows:
-        a.text(0.5, 0.5, "not measured (train_sharpness: null) or no fitted runs", ha="center",
-               va="center", transform=a.transAxes, fontsize=8)
-    else:
-        b.legend(frameon=False, fontsize=8)
-    a.set_xticks(range(len(ms)), [str(m) for m in ms])
-    a.set_xlabel("distinct training inputs m")
-    a.set_ylabel("sharpness x4 on the training subset")
-    b.set_xlabel("average sensitivity of the learned completion")
-    fig.suptitle("Train-subset sharpness of the fitted models (E5 step 4; measured, no claim)",
-                 fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
 def refit_vs_train_sharpness_figure(table: list[dict]):
-    """Sensitivity-sharpness: a refit's sharpness against its source model's train-subset
-    sharpness (the sheet's plot 'sharpness vs train-set sharpness')."""
-    kept = [r for r in table if r.get("converged") == 1.0 and r.get("source_fitted") == 1.0
-            and r.get("source_train_sharpness_x4") is not None]
+    """E5 step 4, the reference's plot (``src/plotting/generalization.py``): each converged refit's
+    full-cube sharpness against its own sharpness on the m inputs its source was trained on.
+    The reference measures the latter for refits of learned completions only and plots random
+    completions with train sharpness = sharpness (on the diagonal); so does this figure."""
+    kept = [r for r in table if r.get("converged") == 1.0 and r.get("source_fitted") == 1.0]
+    learned = [(r["train_sharpness_x4"], r["sharpness_x4"]) for r in kept
+               if r["kind"] == "learned" and r.get("train_sharpness_x4") is not None]
+    random = [(r["sharpness_x4"], r["sharpness_x4"]) for r in kept if r["kind"] == "random"]
     fig, ax = plt.subplots(figsize=(6.0, 4.2))
-    for j, kind in enumerate(("learned", "random")):
-        pts = [(r["source_train_sharpness_x4"], r["sharpness_x4"]) for r in kept if r["kind"] == kind]
+    for j, (kind, pts) in enumerate((("learned", learned), ("random (train := full cube)", random))):
         if pts:
             ax.scatter(*zip(*pts), s=18, alpha=0.65, color=PALETTE[j], label=f"refit of {kind}")
-    if kept:
+    if learned or random:
+        lo = min(min(p) for p in learned + random)
+        hi = max(max(p) for p in learned + random)
+        ax.plot([lo, hi], [lo, hi], ls="--", color="grey", lw=0.8)
         ax.legend(frameon=False, fontsize=8)
     else:
-        ax.text(0.5, 0.5, "no converged refits", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel("source model's sharpness x4 on its training subset")
+        ax.text(0.5, 0.5, "no converged refits with train-subset sharpness", ha="center",
+                va="center", transform=ax.transAxes)
+    ax.set_xlabel("refit's sharpness x4 on its source's m training inputs")
     ax.set_ylabel("refit's sharpness x4 (full cube)")
-    ax.set_title("Refit sharpness vs train-set sharpness of the source", fontsize=10)
+    ax.set_title("Full-cube vs train-subset sharpness of the refits (E5 step 4)", fontsize=10)
     fig.tight_layout()
     return fig

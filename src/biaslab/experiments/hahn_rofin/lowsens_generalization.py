@@ -6,13 +6,11 @@ the whole cube are its *learned completion*. The baseline is a *random completio
 table with the m training labels restored, whose average sensitivity is about n/2. The claim: the
 learned completion is less sensitive than the random one, for every m. Also stored per run (issue
 10, item 7; ``lowsens_degree.py``): both completions' Walsh degree profiles (claim
-``lowsens-learned-low-degree``) and the fitted model's sharpness on its own training subset
-(E5 step 4, measured with the protocol's perturbation sharpness; no claim in the sheet).
+``lowsens-learned-low-degree``). E5 step 4 (train-subset sharpness) is measured on the refits, in
+sensitivity-sharpness, as the reference does.
 """
 
 from __future__ import annotations
-
-from typing import Optional
 
 import torch
 from pydantic import Field
@@ -27,7 +25,6 @@ from ..claims import combine
 from ..common import (ModelChoice, completion_metrics, fit_boolean, fit_subset_train, learned_tables,
                       members_of)
 from ..outcomes import member_outcomes
-from ..protocol import MeasureSpec, measurement_batches, sharpness_of
 from ..stats import mean_sd, stderr
 from . import lowsens_degree
 
@@ -46,11 +43,6 @@ class LowSensSpec(SpecBase):
     random_completions: int = Field(default=8, gt=0, description="random completions per run")
     train: TrainConfig = Field(default_factory=lambda: fit_subset_train(10_000, 1024),
                                description="training until the subset is fitted exactly")
-    train_sharpness: Optional[MeasureSpec] = Field(
-        default_factory=lambda: MeasureSpec(draws=100, batches=10, batch=1024),
-        description="sharpness of the fitted model on its own training subset, batches drawn "
-        "from the subset with replacement (E5 step 4; the reference uses R = 100 draws); null = "
-        "not measured (then the run's id is the one it had before the field existed)")
 
 
 @register_experiment
@@ -73,8 +65,6 @@ class LowSensGeneralization(Experiment):
                                "weight_decay": spec.weight_decay,
                                "random_completions": spec.random_completions,
                                "train": spec.train.model_dump()}
-                        if spec.train_sharpness is not None:
-                            cfg["train_sharpness"] = spec.train_sharpness.model_dump()
                         plans.append(self._plan(cfg, (f"m={m}",)))
         return plans
 
@@ -94,18 +84,11 @@ class LowSensGeneralization(Experiment):
         subset_idx = index_of(stack.task_states["subset"])  # [M, m]
         randoms = [self.random_completions(truth[i], subset_idx[i], p.config)
                    for i, p in enumerate(plans)]
-        # E5 step 4: perturbation sharpness on batches sampled from each member's own subset
-        sharp = None
-        if c0.get("train_sharpness"):
-            ms = MeasureSpec(**c0["train_sharpness"])
-            sharp = sharpness_of(stack, train_cfg.loss, measurement_batches(stack, ms, "train"), ms)
 
         def member(i):
             return {
                 **completion_metrics(learned[i], truth[i], subset_idx[i]),
                 **lowsens_degree.profile_columns(learned[i], randoms[i]),
-                **({} if sharp is None else {"train_sharpness": float(sharp[i]),
-                                             "train_sharpness_x4": 4 * float(sharp[i])}),
                 "as_random": float(average_sensitivity(randoms[i]).mean()),
                 "converge_step": int(result.converge_step[i]),
                 "diverged": float(result.diverged[i]),
@@ -131,8 +114,7 @@ class LowSensGeneralization(Experiment):
         from . import figures
 
         return {"sensitivity_by_m": figures.lowsens_figure(table),
-                "degree_profiles": lowsens_degree.degree_profile_figure(table),
-                "train_sharpness": lowsens_degree.train_sharpness_figure(table)}
+                "degree_profiles": lowsens_degree.degree_profile_figure(table)}
 
 
 @register_claim(

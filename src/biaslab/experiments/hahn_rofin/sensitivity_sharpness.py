@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Optional
 
 import numpy as np
 import torch
@@ -20,7 +21,9 @@ from ...train import TrainConfig
 from ..base import Experiment, SpecBase, Verdict, register_claim, register_experiment
 from ..common import ModelChoice, members_of
 from ..outcomes import member_outcomes, train_metrics
-from ..protocol import MeasureSpec, fit_and_measure, reference_model, reference_train
+from ...tasks import make_task
+from ..protocol import (MeasureSpec, fit_and_measure, reference_model, reference_train,
+                        sharpness_of)
 from ..stats import mean_sd, pearson, rounded, spearman, stderr
 from .lowsens_generalization import LowSensGeneralization, LowSensSpec
 
@@ -45,6 +48,10 @@ class SensSharpSpec(SpecBase):
     train: TrainConfig = Field(default_factory=_refit_train, description="refit recipe")
     measure: MeasureSpec = Field(default_factory=MeasureSpec, description="how refits are measured")
     keep_mse: float = Field(default=1e-3, gt=0, description="converged = eval MSE below this")
+    train_sharpness_draws: Optional[int] = Field(
+        default=100, gt=0, description="E5 step 4: noise draws R of each learned-completion "
+        "refit's sharpness on the m distinct inputs its source was trained on, all of them once "
+        "(the reference: R = 100); null = not measured")
 
 
 @register_experiment
@@ -69,14 +76,15 @@ class SensitivitySharpness(Experiment):
                            "model": spec.model.model_dump(), "lr": spec.model.lr or spec.lr,
                            "weight_decay": spec.weight_decay, "train": spec.train.model_dump(),
                            "measure": spec.measure.model_dump(), "keep_mse": spec.keep_mse}
+                    if spec.train_sharpness_draws is not None and kind == "learned":
+                        cfg["train_sharpness_draws"] = spec.train_sharpness_draws
                     plans.append(self._plan(cfg, (f"m={m}", kind)))
         return plans
 
     @staticmethod
     def source_tables(upstream, run_ids: set[str]) -> dict:
-        """source run id -> {"learned": array, "random": array, "fitted": float, "train_sharpness_x4":
-        float or None}, read from the lowsens-generalization runs the executor ran first
-        (``upstream``, a read-only view)."""
+        """source run id -> {"learned": array, "random": array, "fitted": float}, read from the
+        lowsens-generalization runs the executor ran first (``upstream``, a read-only view)."""
         rows = {r["run_id"]: r for r in upstream.table(LowSensGeneralization.name)}
         missing = sorted(set(run_ids) - set(rows))
         if missing:
@@ -84,9 +92,7 @@ class SensitivitySharpness(Experiment):
                                "the executor runs an experiment's dependencies first")
         return {rid: {"learned": upstream.artifacts.array(rid, "learned_table"),
                       "random": upstream.artifacts.array(rid, "random_table"),
-                      "fitted": float(rows[rid].get("fitted") or 0.0),
-                      # E5 step 4: the source model's sharpness on its own training subset
-                      "train_sharpness_x4": _or_nan(rows[rid].get("train_sharpness_x4"))}
+                      "fitted": float(rows[rid].get("fitted") or 0.0)}
                 for rid in run_ids}
 
     def run_group(self, spec, plans, device, progress=False, upstream=None):
@@ -102,13 +108,16 @@ class SensitivitySharpness(Experiment):
             "table", [TableTask.of(a, n) for a in arrays], members_of(plans),
             ModelChoice(**c0["model"]), train_cfg, MeasureSpec(**c0["measure"]), c0["keep_mse"],
             device, progress)
+        if c0.get("train_sharpness_draws"):
+            sharp = parent_subset_sharpness(stack, plans, train_cfg.loss,
+                                            MeasureSpec(**c0["measure"]), c0["train_sharpness_draws"])
+            met["train_sharpness"] = [float(v) for v in sharp]
+            met["train_sharpness_x4"] = [4 * float(v) for v in sharp]
 
         def member(i):
             return {**{k: v[i] for k, v in met.items()}, **train_metrics(result, train_cfg, i),
                     "as_table": as_vals[i],
-                    "source_fitted": tables[plans[i].config["source_run"]]["fitted"],
-                    "source_train_sharpness_x4":
-                        tables[plans[i].config["source_run"]]["train_sharpness_x4"]}
+                    "source_fitted": tables[plans[i].config["source_run"]]["fitted"]}
 
         return member_outcomes(plans, member, time.perf_counter() - t0, result=result,
                                series=("train_loss", "mse"))
@@ -120,12 +129,31 @@ class SensitivitySharpness(Experiment):
                 "sharpness_vs_train_sharpness": lowsens_degree.refit_vs_train_sharpness_figure(table)}
 
 
+def parent_subset_sharpness(stack, plans, loss: str, measure: MeasureSpec, draws: int):
+    """E5 step 4 as the reference measures it (lacoco-lab/sensitivity-hardness,
+    ``generalization_add_train_sharpness.py: update_run``): the *refit* model's perturbation
+    sharpness on ``x = sampler.samples``, i.e. all m distinct inputs of the subset its source
+    (parent) run was trained on, each once, with R = ``draws`` noise draws (the reference: 100,
+    sigma 0.02). The subset is rebuilt from the source's task parameters (the same seeds give the
+    same inputs); labels are the refit's own table on them (= the source's training labels).
+    Raw scale, [M]."""
+    xs, ys = [], []
+    for i, p in enumerate(plans):
+        src = p.config["source"]
+        parent = make_task("random", {k: src[k] for k in ("n", "train_size", "function_seed",
+                                                            "subset_seed")})
+        x = parent.make_state(src["seed"], stack.device)["subset"]  # [m, n]
+        xs.append(x)
+        ys.append(stack.tasks[i].target({k: v[i] for k, v in stack.task_states.items()}, x))
+    batch = [(torch.stack(xs), torch.stack(ys))]
+    m = MeasureSpec(sigma=measure.sigma, draws=draws, batches=1, batch=batch[0][0].shape[1],
+                    seed=measure.seed, draw_chunk=measure.draw_chunk,
+                    member_chunk=measure.member_chunk)
+    return sharpness_of(stack, loss, batch, m, key_salt=TRAIN_SUBSET_SALT)
+
+
+TRAIN_SUBSET_SALT = 0x54AB  # noise of the train-subset sharpness, apart from the full-cube one
 SENS_MIN_PER_KIND = 3
-
-
-def _or_nan(v) -> float:
-    """A stored number, nan where a source run predates the column."""
-    return float("nan") if v is None else float(v)
 
 
 def sens_sharp_stats(table) -> dict:

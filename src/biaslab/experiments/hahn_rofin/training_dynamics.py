@@ -172,135 +172,156 @@ class TrainingDynamics(Experiment):
                 "norm_blowup_after_convergence": dynamics_after.trajectory_figure(table)}
 
 
-DYN_MIN_RUNS = 3
-# A priori: the window is short (the reference's plots mark -800..-1200 steps around convergence,
-# a few percent of a 20k-step run), so a two-fold change of the mean across it is abrupt on the
-# run's time scale; the control ratio (the window before vs the one before that) must be at most
-# half as large in log terms, so that a steady drift does not count as a change at convergence.
-DYN_FACTOR = 2.0
+DYN_MIN_RUNS = 3  # house rule: a compared cell needs 3 runs
 
 
-def dynamics_ratios(table) -> dict:
-    rows = [r for r in table if r.get("windows_ok") == 1.0]
-    out = {"runs": len(rows), "total": len(table)}
-    for k in ("sharpness_x4", "blowup", "norm_sq"):
-        before = [r[f"{k}_before"] for r in rows]
-        after = [r[f"{k}_after"] for r in rows]
-        ctrl = [r[f"{k}_ctrl"] for r in rows]
-        mb, ma, mc = (float(np.mean(v)) if v else float("nan") for v in (before, after, ctrl))
+# --- The transition windows as the reference places them (issue 22 item 1) ----------------------
+# Reference: lacoco-lab/sensitivity-hardness ``src/plotting/dynamic.py: plot_dynamic_main_experiment``
+# aligns each run at its first logged step with batch loss < 0.01 (c), keeps runs whose final eval
+# loss is < 1e-3, and marks the left border of the transition per weight decay at -800 / -900 /
+# -1100 / -1200 steps for wd 0 / 0.1 / 0.2 / 0.3 (and a second mark at 0). Those borders are the
+# start of the loss drop at n = 25, lr 3e-4, read off the aligned curves. Ours train other sizes,
+# so the border is taken from our own loss curves, per weight decay: the drop of one run starts at
+# the last probe before c whose loss is still within DROP_FRACTION of the run's plateau (its highest
+# loss before c); its transition length is c minus that probe; the border of a weight decay is the
+# median transition length over its kept runs (rounded up to the probe grid). A run whose own drop
+# started before its weight decay's border has its "before" window inside the drop: it does not
+# count, and the count is reported.
+REFERENCE_BORDERS = {0.0: 800, 0.1: 900, 0.2: 1100, 0.3: 1200}  # dynamic.py: left_borders (steps)
+KEEP_FINAL_LOSS = 1e-3  # dynamic.py: runs with final eval loss >= 1e-3 are dropped
+# Why 10 %: the plateau's probe-to-probe noise is about 2 % of its level (0.250-0.259 on the
+# 0.25 plateau of PARITY at n = 6); a loss 10 % below the plateau has left it.
+DROP_FRACTION = 0.1
 
-        def ratio(num, den):
-            if not (math.isfinite(num) and math.isfinite(den)):
-                return float("nan")
-            if den <= 0:
-                return float("inf") if num > 0 else float("nan")
-            return num / den
 
-        out[k] = {"before": rounded(mb, 5), "after": rounded(ma, 5), "ctrl": rounded(mc, 5),
-                  "ratio": ratio(ma, mb), "ctrl_ratio": ratio(mb, mc)}
+def transition_length(row: dict) -> Optional[int]:
+    """Steps from the start of the loss drop to convergence (c) on the run's stored aligned loss
+    curve; None without a curve before c. When the loss is below the plateau band at every stored
+    probe but the highest, the drop started at or before the curve's first probe."""
+    loss = {o: v for o, v in aligned_curve(row, "loss").items() if o < 0}
+    if len(loss) < 2:
+        return None
+    level = (1 - DROP_FRACTION) * max(loss.values())
+    on_plateau = [o for o, v in sorted(loss.items()) if v >= level]
+    return -on_plateau[-1]
+
+
+def transition_borders(table) -> dict:
+    """weight decay -> border (steps before c, positive) = median transition length over its kept
+    runs, rounded up to the probe grid; absent when no kept run has a curve before c."""
+    lengths: dict[float, list[int]] = {}
+    for r in table:
+        if _kept(r):
+            L = transition_length(r)
+            if L is not None:
+                lengths.setdefault(float(r.get("weight_decay", 0.0)), []).append(L)
+    out = {}
+    every = next((_probe_every(r) for r in table if _kept(r)), 1)
+    for wd, ls in lengths.items():
+        out[wd] = int(math.ceil(float(np.median(ls)) / every) * every)
     return out
 
 
-@register_claim(
-    "abrupt-change-at-convergence-old-rule",
-    "training-dynamics",
-    "(old rule, kept for the record; was 'abrupt-change-at-convergence': its 'before' window "
-    "[c-W, c) lies inside the transition) along PARITY training, sharpness and LayerNorm blow-up "
-    "change abruptly at convergence: the "
-    "mean over runs in a window after convergence differs from the window before by a factor "
-    ">= 2, and by at least twice as much (in log) as between the two windows before",
-    "Hahn & Rofin Figs 3, 12-14 (E3): abrupt changes in sharpness and blow-up at convergence "
-    "(n = 25, seeds 0-100, wd 0-0.3); curve values not published in the sheet",
-)
-def check_dynamics(table):
-    st = dynamics_ratios(table)
-    if st["runs"] < DYN_MIN_RUNS:
-        return Verdict("INCONCLUSIVE", f"{st['runs']}/{st['total']} runs converged with full "
-                       f"windows (need {DYN_MIN_RUNS})", jsonable(st))
-    statuses, parts = [], []
-    for k in ("sharpness_x4", "blowup"):
-        R, Rc = st[k]["ratio"], st[k]["ctrl_ratio"]
-        if not math.isfinite(R) and R != float("inf"):
-            statuses.append("INCONCLUSIVE")
-            parts.append(f"{k}: undefined ratio")
-            continue
-        lr = abs(math.log(R)) if R != float("inf") else float("inf")
-        lc = abs(math.log(Rc)) if math.isfinite(Rc) and Rc > 0 else float("inf")
-        ok = lr >= math.log(DYN_FACTOR) and lr >= 2 * lc
-        statuses.append("PASS" if ok else "FAIL")
-        parts.append(f"{k}: after/before {R:.3g} (control {Rc:.3g})")
-    return Verdict(combine(statuses), f"{st['runs']} runs; " + "; ".join(parts), jsonable(st))
+def _kept(row: dict) -> bool:
+    fl = row.get("final_loss")
+    return row.get("align_step", -1) > 0 and fl is not None and math.isfinite(fl) \
+        and fl < KEEP_FINAL_LOSS
 
 
-
-# --- The rule as the reference places its windows (issue 10 item 1) -----------------------------
-# Reference (lacoco-lab/sensitivity-hardness plotting code, sheet §4 E3 "dashed marks at -800,
-# -900, -1100, -1200"): the transition is shaded at roughly [c-1200, c-800] before the convergence
-# step c, with curves logged every 100 steps, i.e. it starts 12 logging intervals before c. The
-# old rule's "before" window [c-W, c) lies inside that change. Here, scaled to the preset's
-# logging: before = [c - 12*every - W, c - 12*every) (ends where the reference's shading begins),
-# after = [c, c + W). Computed from the stored aligned curves (``aligned.<measure>.<offset>``),
-# so the rule is a function of the stored table. Sharpness and blow-up are two claims.
-TRANSITION_PROBES = 12  # 1200 steps / 100-step logging in the reference
-ABRUPT_FACTOR = DYN_FACTOR  # a two-fold change, as in the old rule
+def _probe_every(row: dict) -> int:
+    offs = sorted(aligned_curve(row, "loss"))
+    return min(b - a for a, b in zip(offs, offs[1:])) if len(offs) > 1 else 1
 
 
-def aligned_windows(row: dict, measure: str) -> Optional[tuple[float, float]]:
-    """(mean before the transition, mean after convergence) of one run, or None when the run's
-    aligned curve does not cover both windows."""
+def _window_mean(curve: dict, lo: int, hi: int) -> Optional[float]:
+    vals = [v for o, v in curve.items() if lo <= o < hi]
+    return float(np.mean(vals)) if vals else None
+
+
+def transition_changes(row: dict, measure: str, border: int) -> Optional[tuple[float, float]]:
+    """(|log change across the transition|, |log change between the control windows|) of one run.
+
+    Across: before = [c - border - W, c - border), after = [c, c + W). Control (abruptness): two
+    windows of the same width W and the same start-to-start distance D = border + W, right after
+    the after window: [c + W, c + 2W) and [c + W + D, c + 2W + D). None when the stored curve does
+    not cover all four windows or a window mean is not positive."""
+    W = int(row.get("window") or 0)
     curve = aligned_curve(row, measure)
+    if W <= 0 or not curve:
+        return None
+    every = _probe_every(row)
+    D = border + W
+    spans = [(-border - W, -border), (0, W), (W, 2 * W), (W + D, 2 * W + D)]
     offs = sorted(curve)
-    if len(offs) < 2:
+    if offs[0] > spans[0][0] or offs[-1] < spans[-1][1] - every:
         return None
-    every = min(b - a for a, b in zip(offs, offs[1:]))
-    W = int(row.get("window") or every)
-    hi = -TRANSITION_PROBES * every
-    lo = hi - W
-    before = [v for o, v in curve.items() if lo <= o < hi]
-    after = [v for o, v in curve.items() if 0 <= o < W]
-    if offs[0] > lo or offs[-1] < W - every or not before or not after:
+    means = [_window_mean(curve, a, b) for a, b in spans]
+    if any(m is None or m <= 0 for m in means):
         return None
-    return float(np.mean(before)), float(np.mean(after))
+    return abs(math.log(means[1] / means[0])), abs(math.log(means[3] / means[2]))
 
 
 def abrupt_change(table, measure: str) -> Verdict:
-    """Per run r = log(mean after / mean before); over runs m = mean(r), se = its standard error.
-    PASS when |m| - 2 se >= log 2 (a two-fold change beyond noise), FAIL when |m| + 2 se < log 2
-    (surely less than two-fold), INCONCLUSIVE otherwise or with fewer than DYN_MIN_RUNS runs whose
-    curves cover both windows (or a non-positive window mean)."""
-    logs, pairs = [], []
+    """Per kept run whose before-window precedes its own loss drop: d = |log(after / before)| -
+    |log(control after / control before)| (the change across the transition minus the change
+    between windows of the same width and distance after convergence). Paired over runs: PASS
+    when mean d > 2 se (the change at the transition is larger), FAIL when mean d < -2 se, a tie
+    INCONCLUSIVE; fewer than DYN_MIN_RUNS runs INCONCLUSIVE."""
+    borders = transition_borders(table)
+    counts = {"runs": len(table), "dropped_final_loss": 0, "window_in_drop": 0, "not_covered": 0}
+    across, control, diffs = [], [], []
     for r in table:
-        w = aligned_windows(r, measure)
-        if w is None:
+        if not _kept(r):
+            counts["dropped_final_loss"] += 1
             continue
-        pairs.append(w)
-        if w[0] > 0 and w[1] > 0:
-            logs.append(math.log(w[1] / w[0]))
-    numbers = {"runs_with_windows": len(pairs), "runs": len(table),
-               "transition_probes": TRANSITION_PROBES,
-               "before_mean": rounded(float(np.mean([b for b, _ in pairs])) if pairs else None, 5),
-               "after_mean": rounded(float(np.mean([a for _, a in pairs])) if pairs else None, 5)}
-    if len(logs) < DYN_MIN_RUNS or len(logs) < len(pairs):
-        return Verdict(INCONCLUSIVE, f"{len(logs)}/{len(table)} runs cover both windows with "
-                       f"positive means (need {DYN_MIN_RUNS})", jsonable(numbers))
-    m = float(np.mean(logs))
-    se = stderr(logs)
-    numbers.update({"mean_log_ratio": rounded(m, 4), "se": rounded(se, 4),
-                    "geo_mean_ratio": rounded(math.exp(m), 4)})
-    bar = math.log(ABRUPT_FACTOR)
-    status = PASS if abs(m) - 2 * se >= bar else FAIL if abs(m) + 2 * se < bar else INCONCLUSIVE
-    return Verdict(status, f"{len(logs)} runs; after/before (geometric mean) {math.exp(m):.3g}, "
-                   f"log ratio {m:.3f} +- {2 * se:.3f} (2 se) vs bar log 2", jsonable(numbers))
+        b = borders.get(float(r.get("weight_decay", 0.0)))
+        L = transition_length(r)
+        if b is None or L is None or L > b:
+            counts["window_in_drop"] += 1
+            continue
+        ch = transition_changes(r, measure, b)
+        if ch is None:
+            counts["not_covered"] += 1
+            continue
+        across.append(ch[0])
+        control.append(ch[1])
+        diffs.append(ch[0] - ch[1])
+    numbers = {**counts, "counted": len(diffs),
+               "borders": {str(wd): b for wd, b in sorted(borders.items())},
+               "reference_borders": {str(wd): b for wd, b in REFERENCE_BORDERS.items()}}
+    if len(diffs) < DYN_MIN_RUNS:
+        return Verdict(INCONCLUSIVE, f"too few runs: {len(diffs)} counted of {len(table)} "
+                       f"({counts['dropped_final_loss']} final loss >= {KEEP_FINAL_LOSS:g}, "
+                       f"{counts['window_in_drop']} window inside the drop, "
+                       f"{counts['not_covered']} not covered; need {DYN_MIN_RUNS})",
+                       jsonable(numbers))
+    m, se = float(np.mean(diffs)), stderr(diffs)
+    numbers.update({"mean_abs_log_across": rounded(float(np.mean(across)), 4),
+                    "mean_abs_log_control": rounded(float(np.mean(control)), 4),
+                    "mean_diff": rounded(m, 4), "se": rounded(se, 4)})
+    status = PASS if m > 2 * se else FAIL if m < -2 * se else INCONCLUSIVE
+    return Verdict(status, f"{len(diffs)} runs counted ({counts['window_in_drop']} with the window "
+                   f"inside the drop, {counts['dropped_final_loss']} dropped by final loss); "
+                   f"border {numbers['borders']} steps; |log change| across the transition "
+                   f"{np.mean(across):.3f} vs control {np.mean(control):.3f}: diff {m:+.3f} "
+                   f"+- {2 * se:.3f} (2 se)", jsonable(numbers))
+
+
+_ABRUPT_STATEMENT = (
+    "along PARITY training, {what} changes more across the transition (from a window ending where "
+    "the loss drop begins, placed per weight decay, to the window after convergence) than between "
+    "two windows of the same width and distance after convergence, paired by run, beyond 2 "
+    "standard errors; runs with final loss >= 1e-3 and runs whose window lies inside their own "
+    "loss drop do not count")
 
 
 @register_claim(
     "abrupt-sharpness-change-at-convergence",
     "training-dynamics",
-    "along PARITY training, sharpness changes at least two-fold between a window before the "
-    "transition (ending 12 logging intervals before convergence, as the reference shades it) and "
-    "the window after convergence, beyond 2 standard errors over runs",
-    "Hahn & Rofin Figs 3, 12-14 (E3): abrupt change in sharpness at convergence; reference plots "
-    "shade ~[c-1200, c-800] at 100-step logging; values not published",
+    _ABRUPT_STATEMENT.format(what="sharpness"),
+    "Hahn & Rofin Figs 3, 12-14 (E3): abrupt change in sharpness at convergence; reference "
+    "src/plotting/dynamic.py marks the transition at -800/-900/-1100/-1200 steps for wd "
+    "0/0.1/0.2/0.3 and keeps runs with final eval loss < 1e-3; values not published",
 )
 def check_sharpness_change(table):
     return abrupt_change(table, "sharpness_x4")
@@ -309,10 +330,9 @@ def check_sharpness_change(table):
 @register_claim(
     "abrupt-blowup-change-at-convergence",
     "training-dynamics",
-    "along PARITY training, LayerNorm blow-up changes at least two-fold between a window before "
-    "the transition (ending 12 logging intervals before convergence) and the window after "
-    "convergence, beyond 2 standard errors over runs",
-    "Hahn & Rofin Figs 3, 12-14 (E3): abrupt change in blow-up at convergence; values not published",
+    _ABRUPT_STATEMENT.format(what="LayerNorm blow-up"),
+    "Hahn & Rofin Figs 3, 12-14 (E3): abrupt change in blow-up at convergence; reference "
+    "src/plotting/dynamic.py as for sharpness; values not published",
 )
 def check_blowup_change(table):
     return abrupt_change(table, "blowup")
