@@ -17,6 +17,7 @@ from ..errors import InputError
 from .common import DEFAULT_STORE, Parser, parallel_args, spec_args, store_arg, threads_arg
 from .experiments import cmd_export, cmd_report, cmd_reproduce, cmd_run, cmd_runs
 from .explore import cmd_list, cmd_measure, cmd_sample, cmd_spec
+from .results import cmd_results
 
 __all__ = ["build_parser", "main"]
 
@@ -84,9 +85,18 @@ def build_parser() -> argparse.ArgumentParser:
     threads_arg(s)
     parallel_args(s)
     s.add_argument("--report", help="also write the HTML report to this folder")
+    s.add_argument("--replicates", type=int, default=1, metavar="K",
+                   help="rerun the claims on K disjoint seed sets (the preset's and K-1 shifted "
+                        "ones) and say whether each verdict is stable or seed-dependent")
     s.add_argument("--quiet", action="store_true")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_reproduce)
+
+    s = sub.add_parser("results", help="the stored verdicts as markdown tables, with provenance and cost")
+    store_arg(s)
+    s.add_argument("--preset", help="only verdicts checked under this preset")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_results)
 
     s = sub.add_parser("runs", help="what the store holds")
     store_arg(s)

@@ -38,7 +38,8 @@ def cmd_reproduce(args) -> int:
     verdicts, and with --report write the page that shows the same stored verdicts."""
     from ..execute.batch import run_experiments
     from ..execute.executors import open_executor
-    from ..experiments.claims import check_claims
+    from ..experiments.claims import check_claims, replicate_statuses
+    from ..experiments.provenance import replicate_spec
     from ..registry import CLAIMS, EXPERIMENTS
     from ..store import Store
 
@@ -58,24 +59,34 @@ def cmd_reproduce(args) -> int:
         names += mine
     claims = [CLAIMS.get(c) for c in (CLAIMS.names() if args.all else dict.fromkeys(names))]
     preset = args.preset or "cpu"
+    reps = getattr(args, "replicates", 1) or 1
+    if reps < 1:
+        raise InputError("replicates", f"{reps} is not positive", "an integer >= 1 (1: no reruns)")
     plans = {}
     for claim in claims:
         if claim.experiment not in plans:
             plans[claim.experiment] = spec_and_experiment(claim.experiment, preset, None,
                                                           args.overrides)
+    # replicate k trains every experiment on its k-th disjoint seed set (provenance.replicate_spec)
+    replicas = [{name: (exp, replicate_spec(spec, k)) for name, (exp, spec) in plans.items()}
+                for k in range(reps)]
     with open_executor(args) as (device, pool), Store(args.store) as store:
         finished = []
+        todo = [pair for rep in replicas for pair in rep.values()]
 
         def done(exp, s):  # one line per experiment as it completes: where a long --all is
             finished.append(exp.name)
-            print(f"[{len(finished)}/{len(plans)}] {exp.name}: trained {s['trained']}, skipped "
+            print(f"[{len(finished)}/{len(todo)}] {exp.name}: trained {s['trained']}, skipped "
                   f"{s['skipped']} finished, done at {s['seconds']:.0f}s", file=sys.stderr)
 
-        run_experiments(list(plans.values()), store, device, progress=not args.quiet,
+        run_experiments(todo, store, device, progress=not args.quiet,
                         max_members=args.max_members, workers=args.workers, pool=pool,
                         on_done=done)
-        runs = {name: {p.id for p in exp.plan(spec)} for name, (exp, spec) in plans.items()}
-        results = [c.as_dict() for c in check_claims(store, claims, runs, preset)]
+        run_ids = [{name: {p.id for p in exp.plan(spec)} for name, (exp, spec) in rep.items()}
+                   for rep in replicas]
+        others = replicate_statuses(store, claims, run_ids[1:]) if reps > 1 else None
+        specs = {name: spec for name, (_, spec) in plans.items()}
+        results = [c.as_dict() for c in check_claims(store, claims, run_ids[0], preset, specs, others)]
         if args.report:
             from ..report.html import write_report
 
@@ -84,10 +95,18 @@ def cmd_reproduce(args) -> int:
 
     def human(rs):
         for r in rs:
-            print(f"[{r['status']}] {r['claim']} (preset {r['preset']}, {r['runs']} runs)")
+            kind = " (observation: not counted)" if r["kind"] == "observation" else ""
+            stable = f", {r['stability']} over {len(r['replicates'])} seed sets " \
+                     f"({' '.join(r['replicates'])})" if r.get("replicates") else ""
+            print(f"[{r['status']}] {r['claim']}{kind} (preset {r['preset']}, {r['runs']} runs{stable})")
             print(f"    claim:    {r['statement']}")
             print(f"    measured: {r['summary']}")
+            if r["bars"]:
+                print("    bars:     " + "; ".join(f"{b['what']} {b['value']} ({b['source']})"
+                                                  for b in r["bars"]))
             print(f"    paper:    {r['paper']}")
+            if r["scale"]:
+                print(f"    scale:    {', '.join(r['scale'])}")
     emit(results, args.json, human)
     return 0
 

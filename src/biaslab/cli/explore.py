@@ -14,14 +14,20 @@ def cmd_list(args) -> int:
 
     data = {kind: [{"name": e.name, "description": e.description} for e in reg.entries()]
             for kind, reg in [("tasks", TASKS), ("models", MODELS), ("measures", MEASURES),
-                              ("experiments", EXPERIMENTS), ("claims", CLAIMS)]}
+                              ("experiments", EXPERIMENTS)]}
+    for kind in ("claim", "observation"):  # each with its statistic, comparison and sourced bars
+        data[kind + "s"] = [{**c.as_dict(), "description": c.statement}
+                            for c in map(CLAIMS.get, CLAIMS.names()) if c.kind == kind]
 
     def human(d):
         for kind, entries in d.items():
-            print(f"{kind}:")
+            print(f"{kind}:" if kind != "observations" else "observations (true by construction, "
+                  "never counted in verdict totals):")
             width = max((len(e["name"]) for e in entries), default=0)
             for e in entries:
                 print(f"  {e['name']:<{width}}  {e['description']}")
+                for b in e.get("bars", []):
+                    print(f"  {'':<{width}}    bar: {b['what']} {b['value']} -- {b['source']}")
     emit(data, args.json, human)
     return 0
 

@@ -39,7 +39,9 @@ def paper_sections(claims, paper_of_experiment: dict) -> list[PaperSection]:
         groups.setdefault(paper_of_experiment.get(c.experiment, (99, "other experiments")), []).append(c)
     out = []
     for (_, title), rows in sorted(groups.items()):
-        counts = {s: sum(c.status == s for c in rows) for s in ("PASS", "FAIL", "INCONCLUSIVE")}
+        # observations hold by construction: shown, never counted
+        counts = {s: sum(c.status == s and c.kind != "observation" for c in rows)
+                  for s in ("PASS", "FAIL", "INCONCLUSIVE")}
         out.append(PaperSection(title, rows, {k: v for k, v in counts.items() if v}))
     return out
 
@@ -71,6 +73,11 @@ class ClaimRow:
     preset: str
     runs: int
     checked: str
+    kind: str = "claim"
+    bars: list = field(default_factory=list)  # of claims.Bar, each with its source
+    scale: list = field(default_factory=list)  # "field ours vs paper" of the checked preset
+    not_testable: str = ""
+    stability: str = ""  # over reproduce --replicates: "stable (PASS PASS PASS)"
 
 
 @dataclass
@@ -97,8 +104,15 @@ def claim_rows(checked) -> list[ClaimRow]:
                             claim.statement, claim.paper, v.status, v.summary,
                             json.dumps(v.numbers, indent=1, default=str),
                             f"preset {c.preset}" if c.preset else "all stored runs", c.runs,
-                            _when(c.checked)))
+                            _when(c.checked), claim.kind, list(claim.bars),
+                            list((c.detail or {}).get("scale") or []), v.not_testable or "",
+                            _stability(c.detail or {})))
     return out
+
+
+def _stability(detail: dict) -> str:
+    reps = detail.get("replicates")
+    return f"{detail.get('stability')} over {len(reps)} seed sets ({' '.join(reps)})" if reps else ""
 
 
 def spec_rows(experiment: str, exp, presets: list[str]) -> tuple[str, list[dict], str]:

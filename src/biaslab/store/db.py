@@ -57,7 +57,8 @@ CREATE TABLE IF NOT EXISTS verdicts (
     numbers TEXT NOT NULL,
     checked REAL NOT NULL,
     preset TEXT,
-    runs INTEGER
+    runs INTEGER,
+    detail TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_experiment ON runs(experiment, status);
 """
@@ -97,9 +98,10 @@ class Store:
                              "a SQLite file written by biaslab") from None
 
     def _add_verdict_columns(self) -> None:
-        """Stores written before verdicts recorded their preset and run count get the columns."""
+        """Stores written before verdicts recorded their preset, run count and detail (kind, scale,
+        replicates, provenance) get the columns."""
         have = {row[1] for row in self.conn.execute("PRAGMA table_info(verdicts)")}
-        for name, kind in (("preset", "TEXT"), ("runs", "INTEGER")):
+        for name, kind in (("preset", "TEXT"), ("runs", "INTEGER"), ("detail", "TEXT")):
             if name not in have:
                 self.conn.execute(f"ALTER TABLE verdicts ADD COLUMN {name} {kind}")
 
@@ -172,15 +174,18 @@ class Store:
                 self.conn.execute("INSERT INTO artifacts VALUES (?,?,?)", (rid, name, str(path)))
 
     def save_verdict(self, claim: str, experiment: str, status: str, summary: str, numbers: dict,
-                     preset: str | None = None, runs: int | None = None) -> float:
-        """Store a claim's verdict (replacing the previous one); returns the time it was checked."""
+                     preset: str | None = None, runs: int | None = None,
+                     detail: dict | None = None) -> float:
+        """Store a claim's verdict (replacing the previous one); returns the time it was checked.
+        ``detail``: what the claims layer records beside it (kind, scale, bars, replicates,
+        provenance, cost), as JSON."""
         now = time.time()
         with self._tx():
             self.conn.execute(
                 "INSERT OR REPLACE INTO verdicts (claim, experiment, status, summary, numbers, "
-                "checked, preset, runs) VALUES (?,?,?,?,?,?,?,?)",
+                "checked, preset, runs, detail) VALUES (?,?,?,?,?,?,?,?,?)",
                 (claim, experiment, status, summary, json.dumps(numbers, default=str), now, preset,
-                 runs))
+                 runs, json.dumps(detail or {}, default=str)))
         return now
 
     class _Tx:
@@ -295,11 +300,11 @@ class Store:
         return [r[0] for r in self.conn.execute("SELECT DISTINCT experiment FROM runs ORDER BY 1")]
 
     def verdicts(self) -> list[dict]:
-        q = ("SELECT claim, experiment, status, summary, numbers, checked, preset, runs FROM verdicts "
-             "ORDER BY claim")
+        q = ("SELECT claim, experiment, status, summary, numbers, checked, preset, runs, detail "
+             "FROM verdicts ORDER BY claim")
         return [{"claim": c, "experiment": e, "status": s, "summary": m, "numbers": json.loads(n),
-                 "checked": t, "preset": p, "runs": k}
-                for c, e, s, m, n, t, p, k in self.conn.execute(q)]
+                 "checked": t, "preset": p, "runs": k, "detail": json.loads(d) if d else {}}
+                for c, e, s, m, n, t, p, k, d in self.conn.execute(q)]
 
     def export(self, out: str | os.PathLike, experiment: str | None = None) -> Path:
         """Export finished runs' flat table to CSV, or to Parquet (``.parquet``, needs pyarrow)."""
