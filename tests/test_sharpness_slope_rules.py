@@ -6,22 +6,18 @@ import math
 import pytest
 
 import biaslab.experiments  # noqa: F401  (registers experiments and claims)
-from biaslab.experiments.hahn_rofin.sharpness_scaling import slope_with_se
+from biaslab.experiments.rules import slope_fit
 from biaslab.registry import CLAIMS
+from claim_tables.hahn_rofin import pad_rows, scaling_rows
 
 
 def test_slope_standard_error_against_the_textbook_formula():
     xs, ys = [4, 4, 6, 6, 8, 8], [1.0, 1.2, 1.9, 2.3, 3.1, 2.9]
-    b, se = slope_with_se(xs, ys)
+    f = slope_fit(xs, ys)
+    b, se = f["slope"], f["se"]
     assert b == pytest.approx(0.475)  # sum (x - 6)(y - ybar) / sum (x - 6)^2 = 7.6 / 16
     resid = [y - (sum(ys) / 6 + b * (x - 6)) for x, y in zip(xs, ys)]
     assert se == pytest.approx(math.sqrt(sum(r * r for r in resid) / 4 / 16))
-
-
-def scaling_rows(slopes: dict, noise=0.01, ns=(4, 6, 8), seeds=3):
-    return [{"sweep": "A", "target": t, "n": n, "converged": 1.0,
-             "sharpness_x4": 0.1 + b * n + noise * (s - 1) * (1 if n % 4 else -1)}
-            for t, b in slopes.items() for n in ns for s in range(seeds)]
 
 
 def test_sharpness_grows_for_parity():
@@ -35,14 +31,6 @@ def test_sharpness_grows_for_parity():
     # too few runs
     assert check(scaling_rows({"parity": 0.05, "majority": 0.0, "first": 0.0},
                               seeds=1)).status == "INCONCLUSIVE"
-
-
-def pad_rows(parity_slope, pad_slope, noise=0.005, seeds=3):
-    rows = []
-    for kind, b, ns in (("parity", parity_slope, (4, 6, 8)), ("scratchpad", pad_slope, (4, 8, 12))):
-        rows += [{"kind": kind, "n": n, "converged": 1.0,
-                  "sharpness_x4": 0.1 + b * n + noise * (s - 1)} for n in ns for s in range(seeds)]
-    return rows
 
 
 def test_scratchpad_sharpness_flat():

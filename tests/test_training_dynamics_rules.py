@@ -5,26 +5,7 @@ import biaslab.experiments  # noqa: F401  (registers experiments and claims)
 from biaslab.experiments.hahn_rofin.training_dynamics import (transition_borders,
                                                                 transition_length)
 from biaslab.registry import CLAIMS
-
-
-def dyn_row(before, after, drop=100, post_slope=0.0, wd=0.1, final_loss=1e-5, every=25,
-            window=150, start=-1000, end=1100):
-    """A run aligned at convergence: loss on the 0.25 plateau until ``drop`` steps before c, then
-    falling to 0.001; the measure at ``before`` until the drop, ramping to ``after`` at c, then
-    drifting by ``post_slope`` per step after it."""
-    row = {"window": window, "weight_decay": wd, "align_step": 800, "final_loss": final_loss}
-    for off in range(start, end + 1, every):
-        if off < -drop:
-            loss, v = 0.25, before
-        elif off < 0:
-            frac = (off + drop) / drop
-            loss, v = 0.25 - 0.249 * frac, before + (after - before) * frac
-        else:
-            loss, v = 0.001, after + post_slope * off
-        row[f"aligned.loss.{off:+d}"] = loss
-        row[f"aligned.sharpness_x4.{off:+d}"] = v
-        row[f"aligned.blowup.{off:+d}"] = v
-    return row
+from claim_tables.hahn_rofin import dyn_row
 
 
 def test_transition_length_and_border_come_from_the_loss_curve():

@@ -20,10 +20,11 @@ import numpy as np
 
 from ...report.figures import PALETTE, plt
 from ..base import Verdict, register_claim
-from ..claims import FAIL, INCONCLUSIVE, PASS
+from .. import rules
+from ..claims import FAIL, INCONCLUSIVE, PASS, Bar
 from ..stats import jsonable, rounded, stderr
 
-POST_MIN_RUNS = 3  # as the other training-dynamics claims: fewer runs -> INCONCLUSIVE
+POST_MIN_RUNS = rules.MIN_RUNS  # house rule: fewer runs -> INCONCLUSIVE
 
 
 def aligned_curve(row: dict, measure: str) -> dict[int, float]:
@@ -138,6 +139,13 @@ register_claim(
     "Hahn & Rofin E3 (Figs 12-14; reference plotting code: norm-vs-blow-up paths 3k-10k steps "
     "after convergence, n = 25, wd 0-0.3): weight decay trades norm for blow-up after "
     "convergence; direction only, values not published",
+    statistic="over runs with weight decay > 0: mean change of log norm and of log blow-up from "
+    "[c+post_start, +window) to [c+post_end-window, c+post_end)",
+    comparison="log norm change < 0 and log blow-up change > 0, each beyond 2 se over runs",
+    bars=[rules.TIE_BAR, rules.MIN_RUNS_BAR,
+          Bar("path windows", "c+3000 .. c+10000 (scaled at cpu)",
+              "reference plotting code: norm-vs-blow-up paths 3k-10k steps after convergence "
+              "(sheet §4 E3)")],
 )(check_trade)
 
 

@@ -27,11 +27,9 @@ import torch
 from ...measure.fourier import degree_profile
 from ...report.figures import PALETTE, plt
 from ..base import Verdict
+from .. import rules
 from ..claims import combine
 from ..stats import mean_sd, rounded, stderr
-
-#: Fewest fitted runs per training size m for a verdict at that m.
-MIN_FITTED = 2
 
 
 def low_degrees(n: int) -> int:
@@ -62,22 +60,14 @@ def _by_m(table) -> dict[int, list[dict]]:
 
 def low_degree_status(diffs: list[float]) -> str:
     """The rule at one m, on the paired differences lowdeg_learned - lowdeg_random."""
-    d, _, k = mean_sd(diffs)
-    if k < MIN_FITTED:
-        return "INCONCLUSIVE"
-    se = stderr(diffs)
-    if d - 2 * se > 0:
-        return "PASS"
-    if d + 2 * se < 0:
-        return "FAIL"
-    return "INCONCLUSIVE"
+    return rules.compare_paired(diffs, label="low-degree weight", direction="greater").status
 
 
 def check_low_degree(table):
     """The claim ``lowsens-learned-low-degree`` (registered in lowsens_generalization.py)."""
     # Decision rule, fixed before any run. Per m, over fitted runs only, the paired difference
     # d_i = lowdeg_learned_i - lowdeg_random_i (random = mean profile of that run's random
-    # completions). With at least MIN_FITTED runs: PASS when mean(d) > 2 se(d); FAIL when
+    # completions). With at least 3 runs (house rule; was MIN_FITTED = 2): PASS when mean(d) > 2 se(d); FAIL when
     # mean(d) < -2 se(d) (random completions significantly lower-degree); INCONCLUSIVE in
     # between. The claim: FAIL if any m fails, PASS if every m passes, else INCONCLUSIVE.
     by_m = _by_m(table)

@@ -21,11 +21,12 @@ from ...measure.sensitivity import average_sensitivity
 from ...tasks.boolean import index_of
 from ...train import TrainConfig
 from ..base import Experiment, SpecBase, Verdict, register_claim, register_experiment
-from ..claims import combine
+from .. import rules
+from ..claims import Bar
 from ..common import (ModelChoice, completion_metrics, fit_boolean, fit_subset_train, learned_tables,
                       members_of)
 from ..outcomes import member_outcomes
-from ..stats import mean_sd, stderr
+from ..stats import mean_sd
 from . import lowsens_degree
 
 
@@ -124,36 +125,35 @@ class LowSensGeneralization(Experiment):
     "completion of the same labels, for every training size m",
     "Hahn & Rofin E5: learned completions have lower average sensitivity than random ones "
     "(about n/2 = 5); figure values not published in the sheet",
+    statistic="per fitted run: average sensitivity of the learned completion minus the mean over "
+    "its random completions of the same labels",
+    comparison="per m, paired by run (function and subset seed): mean difference < 0",
+    bars=[rules.TIE_BAR, rules.MIN_RUNS_BAR],
 )
 def check_lowsens(table):
+    # Decision rule (issue 20; the issue-10 rule compared the learned mean + 2 se(learned) with the
+    # random mean, FAIL only at or above it, >= 2 runs: docs/results.md keeps its verdicts). Per m,
+    # over fitted runs: d = as_learned - as_random of the same run (same labels on the subset);
+    # PASS when mean d < 0 by more than 2 se, FAIL when > 0 by more than 2 se, a tie otherwise;
+    # fewer than 3 fitted runs INCONCLUSIVE. All m PASS -> PASS; any FAIL -> FAIL.
     by_m: dict[int, list[dict]] = {}
     for row in table:
         by_m.setdefault(int(row["train_size"]), []).append(row)
-    numbers, statuses = {}, []
-    for m in sorted(by_m):
-        fitted = [r for r in by_m[m] if r.get("fitted") == 1.0]
-        learned = [r["as_learned"] for r in fitted]
-        random = [r["as_random"] for r in fitted]
-        ml, sdl, k = mean_sd(learned)
-        mr, _, _ = mean_sd(random)
-        numbers[f"m={m}"] = {"fitted": f"{k}/{len(by_m[m])}", "as_learned": round(ml, 3),
-                             "as_learned_sd": round(sdl, 3), "as_random": round(mr, 3)}
-        # Decision rule, fixed before any run: at least 2 fitted runs; PASS when the learned mean
-        # is below the random mean by more than two standard errors; FAIL when it is at or above.
-        if k < 2:
-            statuses.append("INCONCLUSIVE")
-        elif ml + 2 * stderr(learned) < mr:
-            statuses.append("PASS")
-        elif ml >= mr:
-            statuses.append("FAIL")
-        else:
-            statuses.append("INCONCLUSIVE")
     if not by_m:
         return Verdict("INCONCLUSIVE", "no finished runs", {})
-    status = combine(statuses)
-    summary = "; ".join(f"{m}: learned {v['as_learned']} vs random {v['as_random']} ({v['fitted']} fitted)"
-                        for m, v in numbers.items())
-    return Verdict(status, summary, numbers)
+    numbers, parts = {}, []
+    for m in sorted(by_m):
+        fitted = [r for r in by_m[m] if r.get("fitted") == 1.0]
+        ml, sdl, k = mean_sd([r["as_learned"] for r in fitted])
+        mr, _, _ = mean_sd([r["as_random"] for r in fitted])
+        numbers[f"m={m}"] = {"fitted": f"{k}/{len(by_m[m])}", "as_learned": round(ml, 3),
+                             "as_learned_sd": round(sdl, 3), "as_random": round(mr, 3)}
+        parts.append(rules.compare_paired([r["as_learned"] - r["as_random"] for r in fitted],
+                                          label=f"m={m} learned - random", direction="less"))
+    summary = "; ".join(f"{m}: learned {v['as_learned']} vs random {v['as_random']} "
+                        f"({v['fitted']} fitted) {p.status}"
+                        for (m, v), p in zip(numbers.items(), parts))
+    return rules.verdict(parts, numbers, summary=summary)
 
 
 # The rule and its numbers live in lowsens_degree.py; registered here, with the experiment.
@@ -165,4 +165,10 @@ register_claim(
     "Hahn & Rofin, abstract: loss-landscape constraints give a 'low-sensitivity (and "
     "low-degree) bias'; E5 learned vs random completions (Figs 4, 15); degree profiles are "
     "not plotted in the sheet, so no figure values",
+    statistic="per fitted run: Walsh weight on degrees k < n/2 of the learned completion minus "
+    "the mean of its random completions'",
+    comparison="per m, paired by run: mean difference > 0",
+    bars=[rules.TIE_BAR, rules.MIN_RUNS_BAR,
+          Bar("low degrees", "k < n/2", "reason: n/2 is the mean degree of a uniformly random "
+              "function (the lab's operationalisation; the paper gives no cut)")],
 )(lowsens_degree.check_low_degree)

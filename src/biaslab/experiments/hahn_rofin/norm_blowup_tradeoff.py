@@ -24,8 +24,9 @@ from pydantic import Field
 from ...measure.norms import parameter_norm_stack
 from ...tasks import make_task
 from ...train import Stack, TrainConfig, train
+from .. import rules
 from ..base import Experiment, SpecBase, Verdict, register_claim, register_experiment
-from ..claims import combine
+from ..claims import Bar, combine, register_observation
 from ..common import ModelChoice, members_of
 from ..outcomes import member_outcomes, train_metrics
 from ..protocol import (MeasureSpec, measure_members, reference_model, reference_train,
@@ -129,7 +130,7 @@ TRADEOFF_MIN_PER_N = 4  # converged runs at one n for the within-n statistic
 # --- The paper's comparison and the restated trade-off (issue 10 item 2) --------------------------
 # Both rules were written before any run of the presets that carry them; both are symmetric: a
 # difference within two standard errors of zero is a tie and gives INCONCLUSIVE, never FAIL.
-MIN_PAIRS = 3  # house rule: a compared cell needs >= 3 runs (here: matched pairs)
+MIN_PAIRS = rules.MIN_RUNS  # house rule: a compared cell needs >= 3 runs (here: matched pairs)
 MIN_NS = 3  # n values the comparison and the slope need ("at each n" and "moves with n")
 
 
@@ -163,13 +164,12 @@ def outward_runs(table, norm_key: str = "param_norm") -> dict:
     return cells
 
 
-def _paired(diffs: list[float]) -> dict:
-    """Mean of paired differences, its standard error, and the 2-se status (a tie INCONCLUSIVE;
-    fewer than MIN_PAIRS pairs INCONCLUSIVE "too few runs")."""
-    m, sd, k = mean_sd(diffs)
-    se = sd / math.sqrt(k) if k > 1 else float("inf")
-    status = "INCONCLUSIVE" if k < MIN_PAIRS else _sign(m, se)
-    return {"mean": rounded(m, 4), "se": rounded(se, 4), "pairs": k, "status": status}
+def _paired(diffs: list[float], label: str) -> dict:
+    """``rules.compare_paired`` (greater than 0; 2-se tie band, >= 3 pairs) as a row of numbers."""
+    part = rules.compare_paired(diffs, label=label, direction="greater")
+    m, se, k = rules.mean_se(diffs)
+    return {"mean": rounded(m, 4), "se": rounded(se, 4), "pairs": k, "status": part.status,
+            "text": part.text}
 
 
 def _sign(diff: float, se: float) -> str:
@@ -193,7 +193,7 @@ def further_out_stats(table, norm_key: str = "param_norm") -> dict:
         for t in sorted({t for t, m in runs if m == n and t != "parity"}):
             other = dict(runs[(t, n)])
             diffs = [par[k] - other[k] for k in sorted(set(par) & set(other), key=str)]
-            c = {"n": n, "other": t, **_paired(diffs)}
+            c = {"n": n, "other": t, **_paired(diffs, f"n={n} parity - {t}")}
             comps.append(c)
             if c["pairs"] >= MIN_PAIRS:
                 compared_ns.add(n)
@@ -203,7 +203,7 @@ def further_out_stats(table, norm_key: str = "param_norm") -> dict:
             series.setdefault(pair, []).append((n, u))
     slopes = [linfit([n for n, _ in v], [u for _, u in v])["slope"] for v in series.values()
               if len({n for n, _ in v}) >= 2]
-    slope = _paired(slopes)
+    slope = _paired(slopes, "slope of parity on n")
     means = {f"{t} n={n}": rounded(mean_sd([u for _, u in v])[0], 4)
              for (t, n), v in sorted(runs.items())}
     return {"comparisons": comps, "compared_ns": sorted(compared_ns), "parity_ns": par_ns,
@@ -230,6 +230,13 @@ def further_out_verdict(st: dict) -> str:
     "Hahn & Rofin Figs 2, 9, 10 (E2; sheet §4 E2, §7 target 3; Corollary 5): in the "
     "blow-up (log x) vs norm plane PARITY sits further up and right than MAJORITY, FIRST and "
     "MEAN and moves outward with n; figure values not published in the sheet",
+    statistic="u = log(norm) + log(blow-up) of converged runs; per n, u(PARITY) - u(other) paired "
+    "by (weight decay, lr, seed); per (weight decay, lr, seed) the slope of PARITY's u on n",
+    comparison="every paired difference > 0 and the slopes > 0, each over its pairs/series",
+    bars=[rules.TIE_BAR, rules.MIN_RUNS_BAR,
+          Bar("n values compared", f">= {MIN_NS}", "reason: 'at each n' and 'moves outward with "
+              "n' need more than two n"),
+          Bar("keep filter", "eval MSE < keep_mse (1e-3)", "reference plotting filter (sheet §4 E2)")],
 )
 def check_further_out(table):
     # Decision rule (issue 22 item 2; the issue-10 rule pooled the weight decays of a cell and
@@ -287,16 +294,21 @@ def within_n_tradeoff(table, norm_key: str = "param_norm") -> dict:
     return out
 
 
-@register_claim(
+@register_observation(
     "layernorm-trades-norm-for-blowup",
     "norm-blowup-tradeoff",
     "in post-LN transformers, at fixed n and across weight decay, a lower parameter norm comes "
     "with a higher LayerNorm blow-up for every target trained (mean within-n Spearman(norm, "
-    "blow-up) below -2 standard errors of the null for each target); a property of LayerNorm "
-    "models, not evidence that PARITY needs norm or blow-up",
+    "blow-up) below -2 standard errors of the null for each target); an observation, not a claim: "
+    "it holds by construction for any LayerNorm model trained with weight decay",
     "Hahn & Rofin Figs 3, 9, 10 (E2, E3: weight decay trades norm for blow-up); the paper "
     "states it for PARITY; with scale-invariant LayerNorms weight decay shrinks the weights "
     "before a LayerNorm and so raises its inverse std for any target",
+    statistic="per target and n: Spearman(norm, blow-up) over converged runs across weight decay; "
+    "its mean over n",
+    comparison="mean < 0 beyond 2 null standard errors (sqrt(sum 1/(k_n - 1)) / #n), every target",
+    bars=[rules.TIE_BAR, Bar("runs per n", f">= {TRADEOFF_MIN_PER_N} over >= 2 weight decays",
+                             "reason: a rank correlation needs several runs")],
 )
 def check_layernorm_tradeoff(table):
     # Decision rule, fixed before the runs (reference: sheet §4 E2/E3 "weight decay trades norm for

@@ -24,7 +24,6 @@ the last one that emits an output (reads y_{n-1}).
 
 from __future__ import annotations
 
-import math
 import time
 
 import torch
@@ -35,14 +34,14 @@ from ...tasks import make_task
 from ...tasks.prefix_parity import BOS
 from ...train import Stack, TrainConfig, train
 from ..base import Experiment, SpecBase, Verdict, register_claim, register_experiment
-from ..claims import combine
+from .. import rules
+from ..claims import Bar
 from ..common import ModelChoice, members_of
 from ..outcomes import member_outcomes, train_metrics
 from ..protocol import (MeasureSpec, eval_of, fit_measure_group, measurement_batches,
                         reference_train, sharpness_of)
 from ..stats import linfit, rounded
-from .sharpness_scaling import (SCALING_MIN_NS, SCALING_MIN_RUNS, reference_encoder, slope_part,
-                                slope_with_se)
+from .sharpness_scaling import SCALING_MIN_NS, SCALING_MIN_RUNS, reference_encoder
 
 CHECK_STREAM = 0xC4EC
 
@@ -214,7 +213,8 @@ def scratchpad_fits(table) -> dict:
         rows = [r for r in table if r["kind"] == kind]
         kept = [r for r in rows if r.get("converged") == 1.0]
         fit = linfit([r["n"] for r in kept], [r["sharpness_x4"] for r in kept])
-        fit["se"] = slope_with_se([r["n"] for r in kept], [r["sharpness_x4"] for r in kept])[1]
+        fit["se"] = rules.slope_fit([r["n"] for r in kept], [r["sharpness_x4"] for r in kept])["se"]
+        fit["xs"], fit["ys"] = [r["n"] for r in kept], [r["sharpness_x4"] for r in kept]
         fit["ns"] = len({r["n"] for r in kept})
         fit["kept"] = f"{len(kept)}/{len(rows)}"
         out[kind] = fit
@@ -230,6 +230,12 @@ def scratchpad_fits(table) -> dict:
     "experiment); a scratchpad slope above PARITY's beyond 2 se fails, a tie is INCONCLUSIVE",
     "Hahn & Rofin Fig 11 (E4): no PARITY-like growth of sharpness with the scratchpad, n from 4 "
     "to 1024; magnitudes not published in the sheet",
+    statistic="least-squares slope of sharpness x4 on n over kept runs, scratchpad and plain "
+    "PARITY, with standard errors",
+    comparison="PARITY's slope > 0; PARITY's slope - the scratchpad's > 0",
+    bars=[rules.TIE_BAR, rules.MIN_RUNS_BAR,
+          Bar("runs per kind", f">= {SCALING_MIN_RUNS} over >= {SCALING_MIN_NS} n",
+              "reason: a slope with a standard error needs several n and runs")],
 )
 def check_scratchpad(table):
     # Decision rule (issue 22 item 4; the issue-10 rule's 1/5 had no source and no tie band:
@@ -247,11 +253,7 @@ def check_scratchpad(table):
                        f"{fits['parity']['kept']} over {fits['parity']['ns']} n; need "
                        f"{SCALING_MIN_RUNS} over {SCALING_MIN_NS})", numbers)
     sp, pa = fits["scratchpad"], fits["parity"]
-    parts = [slope_part("parity > 0", pa["slope"], pa["se"]),
-             slope_part("parity > scratchpad", pa["slope"] - sp["slope"], math.hypot(pa["se"], sp["se"]))]
-    numbers["parts"] = parts
-    return Verdict(combine([p["status"] for p in parts]),
-                   f"slope of sharpness x4 on n: scratchpad {sp['slope']:.4g} (se {sp['se']:.2g}), "
-                   f"parity {pa['slope']:.4g} (se {pa['se']:.2g}); " + "; ".join(
-                       f"{p['part']}: {p['diff']:+.4g} (2 se {2 * p['se']:.3g}) {p['status']}"
-                       for p in parts), numbers)
+    parts = [rules.slope_vs(pa["xs"], pa["ys"], 0.0, label="parity slope"),
+             rules.compare_slopes(pa["xs"], pa["ys"], sp["xs"], sp["ys"],
+                                  label="parity vs scratchpad")]
+    return rules.verdict(parts, numbers)

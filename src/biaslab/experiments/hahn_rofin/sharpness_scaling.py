@@ -11,14 +11,12 @@ measured: ``experiments/protocol.py``.
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
 from pydantic import Field
 
 from ...train import TrainConfig
 from ..base import Experiment, SpecBase, Verdict, register_claim, register_experiment
-from ..claims import FAIL, INCONCLUSIVE, PASS, combine
+from .. import rules
+from ..claims import Bar, combine
 from ..common import ModelChoice
 from ..protocol import (MeasureSpec, fit_measure_group, reference_model, reference_train,
                         validate_boolean)
@@ -95,30 +93,10 @@ def scaling_fits(table, value: str = "sharpness_x4") -> dict:
     out = {}
     for (sw, t), pts in sorted(cells.items()):
         fit = linfit([p[0] for p in pts], [p[1] for p in pts])
-        fit["se"] = slope_with_se([p[0] for p in pts], [p[1] for p in pts])[1]
+        fit["se"] = rules.slope_fit([p[0] for p in pts], [p[1] for p in pts])["se"]
         fit["ns"] = len({p[0] for p in pts})
         out.setdefault(sw, {})[t] = fit
     return out
-
-
-def slope_with_se(xs, ys) -> tuple[float, float]:
-    """Least-squares slope of ys on xs and its standard error (residual variance over k - 2
-    degrees of freedom); (nan, inf) when undefined."""
-    pts = [(x, y) for x, y in zip(xs, ys) if y is not None and math.isfinite(y)]
-    if len(pts) < 3 or len({x for x, _ in pts}) < 2:
-        return float("nan"), float("inf")
-    x, y = np.asarray([p[0] for p in pts], float), np.asarray([p[1] for p in pts], float)
-    sxx = float(((x - x.mean()) ** 2).sum())
-    b = float(((x - x.mean()) * (y - y.mean())).sum() / sxx)
-    resid = y - y.mean() - b * (x - x.mean())
-    return b, math.sqrt(float((resid ** 2).sum()) / (len(pts) - 2) / sxx)
-
-
-def slope_part(label: str, diff: float, se: float) -> dict:
-    """One comparison of slopes: PASS above 0 by > 2 se, FAIL below by > 2 se, a tie otherwise."""
-    status = ("INCONCLUSIVE" if not math.isfinite(diff) or not math.isfinite(se)
-              else PASS if diff > 2 * se else FAIL if diff < -2 * se else INCONCLUSIVE)
-    return {"part": label, "diff": rounded(diff, 5), "se": rounded(se, 5), "status": status}
 
 
 @register_claim(
@@ -131,6 +109,12 @@ def slope_part(label: str, diff: float, se: float) -> dict:
     "Hahn & Rofin Figs 1, 5-8 (E1): sharpness (x4) grows with n for PARITY; MAJORITY, FIRST, MEAN "
     "stay low and flat up to n = 512; slopes, r and p are plotted but their values are not "
     "published in the sheet",
+    statistic="least-squares slope of sharpness x4 on n over converged runs, per target, with its "
+    "standard error",
+    comparison="PARITY's slope > 0; PARITY's slope - MAJORITY's > 0; PARITY's - FIRST's > 0",
+    bars=[rules.TIE_BAR, rules.MIN_RUNS_BAR,
+          Bar("runs per target", f">= {SCALING_MIN_RUNS} over >= {SCALING_MIN_NS} n",
+              "reason: a slope with a standard error needs several n and runs")],
 )
 def check_sharpness_scaling(table):
     # Decision rule (issue 22 item 4; the issue-10 rule's r > 0.8 and 1/5 had no source and no
@@ -159,14 +143,16 @@ def check_sharpness_scaling(table):
             parts.append(f"sweep {sw}: too few converged runs / n values "
                          f"(need {SCALING_MIN_RUNS} runs over {SCALING_MIN_NS} n per target)")
             continue
-        p = fs["parity"]
-        comps = [slope_part("parity > 0", p["slope"], p["se"])] + [
-            slope_part(f"parity > {t}", p["slope"] - fs[t]["slope"],
-                       math.hypot(p["se"], fs[t]["se"])) for t in ("majority", "first")]
-        numbers[sw]["parts"] = comps
-        statuses += [c["status"] for c in comps]
-        parts.append(f"sweep {sw}: " + "; ".join(
-            f"{c['part']}: {c['diff']:+.4g} (2 se {2 * c['se']:.3g}) {c['status']}" for c in comps))
+        pts = {t: [(r["n"], r.get("sharpness_x4")) for r in table if r.get("converged") == 1.0
+                   and r["sweep"] == sw and r["target"] == t] for t in ("parity", "majority", "first")}
+        xs = {t: [p[0] for p in v] for t, v in pts.items()}
+        ys = {t: [p[1] for p in v] for t, v in pts.items()}
+        comps = [rules.slope_vs(xs["parity"], ys["parity"], 0.0, label="parity slope")] + [
+            rules.compare_slopes(xs["parity"], ys["parity"], xs[t], ys[t], label=f"parity vs {t}")
+            for t in ("majority", "first")]
+        numbers[sw]["parts"] = [dict(c.numbers, text=c.text, status=c.status) for c in comps]
+        statuses += [c.status for c in comps]
+        parts.append(f"sweep {sw}: " + "; ".join(f"{c.text} {c.status}" for c in comps))
     for sw in sorted(set(fits) - set(parity_sweeps)):
         parts.append(f"sweep {sw} (no parity; reported only): " + ", ".join(
             f"{t} {f['slope']:.3g}" for t, f in fits[sw].items()))

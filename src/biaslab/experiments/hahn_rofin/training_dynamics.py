@@ -18,12 +18,13 @@ from ...tasks import make_task
 from ...train import Stack, TrainConfig, train
 from ...train.losses import get_loss
 from ..base import Experiment, SpecBase, Verdict, register_claim, register_experiment
-from ..claims import FAIL, INCONCLUSIVE, PASS, combine
+from .. import rules
+from ..claims import INCONCLUSIVE, Bar
 from ..common import ModelChoice, members_of
 from ..outcomes import member_outcomes
 from ..protocol import (MeasureSpec, blowup_of, measurement_batches, reference_model, sharpness_of,
                         validate_boolean)
-from ..stats import jsonable, rounded, stderr
+from ..stats import jsonable, rounded
 from .dynamics_after import aligned_curve
 
 PROBE_STREAM = 0x7B0B  # rng stream of the fixed probe batch
@@ -172,9 +173,6 @@ class TrainingDynamics(Experiment):
                 "norm_blowup_after_convergence": dynamics_after.trajectory_figure(table)}
 
 
-DYN_MIN_RUNS = 3  # house rule: a compared cell needs 3 runs
-
-
 # --- The transition windows as the reference places them (issue 22 item 1) ----------------------
 # Reference: lacoco-lab/sensitivity-hardness ``src/plotting/dynamic.py: plot_dynamic_main_experiment``
 # aligns each run at its first logged step with batch loss < 0.01 (c), keeps runs whose final eval
@@ -289,22 +287,21 @@ def abrupt_change(table, measure: str) -> Verdict:
     numbers = {**counts, "counted": len(diffs),
                "borders": {str(wd): b for wd, b in sorted(borders.items())},
                "reference_borders": {str(wd): b for wd, b in REFERENCE_BORDERS.items()}}
-    if len(diffs) < DYN_MIN_RUNS:
+    if len(diffs) < rules.MIN_RUNS:
         return Verdict(INCONCLUSIVE, f"too few runs: {len(diffs)} counted of {len(table)} "
                        f"({counts['dropped_final_loss']} final loss >= {KEEP_FINAL_LOSS:g}, "
                        f"{counts['window_in_drop']} window inside the drop, "
-                       f"{counts['not_covered']} not covered; need {DYN_MIN_RUNS})",
+                       f"{counts['not_covered']} not covered; need {rules.MIN_RUNS})",
                        jsonable(numbers))
-    m, se = float(np.mean(diffs)), stderr(diffs)
+    part = rules.compare_paired(diffs, label="|log change| across the transition minus control",
+                                direction="greater")
     numbers.update({"mean_abs_log_across": rounded(float(np.mean(across)), 4),
-                    "mean_abs_log_control": rounded(float(np.mean(control)), 4),
-                    "mean_diff": rounded(m, 4), "se": rounded(se, 4)})
-    status = PASS if m > 2 * se else FAIL if m < -2 * se else INCONCLUSIVE
-    return Verdict(status, f"{len(diffs)} runs counted ({counts['window_in_drop']} with the window "
-                   f"inside the drop, {counts['dropped_final_loss']} dropped by final loss); "
-                   f"border {numbers['borders']} steps; |log change| across the transition "
-                   f"{np.mean(across):.3f} vs control {np.mean(control):.3f}: diff {m:+.3f} "
-                   f"+- {2 * se:.3f} (2 se)", jsonable(numbers))
+                    "mean_abs_log_control": rounded(float(np.mean(control)), 4)})
+    return rules.verdict([part], jsonable(numbers), summary=(
+        f"{len(diffs)} runs counted ({counts['window_in_drop']} with the window inside the drop, "
+        f"{counts['dropped_final_loss']} dropped by final loss); border {numbers['borders']} "
+        f"steps; |log change| across the transition {np.mean(across):.3f} vs control "
+        f"{np.mean(control):.3f}; {part.text}"))
 
 
 _ABRUPT_STATEMENT = (
@@ -315,6 +312,22 @@ _ABRUPT_STATEMENT = (
     "loss drop do not count")
 
 
+_ABRUPT_BARS = [
+    rules.TIE_BAR, rules.MIN_RUNS_BAR,
+    Bar("transition border", "median transition length of the weight decay's kept runs",
+        "reference src/plotting/dynamic.py: left_borders -800/-900/-1100/-1200 for wd 0-0.3, "
+        "scaled to our runs by the loss curve (issue 22 item 1)"),
+    Bar("keep filter", f"final loss < {KEEP_FINAL_LOSS:g}", "reference src/plotting/dynamic.py"),
+    Bar("start of the loss drop", f"loss {DROP_FRACTION:g} below the run's plateau",
+        "reason: the plateau's probe-to-probe noise is ~2 % of its level"),
+    Bar("abruptness", "change across > change between control windows",
+        "reason: 'abrupt' = larger than the change over the same span elsewhere (issue 22 item 1)"),
+]
+_ABRUPT_STATISTIC = ("per run |log(mean {what} after convergence / mean before the transition)| "
+                     "minus the same between two windows of equal width and distance after it")
+_ABRUPT_COMPARISON = "paired over kept runs whose window precedes their loss drop: mean > 0"
+
+
 @register_claim(
     "abrupt-sharpness-change-at-convergence",
     "training-dynamics",
@@ -322,6 +335,8 @@ _ABRUPT_STATEMENT = (
     "Hahn & Rofin Figs 3, 12-14 (E3): abrupt change in sharpness at convergence; reference "
     "src/plotting/dynamic.py marks the transition at -800/-900/-1100/-1200 steps for wd "
     "0/0.1/0.2/0.3 and keeps runs with final eval loss < 1e-3; values not published",
+    statistic=_ABRUPT_STATISTIC.format(what="sharpness"), comparison=_ABRUPT_COMPARISON,
+    bars=_ABRUPT_BARS,
 )
 def check_sharpness_change(table):
     return abrupt_change(table, "sharpness_x4")
@@ -333,6 +348,8 @@ def check_sharpness_change(table):
     _ABRUPT_STATEMENT.format(what="LayerNorm blow-up"),
     "Hahn & Rofin Figs 3, 12-14 (E3): abrupt change in blow-up at convergence; reference "
     "src/plotting/dynamic.py as for sharpness; values not published",
+    statistic=_ABRUPT_STATISTIC.format(what="blow-up"), comparison=_ABRUPT_COMPARISON,
+    bars=_ABRUPT_BARS,
 )
 def check_blowup_change(table):
     return abrupt_change(table, "blowup")
