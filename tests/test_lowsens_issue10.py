@@ -8,8 +8,9 @@ import torch
 
 from biaslab.execute import run_experiment
 from biaslab.experiments.base import get_experiment
-from biaslab.experiments.hahn_rofin import lowsens_degree
-from biaslab.experiments.hahn_rofin.lowsens_degree import (check_low_degree, low_degrees,
+from biaslab.experiments.hahn_rofin import figures
+from biaslab.experiments.hahn_rofin.protocol import low_degrees
+from biaslab.experiments.hahn_rofin.lowsens_generalization import (check_low_degree,
                                                          profile_columns)
 from biaslab.measure.fourier import degree_profile
 from biaslab.registry import CLAIMS
@@ -103,8 +104,8 @@ def test_tiny_run_stores_profiles_and_figures(tmp_path):
         assert r["lowdeg_learned"] == pytest.approx(prof[0] + prof[1])
     import matplotlib.pyplot as plt
 
-    for fig in (lowsens_degree.degree_profile_figure(rows), lowsens_degree.degree_profile_figure([]),
-                lowsens_degree.refit_vs_train_sharpness_figure([])):
+    for fig in (figures.degree_profile_figure(rows), figures.degree_profile_figure([]),
+                figures.refit_vs_train_sharpness_figure([])):
         plt.close(fig)
 
 

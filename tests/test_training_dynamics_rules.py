@@ -2,7 +2,7 @@
 filter, and the abruptness comparison, on made-up runs whose answer is known."""
 
 import biaslab.experiments  # noqa: F401  (registers experiments and claims)
-from biaslab.experiments.hahn_rofin.training_dynamics import (transition_borders,
+from biaslab.experiments.hahn_rofin.training_dynamics_claims import (transition_borders,
                                                                 transition_length)
 from biaslab.registry import CLAIMS
 from claim_tables.hahn_rofin import dyn_row

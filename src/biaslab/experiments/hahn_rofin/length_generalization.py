@@ -27,7 +27,7 @@ from ..base import Experiment, SpecBase, Verdict, register_claim, register_exper
 from .. import rules
 from ..common import ModelChoice, members_of
 from ..outcomes import member_outcomes, train_metrics
-from ..protocol import reference_model, reference_train
+from .protocol import reference_model, reference_train
 from ..stats import mean_sd, rounded
 
 LENGTH_STREAM = 0x1E46

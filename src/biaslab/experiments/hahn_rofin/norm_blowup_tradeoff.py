@@ -1,6 +1,6 @@
 """norm-blowup-tradeoff (Hahn & Rofin E2): parameter norm against LayerNorm blow-up, with weight
 decay and learning rate varied at n in {5, 10, 15, 20} (a grid, or the reference's random
-searches). Measured with ``experiments/protocol.py``; each run also stores the parameter norm at
+searches). Measured with ``hahn_rofin/protocol.py``; each run also stores the parameter norm at
 initialization (``init_norm``, same exclusions) and ``norm_ratio`` = param_norm / init_norm,
 because at small width LayerNorm gains and embeddings dominate the plain norm.
 
@@ -29,8 +29,8 @@ from ..base import Experiment, SpecBase, Verdict, register_claim, register_exper
 from ..claims import Bar, combine, register_observation
 from ..common import ModelChoice, members_of
 from ..outcomes import member_outcomes, train_metrics
-from ..protocol import (MeasureSpec, measure_members, reference_model, reference_train,
-                        validate_boolean)
+from .protocol import (MeasureSpec, measure_members, outward, outward_cells, outward_runs,
+                       reference_model, reference_train, validate_boolean)
 from ..stats import jsonable, linfit, mean_sd, rounded, spearman
 
 
@@ -99,10 +99,9 @@ class NormBlowupTradeoff(Experiment):
 
     def figures(self, table, artifacts):
         from . import figures
-        from .norm_blowup_figures import outward_figure
 
         return {"blowup_vs_norm_by_n": figures.tradeoff_figure(table),
-                "outward_by_n": outward_figure(table)}
+                "outward_by_n": figures.outward_figure(table)}
 
 
 def fit_measure_with_init(plans, device, progress=False):
@@ -132,36 +131,6 @@ TRADEOFF_MIN_PER_N = 4  # converged runs at one n for the within-n statistic
 # difference within two standard errors of zero is a tie and gives INCONCLUSIVE, never FAIL.
 MIN_PAIRS = rules.MIN_RUNS  # house rule: a compared cell needs >= 3 runs (here: matched pairs)
 MIN_NS = 3  # n values the comparison and the slope need ("at each n" and "moves with n")
-
-
-def outward(row: dict, norm_key: str = "param_norm") -> float:
-    """How far out a run lies in the (norm, blow-up) plane: log(norm x blow-up) = log norm +
-    log blow-up, i.e. the position along the diagonal of the log-log plane. Why this measure:
-    the reference logs norm x blow-up beside the two (sheet §1, "Parameter norm"), and Corollary 5
-    says a sensitive function needs a large norm *or* a large blow-up, so the level sets of the
-    requirement are curves on which one is traded for the other, norm x blow-up = const;
-    "further out" is a higher level. nan when either is missing or not positive."""
-    a, b = row.get(norm_key), row.get("blowup")
-    if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)) or a <= 0 or b <= 0:
-        return float("nan")
-    return math.log(a) + math.log(b)
-
-
-def outward_cells(table, norm_key: str = "param_norm") -> dict:
-    """(target, n) -> outward values of its converged runs (non-finite dropped)."""
-    return {key: [u for _, u in v] for key, v in outward_runs(table, norm_key).items()}
-
-
-def outward_runs(table, norm_key: str = "param_norm") -> dict:
-    """(target, n) -> [((weight decay, lr, seed), outward value)] of its converged runs."""
-    cells: dict = {}
-    for r in table:
-        if r.get("converged") == 1.0:
-            u = outward(r, norm_key)
-            if math.isfinite(u):
-                pair = (r.get("weight_decay"), r.get("lr"), r.get("seed"))
-                cells.setdefault((r["target"], r["n"]), []).append((pair, u))
-    return cells
 
 
 def _paired(diffs: list[float], label: str) -> dict:

@@ -38,7 +38,7 @@ from .. import rules
 from ..claims import Bar
 from ..common import ModelChoice, members_of
 from ..outcomes import member_outcomes, train_metrics
-from ..protocol import (MeasureSpec, eval_of, fit_measure_group, measurement_batches,
+from .protocol import (MeasureSpec, eval_of, fit_measure_group, measurement_batches,
                         reference_train, sharpness_of)
 from ..stats import linfit, rounded
 from .sharpness_scaling import SCALING_MIN_NS, SCALING_MIN_RUNS, reference_encoder

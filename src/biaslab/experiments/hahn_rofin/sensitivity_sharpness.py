@@ -2,7 +2,7 @@
 the learned and random completions of lowsens-generalization; sharpness against the function's
 average sensitivity. Depends on lowsens-generalization: the executor runs its spec ``source``
 first and hands this experiment a read-only view of those runs (their completion tables).
-Measured with ``experiments/protocol.py``.
+Measured with ``hahn_rofin/protocol.py``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from ..base import Experiment, SpecBase, Verdict, register_claim, register_exper
 from ..common import ModelChoice, members_of
 from ..outcomes import member_outcomes, train_metrics
 from ...tasks import make_task
-from ..protocol import (MeasureSpec, fit_and_measure, reference_model, reference_train,
+from .protocol import (MeasureSpec, fit_and_measure, reference_model, reference_train,
                         sharpness_of)
 from .. import rules
 from ..stats import mean_sd, pearson, rounded, spearman, stderr
@@ -124,10 +124,10 @@ class SensitivitySharpness(Experiment):
                                series=("train_loss", "mse"))
 
     def figures(self, table, artifacts):
-        from . import figures, lowsens_degree
+        from . import figures
 
         return {"sharpness_vs_sensitivity": figures.sensitivity_sharpness_figure(table),
-                "sharpness_vs_train_sharpness": lowsens_degree.refit_vs_train_sharpness_figure(table)}
+                "sharpness_vs_train_sharpness": figures.refit_vs_train_sharpness_figure(table)}
 
 
 def parent_subset_sharpness(stack, plans, loss: str, measure: MeasureSpec, draws: int):

@@ -6,7 +6,7 @@ model is d_model 4 with d_ff 4; q/k/v start as its MultiheadAttention starts the
 (``qkv_init: xavier``).
 
 Sheet: /work/shared/papers/sensitivity-hardness.md. How sharpness, blow-up and convergence are
-measured: ``experiments/protocol.py``.
+measured: ``hahn_rofin/protocol.py``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ..base import Experiment, SpecBase, Verdict, register_claim, register_exper
 from .. import rules
 from ..claims import Bar, combine
 from ..common import ModelChoice
-from ..protocol import (MeasureSpec, fit_measure_group, reference_model, reference_train,
+from .protocol import (MeasureSpec, fit_measure_group, reference_model, reference_train,
                         validate_boolean)
 from ..stats import linfit, rounded
 
