@@ -42,6 +42,8 @@ class Experiment:
     name: ClassVar[str]
     description: ClassVar[str]
     Spec: ClassVar[type[SpecBase]]
+    # config keys, beyond execute.plan.MEMBER_FIELDS, in which members of one stack may differ
+    member_fields: ClassVar[tuple[str, ...]] = ()
 
     def plan(self, spec) -> list[RunPlan]:
         raise NotImplementedError
@@ -62,7 +64,7 @@ class Experiment:
         return {}
 
     def _plan(self, config: dict, group: tuple) -> RunPlan:
-        return RunPlan(config, group, self.name)
+        return RunPlan(config, group, self.name, self.member_fields)
 
 
 def register_experiment(cls):

@@ -38,6 +38,16 @@ class ModelChoice(SpecBase):
                              exc.accepted) from None
 
 
+def planned_lr(spec_lr: float, model_lr: Optional[float] = None,
+               entry_lr: Optional[float] = None) -> float:
+    """The one learning-rate precedence of a plan: an entry's own lr (a sweep entry, e.g. one
+    LAWT entry), else its model's (``model.lr``), else the spec's ``lr``. None means "not set"."""
+    for lr in (entry_lr, model_lr):
+        if lr is not None:
+            return lr
+    return spec_lr
+
+
 def fit_subset_train(steps: int, batch: int) -> TrainConfig:
     """Train until the fixed training subset is fitted exactly: every one of its inputs is
     classified correctly (evaluated on the whole subset, not a sample of it)."""

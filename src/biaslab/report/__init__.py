@@ -1,1 +1,1 @@
-"""Figures (pure functions: table -> matplotlib Figure) and the one-page HTML report."""
+"""The one-page HTML report of the stored verdicts and runs, and the TensorBoard sink."""

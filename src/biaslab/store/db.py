@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ..errors import InputError
+from .query import flatten_config, write_parquet
 
 SCHEMA_VERSION = 1
 FINAL_STEP = -1
@@ -256,7 +257,7 @@ class Store:
         """One flat row per finished run: config keys, then final metrics (``m.<name>``)."""
         rows = []
         for r in self.runs(experiment, status="done"):
-            row = {"run_id": r["id"], **_flatten(r["config"])}
+            row = {"run_id": r["id"], **flatten_config(r["config"])}
             row.update(r["metrics"])
             rows.append(row)
         return rows
@@ -312,8 +313,6 @@ class Store:
         exps = [experiment] if experiment else self.experiments()
         rows = [dict(row, experiment=e) for e in exps for row in self.table(e)]
         if out.suffix == ".parquet":
-            from .query import write_parquet
-
             return write_parquet(rows, out)
         cols = sorted({k for r in rows for k in r})
         tmp = out.with_suffix(out.suffix + ".tmp")
@@ -329,14 +328,3 @@ def _num(v) -> float | None:
     if v is None:
         return None
     return float(v)
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out

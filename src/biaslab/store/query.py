@@ -1,6 +1,7 @@
 """Queries over stored runs that the CLI offers: filtering runs by config keys (``--where
 key=value``) and turning flat rows into a Parquet table whose columns are the union of every row's
-keys (pyarrow would otherwise take the schema of the first row only and drop the rest)."""
+keys (pyarrow would otherwise take the schema of the first row only and drop the rest), and the
+dotted flattening of a config both share. The store (db.py) imports this module, never the reverse."""
 
 from __future__ import annotations
 
@@ -9,7 +10,19 @@ import os
 from pathlib import Path
 
 from ..errors import InputError
-from .db import _flatten
+
+
+def flatten_config(d: dict, prefix: str = "") -> dict:
+    """A nested config as one level of dotted keys: ``{"model": {"depth": 2}}`` ->
+    ``{"model.depth": 2}``."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten_config(v, key + "."))
+        else:
+            out[key] = v
+    return out
 
 
 def parse_where(terms: list[str]) -> dict[str, object]:
@@ -43,7 +56,7 @@ def filter_runs(runs: list[dict], where: dict[str, object]) -> list[dict]:
     that exist."""
     if not where:
         return list(runs)
-    flat = [(r, _flatten(r["config"])) for r in runs]
+    flat = [(r, flatten_config(r["config"])) for r in runs]
     known = sorted({k for _, f in flat for k in f})
     for key in where:
         if flat and key not in known:

@@ -20,11 +20,13 @@ import torch
 from pydantic import Field
 
 from ...errors import InputError
+from ...execute.plan import shared_config
 from ...measure.linalg_checks import evaluate
 from ...models.decoding import stack_beam, stack_greedy
 from ...registry import TASKS
 from ...train import Member, Stack, TrainConfig, train
 from ..base import SpecBase
+from ..common import planned_lr
 
 TOLERANCES = [0.05, 0.02, 0.01, 0.005]
 
@@ -113,7 +115,7 @@ def plan_entries(experiment, spec: LinalgCommon, entries: list[LinalgEntry] | No
         train_cfg = TrainConfig(**{**spec.train.model_dump(), **e.train}).model_dump()
         for seed in spec.seeds:
             cfg = {"task": e.task, "task_params": values, "model": model, "train": train_cfg,
-                   "lr": e.lr or spec.lr, "clip_norm": spec.clip_norm, "seed": seed,
+                   "lr": planned_lr(spec.lr, entry_lr=e.lr), "clip_norm": spec.clip_norm, "seed": seed,
                    "test_size": spec.test_size, "test_seed": spec.test_seed,
                    "tolerances": list(spec.tolerances), "beam": spec.beam,
                    "decode_batch": spec.decode_batch, "paper_scale": spec.paper_scale,
@@ -125,7 +127,7 @@ def plan_entries(experiment, spec: LinalgCommon, entries: list[LinalgEntry] | No
 
 def train_group(plans, device, progress=False):
     """Train the plans of one group as one stack: (stack, task, TrainResult)."""
-    c0 = plans[0].config
+    c0 = shared_config(plans)
     task = make_linalg_task(c0["task"], c0["task_params"])
     members = [Member(seed=p.config["seed"], lr=p.config["lr"], clip_norm=p.config["clip_norm"])
                for p in plans]
@@ -212,7 +214,7 @@ def measure_group(spec, plans, device, progress=False, tests: dict | None = None
     member])}). ``tests`` maps a test name to extra task fields of that test set (default: one
     test set of the training task itself)."""
     stack, task, result = train_group(plans, device, progress)
-    c0 = plans[0].config
+    c0 = shared_config(plans)
     out = {}
     for name, extra in (tests or {"": {}}).items():
         t = make_linalg_task(c0["task"], {**c0["task_params"], **extra}) if extra else task

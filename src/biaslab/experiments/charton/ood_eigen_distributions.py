@@ -15,6 +15,7 @@ import math
 import numpy as np
 from pydantic import Field
 
+from ...execute.plan import shared_config
 from ..base import Experiment, Verdict, register_claim, register_experiment
 from ..outcomes import member_outcomes
 from .common import (LinalgCommon, LinalgEntry, accuracy_metrics, make_linalg_task,
@@ -54,7 +55,7 @@ class OodEigenDistributions(Experiment):
                             extra={"test_distributions": list(spec.test_distributions)})
 
     def run_group(self, spec, plans, device, progress=False):
-        c0 = plans[0].config
+        c0 = shared_config(plans)
         tests = {d: {"test_distribution": d} for d in c0["test_distributions"]}
         stack, task, result, evals = measure_group(spec, plans, device, progress, tests)
         def metrics(i):

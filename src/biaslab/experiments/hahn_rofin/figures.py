@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from ...report.figures import PALETTE, plt, strip_with_means
+from ...plots.figures import PALETTE, plt, strip_with_means
 from .protocol import aligned_curve, low_degrees, outward_cells, post_changes
 from ..stats import stderr
 

@@ -21,11 +21,12 @@ import torch
 from pydantic import Field, model_validator
 
 from ... import rng
+from ...execute.plan import shared_config
 from ...tasks import make_task
 from ...train import Stack, TrainConfig, train
 from ..base import Experiment, SpecBase, Verdict, register_claim, register_experiment
 from .. import rules
-from ..common import ModelChoice, members_of
+from ..common import ModelChoice, planned_lr, members_of
 from ..outcomes import member_outcomes, train_metrics
 from .protocol import reference_model, reference_train
 from ..stats import mean_sd, rounded
@@ -90,7 +91,7 @@ class LengthGeneralization(Experiment):
                 for s in spec.seeds:
                     cfg = {"target": target, "n": spec.n, "positions": pos, "seed": s,
                            "test_lengths": lengths, "model": model.model_dump(),
-                           "lr": spec.model.lr or spec.lr, "weight_decay": spec.weight_decay,
+                           "lr": planned_lr(spec.lr, spec.model.lr), "weight_decay": spec.weight_decay,
                            "train": spec.train.model_dump(), "eval_batches": spec.eval_batches,
                            "eval_batch": spec.eval_batch, "fit_acc": spec.fit_acc}
                     plans.append(self._plan(cfg, (target, pos)))
@@ -98,7 +99,7 @@ class LengthGeneralization(Experiment):
 
     def run_group(self, spec, plans, device, progress=False):
         t0 = time.perf_counter()
-        c0 = plans[0].config
+        c0 = shared_config(plans)
         model = ModelChoice(**c0["model"])
         members = members_of(plans)
         train_cfg = TrainConfig(**c0["train"])

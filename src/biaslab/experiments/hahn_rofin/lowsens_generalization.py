@@ -17,6 +17,7 @@ from pydantic import Field
 
 from ... import rng
 from ...errors import InputError
+from ...execute.plan import shared_config
 from ...measure.fourier import degree_profile
 from ...measure.sensitivity import average_sensitivity
 from ...tasks.boolean import index_of
@@ -25,7 +26,7 @@ from ..base import Experiment, SpecBase, Verdict, register_claim, register_exper
 from .. import rules
 from ..claims import Bar, combine
 from ..common import (ModelChoice, completion_metrics, fit_boolean, fit_subset_train, learned_tables,
-                      members_of)
+                      members_of, planned_lr)
 from ..outcomes import member_outcomes
 from ..stats import mean_sd, rounded, stderr
 from .protocol import low_degrees
@@ -50,6 +51,8 @@ class LowSensSpec(SpecBase):
 @register_experiment
 class LowSensGeneralization(Experiment):
     name = "lowsens-generalization"
+    # each member fits its own random function on its own subset
+    member_fields = ("function_seed", "subset_seed")
     description = "sensitivity of a transformer's completion of a partial random table vs a random completion"
     Spec = LowSensSpec
 
@@ -63,7 +66,8 @@ class LowSensGeneralization(Experiment):
                 for ss in spec.subset_seeds:
                     for ms in spec.model_seeds:
                         cfg = {"n": spec.n, "train_size": m, "function_seed": fs, "subset_seed": ss,
-                               "seed": ms, "model": spec.model.model_dump(), "lr": spec.lr,
+                               "seed": ms, "model": spec.model.model_dump(),
+                               "lr": planned_lr(spec.lr, spec.model.lr),
                                "weight_decay": spec.weight_decay,
                                "random_completions": spec.random_completions,
                                "train": spec.train.model_dump()}
@@ -71,7 +75,7 @@ class LowSensGeneralization(Experiment):
         return plans
 
     def run_group(self, spec, plans, device, progress=False):
-        c0 = plans[0].config
+        c0 = shared_config(plans)
         task_params = [{"n": p.config["n"], "train_size": p.config["train_size"],
                         "function_seed": p.config["function_seed"],
                         "subset_seed": p.config["subset_seed"]} for p in plans]

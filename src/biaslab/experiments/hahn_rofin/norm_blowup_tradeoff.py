@@ -21,13 +21,14 @@ from typing import Union
 import numpy as np
 from pydantic import Field
 
+from ...execute.plan import shared_config
 from ...measure.norms import parameter_norm_stack
 from ...tasks import make_task
 from ...train import Stack, TrainConfig, train
 from .. import rules
 from ..base import Experiment, SpecBase, Verdict, register_claim, register_experiment
 from ..claims import Bar, combine, register_observation
-from ..common import ModelChoice, members_of
+from ..common import ModelChoice, planned_lr, members_of
 from ..outcomes import member_outcomes, train_metrics
 from .protocol import (MeasureSpec, measure_members, outward, outward_cells, outward_runs,
                        reference_model, reference_train, validate_boolean)
@@ -85,7 +86,9 @@ class NormBlowupTradeoff(Experiment):
         plans, seen = [], set()
         for target, n, wd, lr, s in self.draws(spec):
             validate_boolean(target, n)
-            cfg = {"target": target, "n": n, "weight_decay": wd, "lr": lr, "seed": s,
+            # the grid's lr is this spec's lr: a model.lr set overrides it, as in every experiment
+            cfg = {"target": target, "n": n, "weight_decay": wd,
+                   "lr": planned_lr(lr, spec.model.lr), "seed": s,
                    "model": spec.model.model_dump(), "train": spec.train.model_dump(),
                    "measure": spec.measure.model_dump(), "keep_mse": spec.keep_mse}
             p = self._plan(cfg, (target, f"n={n}"))
@@ -109,7 +112,7 @@ def fit_measure_with_init(plans, device, progress=False):
     (taken from the stack before its first step; positional embeddings excluded, as in
     ``param_norm``) and the ratio of the final norm to it."""
     t0 = time.perf_counter()
-    c0 = plans[0].config
+    c0 = shared_config(plans)
     cfg, model = TrainConfig(**c0["train"]), ModelChoice(**c0["model"])
     stack = Stack(model.name, model.params, make_task(c0["target"], {"n": c0["n"]}),
                   members_of(plans), device)

@@ -29,6 +29,7 @@ from torch.func import vmap
 
 from ... import rng
 from ...errors import InputError
+from ...execute.plan import shared_config
 from ...measure.landscape import perturbation_sharpness_stack
 from ...measure.norms import blowup_from_acts, layernorm_blowup_stack, parameter_norm_stack
 from ...tasks import make_task
@@ -199,7 +200,7 @@ def fit_and_measure(task_name: str, tasks, members, model: ModelChoice, train_cf
 def fit_measure_group(plans, device, progress=False):
     """``run_group`` of every experiment whose runs are "train a Boolean target at length n, then
     measure": config keys target, n, model, train, measure, keep_mse (+ seed, lr, weight_decay)."""
-    c0 = plans[0].config
+    c0 = shared_config(plans)
     train_cfg = TrainConfig(**c0["train"])
     stack, result, met, seconds = fit_and_measure(
         c0["target"], {"n": c0["n"]}, members_of(plans), ModelChoice(**c0["model"]), train_cfg,

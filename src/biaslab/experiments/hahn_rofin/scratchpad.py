@@ -29,6 +29,7 @@ import time
 import torch
 from pydantic import Field
 
+from ...execute.plan import shared_config
 from ...measure.norms import parameter_norm_stack
 from ...tasks import make_task
 from ...tasks.prefix_parity import BOS
@@ -36,7 +37,7 @@ from ...train import Stack, TrainConfig, train
 from ..base import Experiment, SpecBase, Verdict, register_claim, register_experiment
 from .. import rules
 from ..claims import Bar
-from ..common import ModelChoice, members_of
+from ..common import ModelChoice, planned_lr, members_of
 from ..outcomes import member_outcomes, train_metrics
 from .protocol import (MeasureSpec, eval_of, fit_measure_group, measurement_batches,
                         reference_train, sharpness_of)
@@ -145,7 +146,7 @@ class Scratchpad(Experiment):
             make_task("prefix_parity", {"n": n})
             for s in spec.seeds:
                 cfg = {"kind": "scratchpad", "target": "prefix_parity", "n": n, "seed": s,
-                       "model": spec.model.model_dump(), "lr": spec.model.lr or spec.lr,
+                       "model": spec.model.model_dump(), "lr": planned_lr(spec.lr, spec.model.lr),
                        "weight_decay": spec.weight_decay, "train": spec.train.model_dump(),
                        "measure": spec.measure.model_dump(), "keep_acc": spec.keep_acc,
                        "greedy_batches": spec.greedy_batches}
@@ -154,17 +155,17 @@ class Scratchpad(Experiment):
             for s in spec.parity_seeds:
                 cfg = {"kind": "parity", "target": "parity", "n": n, "seed": s,
                        "model": spec.parity_model.model_dump(),
-                       "lr": spec.parity_model.lr or spec.parity_lr,
+                       "lr": planned_lr(spec.parity_lr, spec.parity_model.lr),
                        "weight_decay": spec.weight_decay, "train": spec.parity_train.model_dump(),
                        "measure": spec.measure.model_dump(), "keep_mse": spec.keep_mse}
                 plans.append(self._plan(cfg, ("parity", f"n={n}")))
         return plans
 
     def run_group(self, spec, plans, device, progress=False):
-        if plans[0].config["kind"] == "parity":
+        if shared_config(plans)["kind"] == "parity":
             return fit_measure_group(plans, device, progress)
         t0 = time.perf_counter()
-        c0 = plans[0].config
+        c0 = shared_config(plans)
         model = ModelChoice(**c0["model"])
         cfg = TrainConfig(**c0["train"])
         m = MeasureSpec(**c0["measure"])

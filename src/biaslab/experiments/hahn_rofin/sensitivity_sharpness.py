@@ -15,11 +15,12 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from ...execute.plan import shared_config
 from ...measure.sensitivity import average_sensitivity
 from ...tasks.table import TableTask
 from ...train import TrainConfig
 from ..base import Experiment, SpecBase, Verdict, register_claim, register_experiment
-from ..common import ModelChoice, members_of
+from ..common import ModelChoice, planned_lr, members_of
 from ..outcomes import member_outcomes, train_metrics
 from ...tasks import make_task
 from .protocol import (MeasureSpec, fit_and_measure, reference_model, reference_train,
@@ -58,6 +59,7 @@ class SensSharpSpec(SpecBase):
 @register_experiment
 class SensitivitySharpness(Experiment):
     name = "sensitivity-sharpness"
+    member_fields = ("source", "source_run")  # each member fits the table of its own source run
     description = "sharpness of transformers refit to learned vs random completions (n = 10)"
     Spec = SensSharpSpec
 
@@ -74,7 +76,7 @@ class SensitivitySharpness(Experiment):
             for kind in kinds:
                 for s in spec.model_seeds:
                     cfg = {"source_run": sp.id, "source": src, "kind": kind, "seed": s,
-                           "model": spec.model.model_dump(), "lr": spec.model.lr or spec.lr,
+                           "model": spec.model.model_dump(), "lr": planned_lr(spec.lr, spec.model.lr),
                            "weight_decay": spec.weight_decay, "train": spec.train.model_dump(),
                            "measure": spec.measure.model_dump(), "keep_mse": spec.keep_mse}
                     if spec.train_sharpness_draws is not None and kind == "learned":
@@ -99,7 +101,7 @@ class SensitivitySharpness(Experiment):
     def run_group(self, spec, plans, device, progress=False, upstream=None):
         t0 = time.perf_counter()
         tables = self.source_tables(upstream, {p.config["source_run"] for p in plans})
-        c0 = plans[0].config
+        c0 = shared_config(plans)
         n = c0["source"]["n"]
         train_cfg = TrainConfig(**c0["train"])
         arrays = [np.asarray(tables[p.config["source_run"]][p.config["kind"]], dtype=np.float32)

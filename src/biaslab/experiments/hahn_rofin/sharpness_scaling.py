@@ -17,7 +17,7 @@ from ...train import TrainConfig
 from ..base import Experiment, SpecBase, Verdict, register_claim, register_experiment
 from .. import rules
 from ..claims import Bar, combine
-from ..common import ModelChoice
+from ..common import ModelChoice, planned_lr
 from .protocol import (MeasureSpec, fit_measure_group, reference_model, reference_train,
                         validate_boolean)
 from ..stats import linfit, rounded
@@ -65,7 +65,7 @@ class SharpnessScaling(Experiment):
                     validate_boolean(target, n)
                     for s in sw.seeds:
                         cfg = {"sweep": sw_name, "target": target, "n": n, "seed": s,
-                               "model": sw.model.model_dump(), "lr": sw.model.lr or sw.lr,
+                               "model": sw.model.model_dump(), "lr": planned_lr(sw.lr, sw.model.lr),
                                "weight_decay": sw.weight_decay, "train": sw.train.model_dump(),
                                "measure": spec.measure.model_dump(), "keep_mse": spec.keep_mse}
                         plans.append(self._plan(cfg, (sw_name, target, f"n={n}")))

@@ -13,6 +13,7 @@ import numpy as np
 from pydantic import Field, model_validator
 from torch.func import vmap
 
+from ...execute.plan import shared_config
 from ...measure.norms import parameter_norm_stack
 from ...tasks import make_task
 from ...train import Stack, TrainConfig, train
@@ -20,7 +21,7 @@ from ...train.losses import get_loss
 from ..base import Experiment, SpecBase, Verdict, register_claim, register_experiment
 from .. import rules
 from ..claims import INCONCLUSIVE, Bar
-from ..common import ModelChoice, members_of
+from ..common import ModelChoice, planned_lr, members_of
 from ..outcomes import member_outcomes
 from .protocol import (MeasureSpec, blowup_of, measurement_batches, reference_model, sharpness_of,
                         validate_boolean)
@@ -107,7 +108,7 @@ class TrainingDynamics(Experiment):
         for wd in spec.weight_decays:
             for s in spec.seeds:
                 cfg = {"target": spec.target, "n": spec.n, "seed": s, "weight_decay": wd,
-                       "lr": spec.model.lr or spec.lr, "model": spec.model.model_dump(),
+                       "lr": planned_lr(spec.lr, spec.model.lr), "model": spec.model.model_dump(),
                        "train": spec.train.model_dump(), "probe": spec.probe.model_dump(),
                        "align_loss": spec.align_loss, "window": spec.window, "span": spec.span,
                        "post_start": spec.post_start, "post_end": spec.post_end}
@@ -116,7 +117,7 @@ class TrainingDynamics(Experiment):
 
     def run_group(self, spec, plans, device, progress=False):
         t0 = time.perf_counter()
-        c0 = plans[0].config
+        c0 = shared_config(plans)
         model = ModelChoice(**c0["model"])
         cfg = TrainConfig(**c0["train"])
         pm = MeasureSpec(**c0["probe"])

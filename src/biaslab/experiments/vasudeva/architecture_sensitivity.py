@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from ...execute.plan import shared_config
 from ...registry import TASKS
 from ...tasks import make_task
 from ...tasks.boolean import index_of
@@ -19,7 +20,7 @@ from ...train import TrainConfig
 from ..base import Experiment, SpecBase, Verdict, register_claim, register_experiment
 from ..claims import combine
 from ..common import (ModelChoice, completion_metrics, fit_boolean, fit_subset_train, learned_tables,
-                      members_of)
+                      members_of, planned_lr)
 from ..outcomes import member_outcomes
 from ..stats import mean_sd, stderr
 
@@ -59,6 +60,7 @@ class ArchSpec(SpecBase):
 @register_experiment
 class ArchitectureSensitivity(Experiment):
     name = "architecture-sensitivity"
+    member_fields = ("task",)  # each member fits its own target function and subset
     description = "sensitivity of transformer vs MLP vs LSTM vs CNN completions of the same subsets"
     Spec = ArchSpec
 
@@ -76,13 +78,13 @@ class ArchitectureSensitivity(Experiment):
                     for ms in spec.model_seeds:
                         cfg = {"target": target.name, "task": params, "arch": arch,
                                "model": choice.model_dump(), "seed": ms,
-                               "lr": choice.lr or spec.lr, "weight_decay": spec.weight_decay,
+                               "lr": planned_lr(spec.lr, choice.lr), "weight_decay": spec.weight_decay,
                                "train": spec.train.model_dump()}
                         plans.append(self._plan(cfg, (arch, target.name)))
         return plans
 
     def run_group(self, spec, plans, device, progress=False):
-        c0 = plans[0].config
+        c0 = shared_config(plans)
         members = members_of(plans)
         train_cfg = TrainConfig(**c0["train"])
         stack, result, seconds = fit_boolean(c0["target"], [p.config["task"] for p in plans], members,
@@ -204,7 +206,7 @@ def check_architecture_old_rule(table):
 
 def architecture_figure(table: list[dict]):
     """Learned-function sensitivity per architecture, one panel per target."""
-    from ...report.figures import plt, strip_with_means
+    from ...plots.figures import plt, strip_with_means
 
     fitted = [r for r in table if r.get("fitted") == 1.0]
     targets = sorted({r["target"] for r in table})

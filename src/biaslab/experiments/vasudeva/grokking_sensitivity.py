@@ -26,6 +26,7 @@ from torch.func import vmap
 
 from ... import rng
 from ...errors import InputError
+from ...execute.plan import shared_config
 from ...measure.grokking import (embedding_noise_flips_stack, fourier_share,
                                  token_replacement_flips_stack)
 from ...measure.landscape import perturbation_sharpness_stack
@@ -35,7 +36,7 @@ from ...models import build_model
 from ...tasks import make_task
 from ...train import Member, Stack, TrainConfig, train
 from ..base import Experiment, RunOutcome, SpecBase, Verdict, register_claim, register_experiment
-from ..common import ModelChoice
+from ..common import ModelChoice, planned_lr
 from .grokking_phases import analyse_run, combine
 
 #: Columns of the ``curves`` artifact (one row per measurement), in this order.
@@ -112,12 +113,12 @@ class GrokkingSensitivity(Experiment):
         plans = []
         for seed in spec.seeds:
             cfg = {**common, "seed": seed, "model": spec.model.model_dump(),
-                   "lr": spec.model.lr or spec.lr, "train": cfg_train}
+                   "lr": planned_lr(spec.lr, spec.model.lr), "train": cfg_train}
             plans.append(self._plan(cfg, (spec.model.name, f"p={spec.p}")))
         return plans
 
     def run_group(self, spec, plans, device, progress=False):
-        c0 = plans[0].config
+        c0 = shared_config(plans)
         task = self._task(spec)
         members = [Member(seed=p.config["seed"], lr=p.config["lr"],
                           weight_decay=p.config["weight_decay"]) for p in plans]

@@ -16,6 +16,7 @@ from pydantic import Field
 
 import torch
 
+from ...execute.plan import shared_config
 from ...tasks.corruptions import CORRUPTIONS, NOISE, corrupt
 from ...train import TrainConfig
 from ..base import Experiment, SpecBase, Verdict, register_claim, register_experiment
@@ -87,7 +88,7 @@ class SensitivityRegularization(Experiment):
         return plans
 
     def run_group(self, spec, plans, device, progress=False):
-        c0 = plans[0].config
+        c0 = shared_config(plans)
 
         def corrupted(stack, task, x, y, xt, yt):
             out = {}

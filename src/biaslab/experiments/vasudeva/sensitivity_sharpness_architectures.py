@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import Field
 
 from ... import rng
+from ...execute.plan import shared_config
 from ...measure.landscape import perturbation_sharpness_stack
 from ...measure.weight_noise import weight_noise_sharpness
 from ..base import Experiment, SpecBase, Verdict, register_claim, register_experiment
@@ -47,7 +48,7 @@ class SensitivitySharpnessArchitectures(Experiment):
         return plan_architectures(self, spec, {"sharpness": spec.sharpness.model_dump()})
 
     def run_group(self, spec, plans, device, progress=False):
-        sh = SharpnessChoice(**plans[0].config["sharpness"])
+        sh = SharpnessChoice(**shared_config(plans)["sharpness"])
 
         def sharpness(stack, task, x, y, xt, yt):
             key = rng.key_of(SHARP_STREAM)

@@ -24,12 +24,13 @@ from pydantic import Field
 from torch import nn
 
 from ... import rng
+from ...execute.plan import shared_config
 from ...measure.tokenwise import TokenReplacement, tokenwise_flip_sensitivity
 from ...tasks import make_task
 from ...train import Stack, TrainConfig, train
 from ..base import Experiment, RunOutcome, SpecBase, Verdict, register_claim, register_experiment
 from ..claims import combine
-from ..common import ModelChoice, mean_sd, members_of, stderr
+from ..common import ModelChoice, planned_lr, mean_sd, members_of, stderr
 
 EVAL_STREAM = 0x70CA  # rng stream of the evaluation draws
 SENS_STREAM = 0x70CB  # rng stream of the replacement tokens
@@ -80,7 +81,7 @@ class SyntheticVocabulary(Experiment):
             make_task("vocab_features", params)  # validate now
             for seed in spec.seeds:
                 cfg = {"task": params, "model": spec.model.model_dump(), "seed": seed,
-                       "lr": spec.model.lr or spec.lr, "weight_decay": spec.weight_decay,
+                       "lr": planned_lr(spec.lr, spec.model.lr), "weight_decay": spec.weight_decay,
                        "train": spec.train.model_dump(), "eval_examples": spec.eval_examples,
                        "sensitivity_examples": spec.sensitivity_examples,
                        "min_train_acc": spec.min_train_acc}
@@ -88,7 +89,7 @@ class SyntheticVocabulary(Experiment):
         return plans
 
     def run_group(self, spec, plans, device, progress=False):
-        c0 = plans[0].config
+        c0 = shared_config(plans)
         t0 = time.perf_counter()
         task = make_task("vocab_features", c0["task"])
         model = ModelChoice(**c0["model"])

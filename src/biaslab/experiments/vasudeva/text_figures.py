@@ -12,8 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ...report.figures import PALETTE  # noqa: E402
-from ...report.tokenwise_figures import sensitivity_by_position  # noqa: E402
+from ...plots.figures import PALETTE  # noqa: E402
+from ...plots.tokenwise import sensitivity_by_position  # noqa: E402
 
 
 def _by_arch(table) -> dict[str, list[dict]]:

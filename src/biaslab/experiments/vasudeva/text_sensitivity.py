@@ -28,6 +28,7 @@ from pydantic import Field
 
 from ... import rng
 from ...errors import InputError
+from ...execute.plan import shared_config
 from ...measure.tokenwise import EmbeddingNoise, tokenwise_flip_sensitivity
 from ...tasks import make_task
 from ...tasks.tokenizer import PAD
@@ -35,7 +36,7 @@ from ...train import Stack, TrainConfig, train
 from ...train.trainer import evaluate
 from ..base import Experiment, RunOutcome, SpecBase, Verdict, register_claim, register_experiment
 from ..claims import combine
-from ..common import ModelChoice, mean_sd, members_of, stderr
+from ..common import ModelChoice, planned_lr, mean_sd, members_of, stderr
 
 MEASURE_STREAM = 0x7E57  # rng stream of the measured training examples
 NOISE_STREAM = 0x7E58  # rng stream of the embedding noise (same draws at every measurement)
@@ -96,7 +97,8 @@ class TextSensitivity(Experiment):
             choice.validate_now(f"models.{arch}")
             for seed in spec.seeds:
                 cfg = {"task": spec.task.model_dump(), "arch": arch, "model": choice.model_dump(),
-                       "seed": seed, "lr": choice.lr or spec.lr, "weight_decay": spec.weight_decay,
+                       "seed": seed, "lr": planned_lr(spec.lr, choice.lr),
+                       "weight_decay": spec.weight_decay,
                        "train": spec.train.model_dump(), "sensitivity": spec.sensitivity.model_dump(),
                        "min_train_acc": spec.min_train_acc, "end_tokens": spec.end_tokens,
                        "min_position_share": spec.min_position_share}
@@ -104,7 +106,7 @@ class TextSensitivity(Experiment):
         return plans
 
     def run_group(self, spec, plans, device, progress=False):
-        c0 = plans[0].config
+        c0 = shared_config(plans)
         t0 = time.perf_counter()
         task = make_task(c0["task"]["name"], c0["task"]["params"])
         model = ModelChoice(**c0["model"])

@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from ...report.figures import PALETTE, plt, strip_with_means
-from ...report.tokenwise_figures import sensitivity_by_position
+from ...plots.figures import PALETTE, plt, strip_with_means
+from ...plots.tokenwise import sensitivity_by_position
 
 
 def _sigma_columns(table) -> list[str]:

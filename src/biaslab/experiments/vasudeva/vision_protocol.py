@@ -17,6 +17,7 @@ from pydantic import Field
 
 from ... import rng
 from ...errors import InputError
+from ...execute.plan import shared_config
 from ...measure.tokenwise import PatchNoise, ScatteredPixelNoise, tokenwise_flip_sensitivity
 from ...tasks import make_task
 from ...train import Stack, TrainConfig, train
@@ -85,7 +86,7 @@ def is_transformer(choice: dict) -> bool:
 
 def train_stack(plans, task, device, progress=False):
     """One stack of the plans' members (same architecture), trained by the lab's trainer."""
-    c0 = plans[0].config
+    c0 = shared_config(plans)
     choice = ModelChoice(**c0["model"])
     cfg = TrainConfig(**c0["train"])
     t0 = time.perf_counter()

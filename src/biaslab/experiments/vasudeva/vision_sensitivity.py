@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from ...execute.plan import shared_config
 from ..base import Experiment, RunOutcome, SpecBase, Verdict, register_claim, register_experiment
-from ..common import ModelChoice, mean_sd, stderr
+from ..common import ModelChoice, planned_lr, mean_sd, stderr
 from .vision_protocol import (ImageTaskChoice, SensitivityChoice, accuracy, default_architectures,
                               default_vision_train, is_transformer, measurement_set, member_row,
                               sensitivity_metrics, test_set, train_stack)
@@ -43,7 +44,7 @@ def plan_architectures(exp: Experiment, spec, extra: dict | None = None):
         choice.validate_now(f"architectures.{arch}")
         for seed in spec.seeds:
             cfg = {"task": spec.task.model_dump(), "arch": arch, "model": choice.model_dump(),
-                   "seed": seed, "lr": choice.lr or spec.lr, "weight_decay": spec.weight_decay,
+                   "seed": seed, "lr": planned_lr(spec.lr, choice.lr), "weight_decay": spec.weight_decay,
                    "train": spec.train.model_dump(),
                    "sensitivity": spec.sensitivity.model_dump(),
                    "test_examples": spec.test_examples, **(extra or {})}
@@ -53,7 +54,7 @@ def plan_architectures(exp: Experiment, spec, extra: dict | None = None):
 
 def measure_architecture(plans, device, progress=False, extra_measures=None):
     """Train one architecture's stack and record the shared vision metrics for each member."""
-    c0 = plans[0].config
+    c0 = shared_config(plans)
     task = ImageTaskChoice(**c0["task"]).make(c0.get("task_extra"))
     sens = SensitivityChoice(**c0["sensitivity"])
     stack, result, seconds = train_stack(plans, task, device, progress)

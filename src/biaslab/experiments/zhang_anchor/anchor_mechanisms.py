@@ -12,6 +12,7 @@ import torch
 from pydantic import Field
 
 from ... import rng
+from ...execute.plan import shared_config
 from ...measure import anchor as A
 from ...measure.landscape import perturbation_sharpness
 from ...measure.norms import stable_ranks_stack
@@ -69,7 +70,7 @@ class AnchorMechanisms(Experiment):
 
     def run_group(self, spec, plans, device, progress=False):
         t0 = time.perf_counter()
-        c0 = plans[0].config
+        c0 = shared_config(plans)
         stack, result = train_anchor_stack(plans, device, progress)
         rows, hist = solution_metrics(stack, result, c0["measure_batch"])
         task, _ = stack.task, stack.M

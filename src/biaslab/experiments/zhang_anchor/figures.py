@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from ...report.figures import PALETTE, plt, strip_with_means
+from ...plots.figures import PALETTE, plt, strip_with_means
 
 
 def _finite(v) -> bool:

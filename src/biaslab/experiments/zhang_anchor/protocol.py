@@ -20,6 +20,7 @@ import torch
 from pydantic import Field
 
 from ... import rng
+from ...execute.plan import shared_config
 from ...measure import anchor as A
 from ...registry import MODELS
 from ...tasks import make_task
@@ -80,7 +81,7 @@ class AnchorSetup(SpecBase):
 
 def train_anchor_stack(plans, device, progress=False):
     """One stack of decoders (members differ in seed, gamma, lr, weight decay); trained."""
-    c0 = plans[0].config
+    c0 = shared_config(plans)
     task = make_task("anchor", c0["task"])
     members = members_of(plans, "gamma", "clip_norm")
     stack = Stack("decoder", c0["model"], task, members, device)
@@ -117,7 +118,7 @@ def run_solution_group(plans, device, progress=False) -> list[RunOutcome]:
     """Train one stack and measure only which solution each member found."""
     t0 = time.perf_counter()
     stack, result = train_anchor_stack(plans, device, progress)
-    rows, hist = solution_metrics(stack, result, plans[0].config["measure_batch"])
+    rows, hist = solution_metrics(stack, result, shared_config(plans)["measure_batch"])
     return member_outcomes(plans, rows, time.perf_counter() - t0, result=result,
                            series=SERIES, arrays=lambda i: {"deviation_hist": hist[i].numpy()})
 
