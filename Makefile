@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STORE ?= runs/demo.sqlite
 REPORT ?= report
 
-.PHONY: install demo test bench gpu-wheels clean
+.PHONY: install browser demo test bench gpu-wheels clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,11 +18,23 @@ install: $(BIN)/.installed
 # Reproduce the headline claim (learned completions are less sensitive than random ones) on CPU,
 # store every run in SQLite, and write the HTML report.
 demo: install
+	@echo "demo: reproducing lowsens-learned-below-random on CPU (about 3-5 min), store $(STORE); loading torch..."
 	$(BIN)/biaslab reproduce lowsens-learned-below-random --preset cpu --workers 2 --max-members 2 \
 		--store $(STORE) --report $(REPORT)
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest
+
+# The report's browser tests need Chromium and its driver: Debian's packages, installed when
+# apt-get is there and we may use it (root, or sudo without a password); otherwise say how.
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	elif command -v apt-get >/dev/null 2>&1 && sudo -n true 2>/dev/null; then \
+		sudo apt-get update -qq && sudo apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "make: no Chromium: the browser tests will be skipped (install chromium and" \
+		"chromedriver; under CI=true they fail)" >&2; fi
 
 bench: install
 	$(BIN)/python benchmarks/bench_all.py --device cpu

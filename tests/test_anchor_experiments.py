@@ -83,9 +83,16 @@ def test_phase_end_to_end(tmp_path):
 
 def test_mechanisms_end_to_end(tmp_path):
     exp = AnchorMechanisms()
-    spec = spec_of(exp, gammas=[0.5, 0.8], seeds=[1], sharpness_draws=2, probe_batch=64)
+    spec = spec_of(exp, gammas=[0.5, 0.8], seeds=[1], sharpness_draws=2, probe_batch=64, train_size=500)
     out, table, figs = _run(exp, spec, tmp_path)
-    assert len(table) == 2
+    assert len(table) == 2 and all(r["task.train_size"] == 500 for r in table)
+    with Store(tmp_path / "s.sqlite") as store:  # complexity measured along training (issue 22 item 7)
+        for name in ("sr_wq1", "sr_wem_used", "cond_wq1"):
+            curves = store.series([r["run_id"] for r in table], name)
+            assert all([s for s, _ in c] == [15, 30] for c in curves.values()) and len(curves) == 2, name
+        rid = table[0]["run_id"]
+        last = store.series([rid], "sr_wq1")[rid][-1][1]
+        assert math.isclose(last, table[0]["sr_wq1"], rel_tol=1e-5)  # the end of the curve is the final value
     for r in table:
         for k in SOLUTION + ["sr_wq1", "sr_wem", "cond_wq1", "fused_same", "fused_diff",
                              "sharpness_rel", "tokenwise_sens", "emb_order", "flow_8"]:
@@ -100,98 +107,27 @@ def test_complexity_end_to_end(tmp_path):
     out, table, figs = _run(exp, spec, tmp_path)
     assert len(table) == 4 and all("inferential_acc" in r for r in table)
     assert set(figs) == {"lr_weight_decay"}
-    assert CLAIMS.get("complexity-lr-wd-no-drop").check(table).status in ("PASS", "FAIL", "INCONCLUSIVE")
+    assert CLAIMS.get("complexity-lr-wd-raise").check(table).status in ("PASS", "FAIL", "INCONCLUSIVE")
 
 
-# -- claims on hand-made tables ------------------------------------------------------------------------
-def prow(gamma, depth, seed, lr, sym, inf, seen=1.0):
-    return {"gamma": gamma, "depth": depth, "seed": seed, "lr": lr, "symmetric_acc": sym,
-            "inferential_acc": inf, "other_acc": 1 - sym - inf, "seen_test_acc": seen, "diverged": 0.0}
-
-
-def test_phase_claims():
-    sym = CLAIMS.get("init-phase-small-gamma-symmetric").check
-    inf = CLAIMS.get("init-phase-large-gamma-inferential").check
-    # best of lrs: the lr with 0.95 symmetric wins over the one with 0.2
-    good = [prow(0.5, 2, s, lr, v, 0.0) for s in (1, 2) for lr, v in ((1e-3, 0.2), (2e-3, 0.95))]
-    good += [prow(0.8, 2, s, 1e-3, 0.0, 0.97) for s in (1, 2)]
-    assert sym(good).status == "PASS" and inf(good).status == "PASS"
-    # a failed cell (seen < 90%) is ignored, not counted against the claim
-    failed = good + [prow(0.5, 6, 1, 1e-3, 0.0, 1.0, seen=0.5)]
-    assert sym(failed).status == "PASS"
-    assert sym([prow(0.5, 6, 1, 1e-3, 0.0, 1.0, seen=0.5)]).status == "INCONCLUSIVE"
-    assert sym([]).status == "INCONCLUSIVE"
-    # a valid cell answering the other way contradicts
-    assert sym(good + [prow(0.5, 3, 1, 1e-3, 0.1, 0.9)]).status == "FAIL"
-    # in between (0.5 < acc < 0.9)
-    assert inf([prow(0.8, 2, 1, 1e-3, 0.2, 0.7)]).status == "INCONCLUSIVE"
-
-
-def mrow(gamma, seed, **m):
-    base = {"gamma": gamma, "seed": seed, "seen_test_acc": 1.0, "diverged": 0.0,
-            "inferential_acc": 1.0 if gamma > 0.6 else 0.0, "symmetric_acc": 0.0 if gamma > 0.6 else 1.0}
-    return {**base, **m}
-
-
-def test_complexity_claim():
-    check = CLAIMS.get("anchor-small-init-low-complexity").check
-
-    def small(s, d=0.0):
-        return mrow(0.8, s, sr_wq1=1.3 + d, sr_wem=5 + d, cond_wq1=0.6 + d, sr_wem_used=3)
-
-    def large(s, d=0.0):
-        return mrow(0.5, s, sr_wq1=2.0 + d, sr_wem=20 + d, cond_wq1=0.1 + d, sr_wem_used=9)
-
-    table = [small(1), small(2, 0.01), large(1), large(2, 0.01)]
-    assert check(table).status == "PASS"
-    assert check(table[:3]).status == "INCONCLUSIVE"  # one valid gamma-0.5 run
-    wrong = [small(1), small(2, 0.01), mrow(0.5, 1, sr_wq1=2.0, sr_wem=20, cond_wq1=0.9),
-             mrow(0.5, 2, sr_wq1=2.0, sr_wem=20, cond_wq1=0.91)]
-    assert check(wrong).status == "FAIL"  # gamma 0.5 more condensed
-    noisy = [small(1), small(2, 0.6), large(1), large(2, -0.6)]
-    assert check(noisy).status == "INCONCLUSIVE"
-
-
-def test_fused_claim():
-    check = CLAIMS.get("anchor-small-init-fused-parallel").check
-    t = [mrow(0.8, 1, fused_same=0.95, fused_diff=0.8), mrow(0.8, 2, fused_same=0.96, fused_diff=0.8),
-         mrow(0.5, 1, fused_same=0.70, fused_diff=0.4), mrow(0.5, 2, fused_same=0.72, fused_diff=0.4)]
-    assert check(t).status == "PASS"
-    low = [dict(r, fused_same=r["fused_same"] - 0.2) for r in t]  # 0.8's same < 0.9
-    assert check(low).status == "INCONCLUSIVE"
-    assert check([dict(r, fused_same=0.7 if r["gamma"] == 0.8 else 0.9) for r in t]).status == "FAIL"
-
-
-def test_flatter_claim():
-    check = CLAIMS.get("anchor-inferential-flatter").check
-    t = [mrow(0.8, s, sharpness_rel=0.10 + s * 1e-3, tokenwise_sens=0.3) for s in (1, 2)]
-    t += [mrow(0.5, s, sharpness_rel=0.50 + s * 1e-3, tokenwise_sens=0.3) for s in (1, 2)]
-    assert check(t).status == "PASS"
-    swapped = [dict(r, sharpness_rel=0.6 - r["sharpness_rel"] + 0.1) for r in t]
-    assert check(swapped).status == "FAIL"
-    assert check(t[:3]).status == "INCONCLUSIVE"
-    # classified by the measured answer: a gamma-0.8 model answering symmetrically is "symmetric"
-    mixed = [dict(r, inferential_acc=0.0, symmetric_acc=1.0) for r in t]
-    assert check(mixed).status == "INCONCLUSIVE"
-
-
+# -- the paired lr x wd rule (issue 20/22) -------------------------------------------------------------
 def crow(lr, wd, seed, inf, seen=1.0):
     return {"lr": lr, "weight_decay": wd, "seed": seed, "inferential_acc": inf,
             "seen_test_acc": seen, "diverged": 0.0}
 
 
-def test_lr_wd_claim():
-    check = CLAIMS.get("complexity-lr-wd-no-drop").check
-    lrs, wds = [1e-3, 2e-3, 4e-3], [0.01, 0.1]
-    rising = [crow(lr, wd, s, 0.2 * i + 0.1 * j + 0.01 * s) for i, lr in enumerate(lrs)
-              for j, wd in enumerate(wds) for s in (1, 2)]
-    assert check(rising).status == "PASS"
-    falling = [dict(r, inferential_acc=1 - r["inferential_acc"]) for r in rising]
-    assert check(falling).status == "FAIL"
-    flat = [dict(r, inferential_acc=0.5) for r in rising]
-    assert check(flat).status == "INCONCLUSIVE"  # no variation: nothing to decide
-    # invalid runs (seen < 90%) are left out: too few at the ends
-    assert check([dict(r, seen_test_acc=0.5) for r in rising]).status == "INCONCLUSIVE"
+def test_lr_wd_raise_pairs_by_other_axis_and_seed():
+    """A rise of 0.05 at every (wd, seed) while wd moves accuracy by 0.4: pooled ends would call
+    it a tie (the wd spread is noise there); paired by (wd, seed) it is a clear rise. Invalid runs
+    drop their pair."""
+    check = CLAIMS.get("complexity-lr-wd-raise").check
+    t = [crow(lr, wd, s, 0.3 + 0.4 * j + 0.05 * i + 0.01 * s + 0.002 * s * i)
+         for i, lr in enumerate((1e-4, 6e-4)) for j, wd in enumerate((0.003, 0.3)) for s in (1, 2, 3)]
+    v = check(t)
+    assert v.status == "PASS", v
+    assert v.numbers["lr"]["pairs"] == 6 and abs(v.numbers["lr"]["mean_diff"] - 0.054) < 1e-9
+    t2 = [dict(r, seen_test_acc=0.5) if r["lr"] == 1e-4 and r["seed"] > 1 else r for r in t]
+    assert check(t2).numbers["lr"]["too_few_runs"] == {"pairs": 2} and check(t2).status == "INCONCLUSIVE"
 
 
 def test_spearman():

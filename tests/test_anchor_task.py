@@ -107,3 +107,22 @@ def test_registered_defaults():
     assert "anchor" in TASKS
     t = TASKS.get("anchor").from_dict({}, prefix="anchor")
     assert t.vocab_size == t.n_outputs == 201 and t.seq_len == 9 and t.target_kind == "classes"
+
+
+def test_fixed_training_set_is_drawn_once_and_batches_come_from_it():
+    """Issue 22 item 6: ``train_size`` N fixes N training sequences per member (from its seed,
+    or ``data_seed``); every train batch is drawn from them, test and held-out splits stay fresh."""
+    task = AnchorTask.from_dict({"train_size": 50})
+    s1, s2 = task.make_state(1), task.make_state(2)
+    assert s1["train_set"].shape == (50, 9) and not torch.equal(s1["train_set"], s2["train_set"])
+    assert torch.equal(s1["train_set"], task.make_state(1)["train_set"])  # drawn from the seed
+    same = AnchorTask.from_dict({"train_size": 50, "data_seed": 7})
+    assert torch.equal(same.make_state(1)["train_set"], same.make_state(2)["train_set"])
+    states = {"train_set": torch.stack([s1["train_set"], s2["train_set"]])}
+    xs, ys = vmap(lambda s, k: task.sample(s, k, 200))(states, torch.tensor([3, 4]))
+    for x, y, s in zip(xs, ys, (s1, s2)):
+        assert (x[:, None, :] == s["train_set"][None]).all(-1).any(-1).all()  # every row from the set
+        assert torch.equal(y, task.trained_target(x))
+    assert len({tuple(r) for r in xs[0].tolist()}) <= 50
+    xt, _ = task.sample(s1, torch.tensor(5), 200, "test")  # test keys: fresh, never in the set
+    assert not (xt[:, None, :] == s1["train_set"][None]).all(-1).any()

@@ -9,6 +9,7 @@ from biaslab.execute import run_experiment
 from biaslab.experiments import get_experiment
 from biaslab.spec import resolve
 from biaslab.store import Store
+from biaslab.store.db import resolve_artifact
 
 EXP = "lowsens-generalization"
 TINY = ["n=6", "train_sizes=[8,16]", "function_seeds=[0,1]", "random_completions=2",
@@ -26,7 +27,8 @@ def _sweep(path, max_members=None):
     # every stored number, bit for bit (NaN compares equal to itself this way)
     metrics = {(rid, step, name): struct.pack("<d", v) if v is not None else None
                for rid, step, name, v in con.execute("SELECT run_id, step, name, value FROM metrics")}
-    files = {(rid, name): hashlib.sha256(open(p, "rb").read()).hexdigest()
+    # artifact paths are stored relative to the store's folder
+    files = {(rid, name): hashlib.sha256(open(resolve_artifact(path, p), "rb").read()).hexdigest()
              for rid, name, p in con.execute("SELECT run_id, name, path FROM artifacts")}
     con.close()
     return metrics, files

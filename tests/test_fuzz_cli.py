@@ -25,9 +25,14 @@ COUNTS = {"cases": 0, "exit0": 0, "exit2": 0}
 SETTINGS = settings(max_examples=250, deadline=None, derandomize=True, database=None,
                     suppress_health_check=list(HealthCheck))
 
-words = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12)
+words = st.one_of(
+    st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12),
+    st.integers(1000, 100_000).map(lambda k: "y" * k))  # long input: the message stays short
+# Sizes (huge), thread counts over the cores, non-finite values, repeated values, huge seeds.
 numbers = st.one_of(st.integers(-5, 40).map(str), st.floats(allow_nan=True).map(str),
-                    st.sampled_from(["0", "-1", "1e9", "nan", "inf", "", "[1,2]", "{a: 1}", "x"]))
+                    st.sampled_from(["0", "-1", "1e9", "nan", "inf", "-inf", "", "[1,2]", "{a: 1}",
+                                     "x", "1000000000", "10000", "[0,0]", "[1,1,2]", str(2**40),
+                                     str(2**70), "[inf]"]))
 safe_name = st.text(alphabet="abcdefghij_-.0123", min_size=1, max_size=10).filter(
     lambda s: s not in (".", ".."))
 
@@ -40,8 +45,9 @@ def key_values(keys):
 
 SPEC_KEYS = ["n", "train_sizes", "function_seeds", "seeds", "lr", "lrs", "model", "model.name",
              "model.params.d_model", "train.steps", "train.batch", "train.loss", "targets", "ns",
-             "preset", "measure.draws", "random_completions", "sweeps"]
-TASK_KEYS = ["n", "k", "train_size", "function_seed", "size", "seed", "length", "p"]
+             "preset", "measure.draws", "random_completions", "sweeps", "sweeps.a.lr",
+             "sweeps.A.seeds", "sweeps.A.train.batch", "model.params.n_layers", "train_size"]
+TASK_KEYS = ["n", "k", "train_size", "function_seed", "size", "seed", "length", "p", "dim"]
 
 
 def options(pairs):
@@ -63,7 +69,9 @@ def argv(draw, tmp):
                                ("--device", st.sampled_from(["cpu", "auto", "cuda", "tpu"])),
                                ("--threads", numbers), ("--workers", numbers),
                                ("--max-members", numbers), ("--executor", st.sampled_from(["local", "dask", ""])),
-                               ("--ray-cpus-per-task", numbers)]))]
+                               ("--ray-cpus-per-task", numbers), ("--ray-gpus-per-task", numbers),
+                               ("--only", st.sampled_from(["ns=4,8", "sweeps=A", "sweeps=a", "x"])),
+                               ("--yes", st.just("--yes"))]))]
     if cmd == "reproduce":
         claims = draw(st.lists(st.one_of(st.sampled_from(CLAIM_NAMES), words), max_size=2))
         sets = [w for kv in draw(key_values(SPEC_KEYS)) for w in ("--set", kv)]
@@ -75,12 +83,14 @@ def argv(draw, tmp):
         task = draw(st.one_of(st.sampled_from(TASK_NAMES), words))
         params = draw(key_values(TASK_KEYS))
         return ["sample", task, *params, *draw(options([
-            ("--count", st.integers(-3, 20).map(str)), ("--seed", numbers),
+            ("--count", st.one_of(st.integers(-3, 20), st.sampled_from([10**9, 10**12])).map(str)),
+            ("--seed", numbers),
             ("--split", st.sampled_from(["train", "test", "val", ""])), ("--json", st.just("--json"))]))]
     if cmd == "measure":
         task = draw(st.one_of(st.sampled_from(["parity", "majority", "sparse_parity", "random",
                                                "junta", "degree", "anchor"]), words))
-        n = draw(st.one_of(st.integers(-2, 16).map(lambda v: f"n={v}"), st.just("n=x")))
+        n = draw(st.one_of(st.integers(-2, 16).map(lambda v: f"n={v}"),
+                           st.sampled_from(["n=x", "n=1000000000", "n=30", "n=5000", "n=inf"])))
         return ["measure", draw(st.sampled_from(["sensitivity", "fourier", "norm"])), task, n,
                 *draw(key_values(TASK_KEYS)),
                 *draw(options([("--samples", st.integers(-5, 500).map(str)),
@@ -88,9 +98,14 @@ def argv(draw, tmp):
     if cmd == "list":
         return ["list", *draw(options([("--json", st.just("--json"))]))]
     if cmd in ("runs", "report", "export"):
-        out = ["--out", str(tmp / (draw(safe_name) + draw(st.sampled_from([".csv", ".parquet", ""]))))]
+        # stores: missing, a text file, an empty file, a damaged SQLite file
+        store = draw(st.one_of(st.just(store), st.sampled_from(
+            [str(tmp / n) for n in ("text", "empty.sqlite", "damaged.sqlite")])))
+        out = ["--out", str(tmp / (draw(safe_name) + draw(st.sampled_from([".csv", ".parquet", "", ".xlsx"]))))]
         return [cmd, "--store", store, *(out if cmd != "runs" else []),
-                *draw(options([("--experiment", words)]))]
+                *draw(options([("--experiment", words), ("--where", st.sampled_from(["n=abc", "x", "n=4"])),
+                               ("--status", st.sampled_from(["failed", "done", "bogus"]))]
+                              if cmd == "runs" else [("--experiment", words)]))]
     return draw(st.lists(words, max_size=5))
 
 
@@ -105,6 +120,7 @@ def _check(args):
     assert code in (0, 2), (args, code, err)
     if code == 2:
         assert err.count("\n") == 1 and err.startswith("biaslab: error: "), (args, err)
+    assert all(len(line) < 600 for line in err.splitlines()), (args, err[:300])
 
 
 @pytest.fixture(autouse=True)
@@ -133,6 +149,14 @@ def no_training(monkeypatch):
 def test_fuzzed_command_lines(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fuzz")
     (tmp / "text").write_text("not a store\n")
+    (tmp / "empty.sqlite").write_bytes(b"")
+    from biaslab.store import Store
+
+    with Store(tmp / "full.sqlite") as full:  # closed: its log checkpointed into the file
+        for i in range(50):
+            full.save_run(f"r{i}", "lowsens-generalization", {"n": i}, status="done",
+                          metrics={"acc": 0.5}, series=[(s, "loss", 1.0) for s in range(20)])
+    (tmp / "damaged.sqlite").write_bytes((tmp / "full.sqlite").read_bytes()[:8192])
 
     @SETTINGS
     @given(argv(tmp))

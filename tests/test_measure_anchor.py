@@ -118,8 +118,11 @@ def test_condensation():
     row = torch.randn(16)
     assert M.condensation(row.expand(10, 16)) == 1
     assert M.condensation(torch.eye(8)) == 0
-    w = torch.tensor([[1.0, 0.0], [-2.0, 0.0], [0.0, 1.0]])  # one aligned pair of three
-    assert torch.isclose(M.condensation(w), torch.tensor(1 / 3))
+    w = torch.tensor([[1.0, 0.0], [-2.0, 0.0], [0.0, 1.0]])  # one anti-aligned pair of three
+    assert M.condensation(w) == 0  # signed, as the paper's "cos > 0.7"
+    assert torch.isclose(M.condensation(w, signed=False), torch.tensor(1 / 3))
+    w2 = torch.tensor([[1.0, 0.0], [2.0, 0.1], [0.0, 1.0]])  # cos 0.9988 and 0.0499, 0.0
+    assert torch.isclose(M.condensation(w2), torch.tensor(1 / 3))
     assert torch.equal(M.condensation(torch.stack([row.expand(4, 16), torch.eye(4, 16)])),
                        torch.tensor([1.0, 0.0]))
 

@@ -29,18 +29,19 @@ def test_parquet_reads_back_in_pandas_and_duckdb(store_path, tmp_path, capsys):
     assert main(["export", "--store", str(store_path), "--out", str(out)]) == 0
     assert not list(tmp_path.glob("*.tmp"))
     df = pd.read_parquet(out).set_index("run_id").sort_index()
-    # Every finished run, every column of every experiment (not only the first row's keys).
-    assert list(df.index) == ["a1", "a2", "b1"]
+    # Every run with its status, every column of every experiment (not only the first row's keys).
+    assert list(df.index) == ["a1", "a2", "b1", "b2"]
+    assert list(df["status"]) == ["done", "done", "done", "running"]
     assert {"acc", "loss", "width", "model.depth", "experiment"} <= set(df.columns)
     assert df.loc["a2", "acc"] == 0.75 and df.loc["a2", "model.depth"] == 4
     assert df.loc["b1", "loss"] == 0.25 and df.loc["b1", "width"] == 64
     assert pd.isna(df.loc["a1", "loss"])
     # The mixed-type column keeps every value, as text.
-    assert list(df["n"]) == ["10", "12", "small"]
+    assert list(df["n"]) == ["10", "12", "small", "big"]
     con = duckdb.connect()
     got = con.execute(f"SELECT experiment, count(*), avg(acc) FROM read_parquet('{out}') "
                       "GROUP BY experiment ORDER BY experiment").fetchall()
-    assert got == [("exp-a", 2, 0.625), ("exp-b", 1, None)]
+    assert got == [("exp-a", 2, 0.625), ("exp-b", 2, None)]
 
 
 def test_runs_filters_and_json(store_path, capsys):

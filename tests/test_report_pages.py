@@ -130,3 +130,13 @@ def test_open_uses_a_browser_when_there_is_one_and_says_so_when_not(tmp_path, ca
     assert main(["report", "--store", str(path), "--out", str(tmp_path / "rep2"), "--open"]) == 0
     assert "no web browser available" in capsys.readouterr().err
     assert (tmp_path / "rep2" / "index.html").exists()
+
+
+def test_run_table_shows_the_grid_axes_first_in_natural_order():
+    from biaslab.report.pages import run_table
+
+    rows = [{"run_id": "a", "n": 10, "seed": 0, "lr": 0.1, "deg_learned_10": 1, "deg_learned_2": 2},
+            {"run_id": "b", "n": 4, "seed": 1, "lr": 0.1, "deg_learned_10": 3, "deg_learned_2": 4}]
+    cols, cells = run_table(rows, config_keys={"n", "seed", "lr"})
+    assert cols == ["run_id", "n", "seed", "lr", "deg_learned_2", "deg_learned_10"]
+    assert cells[0][:2] == ["a", "10"]

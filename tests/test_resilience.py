@@ -28,6 +28,7 @@ from biaslab.experiments import get_experiment
 from biaslab.spec import resolve
 from biaslab.store import Store
 from biaslab.store.artifacts import load_array, load_tensors, save_array, save_tensors
+from biaslab.store.db import resolve_artifact
 
 EXP = "lowsens-generalization"
 # 16 runs in 8 stacks of 2 (one stack per training size).
@@ -156,7 +157,9 @@ def _check_store(store_path, expect_all=False):
     for rid in done:
         assert con.execute("SELECT COUNT(*) FROM metrics WHERE run_id=? AND step=-1",
                            (rid,)).fetchone()[0] == METRICS
-        paths = dict(con.execute("SELECT name, path FROM artifacts WHERE run_id=?", (rid,)))
+        # stored relative to the store's folder (a moved store keeps its artifacts)
+        paths = {name: resolve_artifact(store_path, p) for name, p in
+                 con.execute("SELECT name, path FROM artifacts WHERE run_id=?", (rid,))}
         assert len(paths) == ARTIFACTS
         load_tensors(paths["model"])
         load_array(paths["learned_table"])

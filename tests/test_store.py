@@ -54,12 +54,23 @@ def test_corrupt_and_foreign_files_are_refused(tmp_path):
 
 
 def test_export_csv(tmp_store, tmp_path):
+    """One row per run with its status, timing, config, final metrics and each curve's last
+    point; a failed run is exported with its error."""
+    import csv
+
     with Store(tmp_store) as s:
-        s.save_run("r1", "e", {"n": 3}, status="done", metrics={"acc": 1.0})
+        s.save_run("r1", "e", {"n": 3}, status="done", metrics={"acc": 1.0},
+                   series=[(0, "loss", 2.0), (10, "loss", 0.5)], seconds=4.0)
+        s.mark_running("e", [("r2", {"n": 4})], "cpu")
+        s.mark_failed(["r2"], "out of memory: CUDA")
         out = s.export(tmp_path / "t.csv")
-    text = out.read_text().splitlines()
-    assert text[0].split(",") == ["acc", "experiment", "n", "run_id"]
-    assert text[1] == "1.0,e,3,r1"
+    rows = {r["run_id"]: r for r in csv.DictReader(out.open())}
+    assert {k: rows["r1"][k] for k in ("experiment", "status", "n", "acc", "seconds", "last.loss",
+                                      "last_step.loss")} == {
+        "experiment": "e", "status": "done", "n": "3", "acc": "1.0", "seconds": "4.0",
+        "last.loss": "0.5", "last_step.loss": "10"}
+    assert rows["r1"]["finished"] and rows["r2"]["status"] == "failed"
+    assert rows["r2"]["error"] == "out of memory: CUDA"
 
 
 def test_out_of_memory_splits_the_stack(tmp_store):

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .errors import InputError
+from .store.db import resolve_artifact
 
 PINNED_TORCH = "2.13.0"
 PINNED_RAY = "2.60.0"
@@ -113,22 +114,41 @@ def store_checks(path: str | os.PathLike) -> list[Check]:
     return out
 
 
+def _failed_check(con, failed: int) -> Check:
+    """Crashed runs: rerunning as is crashes again, so say what the errors suggest changing."""
+    errors = con.execute("SELECT experiment, error, COUNT(*) FROM runs WHERE status='failed' "
+                         "GROUP BY experiment, error ORDER BY 3 DESC").fetchall()
+    exp, error, _ = errors[0]
+    if "out of memory" in (error or ""):
+        todo = ("they ran out of memory: rerun with a smaller stack (--max-members), a smaller "
+                "train.batch or model, or on a device with more memory")
+    else:
+        todo = ("rerunning as is will crash again: change what the error names (a spec value, "
+                "the device, the installation), then rerun; `biaslab runs --status failed --json` "
+                "lists each run's error")
+    return Check("failed", "warn", f"{failed} runs crashed (e.g. {exp}: {error or 'no error stored'})"
+                 + (f"; {len(errors)} different errors" if len(errors) > 1 else ""), todo)
+
+
 def _run_checks(con, path: Path) -> list[Check]:
     counts = dict(con.execute("SELECT status, COUNT(*) FROM runs GROUP BY status"))
     done = counts.pop("done", 0)
     out = [Check("runs", "ok", f"{done} finished" + (f" in {n} experiments" if (n := con.execute(
         "SELECT COUNT(DISTINCT experiment) FROM runs").fetchone()[0]) else ""))]
+    failed = counts.pop("failed", 0)
     if counts:
-        exps = [r[0] for r in con.execute("SELECT DISTINCT experiment FROM runs WHERE status!='done'")]
+        exps = [r[0] for r in con.execute("SELECT DISTINCT experiment FROM runs WHERE status='running'")]
         out.append(Check("unfinished", "warn", f"{sum(counts.values())} runs never finished "
                          f"({', '.join(f'{k}: {v}' for k, v in sorted(counts.items()))}) in {', '.join(exps)}",
                          "a sweep was interrupted: rerun the same `biaslab run` / `reproduce` command; "
                          "it trains only these (finished runs are skipped)"))
     else:
         out.append(Check("unfinished", "ok", "none"))
+    if failed:
+        out.append(_failed_check(con, failed))
     rows = con.execute("SELECT a.run_id, a.path FROM artifacts a JOIN runs r ON r.id=a.run_id "
                        "WHERE r.status='done'").fetchall()
-    missing = [p for _, p in rows if not Path(p).exists()]
+    missing = [p for _, p in rows if not Path(resolve_artifact(path, p)).exists()]
     if missing:
         out.append(Check("artifacts", "warn", f"{len(missing)} of {len(rows)} artifact files are missing "
                          f"(e.g. {missing[0]})", "the store was moved without its *_artifacts folder: "

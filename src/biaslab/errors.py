@@ -16,6 +16,18 @@ class InputError(ValueError):
         super().__init__(msg)
 
 
+class RunsFailed(RuntimeError):
+    """Runs whose stack raised while training: stored as failed with their error; the CLI says
+    so in one line (exit 1) and ``biaslab doctor`` says what to change."""
+
+    def __init__(self, count: int, experiment: str, error: str, store: str | None = None):
+        self.count, self.experiment, self.error = count, experiment, error
+        where = f" --store {store}" if store else ""
+        super().__init__(f"{count} runs of {experiment} failed ({error}); they are stored as failed "
+                         f"and rerunning as is will fail again: `biaslab doctor{where}` says what "
+                         "to change")
+
+
 def _fields_at(model_cls, loc) -> list[str] | None:
     """The field names of the (nested) pydantic model that holds ``loc``'s last key."""
     cls = model_cls

@@ -101,14 +101,40 @@ def resolve(spec_cls: type[BaseModel], experiment: str, preset: str | None = Non
         values = deep_merge(values, presets[preset] or {})
     if spec_file:
         values = deep_merge(values, load_yaml(spec_file))
-    if isinstance(overrides, dict):
-        values = deep_merge(values, overrides)
-    else:
-        values = deep_merge(values, parse_overrides(overrides))
+    if not isinstance(overrides, dict):
+        overrides = parse_overrides(overrides)
+    _check_entry_names(spec_cls, values, overrides)
+    values = deep_merge(values, overrides)
     spec = _validated(spec_cls, values)
     if only:
         spec = _validated(spec_cls, select(spec.model_dump(), only))
     return spec
+
+
+def _entry_fields(spec_cls) -> dict[str, list[str]]:
+    """Fields that map names to specs (sweeps, architectures): field -> the default's names."""
+    out = {}
+    for name, info in spec_cls.model_fields.items():
+        args = getattr(info.annotation, "__args__", ())
+        if len(args) == 2 and isinstance(args[1], type) and issubclass(args[1], BaseModel):
+            default = info.get_default(call_default_factory=True)
+            out[name] = list(default) if isinstance(default, dict) else []
+    return out
+
+
+def _check_entry_names(spec_cls, values: dict, overrides: dict) -> None:
+    """An override naming an entry that no sweep / architecture mapping holds is a typo
+    (``sweeps.a.lr`` where the sweep is ``A``): merged, it would silently add an entry filled
+    with defaults. A new entry is written whole in a --spec file instead."""
+    for field, default_names in _entry_fields(spec_cls).items():
+        given = overrides.get(field)
+        if not isinstance(given, dict):
+            continue
+        have = [str(k) for k in (values.get(field) or {})] or [str(k) for k in default_names]
+        unknown = [str(k) for k in given if str(k) not in have]
+        if have and unknown:
+            raise InputError(field, f"no entry named {unknown[0]!r}",
+                             f"{', '.join(have)} (a new entry: write it whole in a --spec file)")
 
 
 def _validated(spec_cls: type[BaseModel], values: dict) -> BaseModel:
@@ -133,7 +159,7 @@ def select(values: dict, only: list[str]) -> dict:
         for part in parents:
             node = node.get(part) if isinstance(node, dict) else None
         if not isinstance(node, dict) or last not in node:
-            raise InputError("only", f"the spec has no field {field!r}", "a sweep or grid axis")
+            raise InputError("only", f"the spec has no field {field!r}", ", ".join(_axes(values))[:300])
         current, names = node[last], [parse_value(v) for v in raw.split(",")]
         if isinstance(current, dict):
             have = [str(k) for k in current]
@@ -151,6 +177,19 @@ def select(values: dict, only: list[str]) -> dict:
             raise InputError("only", f"{field} has no {', '.join(missing)}", ", ".join(have))
         node[last] = kept
     return values
+
+
+def _axes(values: dict, prefix: str = "") -> list[str]:
+    """Dotted names of every sweep (mapping) and grid axis (list) of a spec's values."""
+    out = []
+    for k, v in values.items():
+        if isinstance(v, list) and v and not isinstance(v[0], dict):
+            out.append(f"{prefix}{k}")
+        elif isinstance(v, dict) and v:
+            if all(isinstance(x, dict) for x in v.values()) and k != "model":
+                out.append(f"{prefix}{k}")
+            out += _axes(v, f"{prefix}{k}.")
+    return out
 
 
 def describe(spec: BaseModel, prefix: str = "") -> list[dict]:

@@ -13,8 +13,8 @@ import os
 import sqlite3
 import sys
 
-from ..errors import InputError
-from .common import DEFAULT_STORE, Parser, parallel_args, spec_args, store_arg, threads_arg
+from ..errors import InputError, RunsFailed
+from .common import DEFAULT_STORE, WARNINGS, Parser, parallel_args, spec_args, store_arg, threads_arg
 from .experiments import cmd_export, cmd_report, cmd_reproduce, cmd_run, cmd_runs
 from .explore import cmd_list, cmd_measure, cmd_sample, cmd_spec
 from .results import cmd_results
@@ -101,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("runs", help="what the store holds")
     store_arg(s)
     s.add_argument("--experiment", help="only this experiment")
-    s.add_argument("--status", choices=["done", "running"], help="only runs in this state (running: started, not finished)")
+    s.add_argument("--status", choices=["done", "running", "failed"],
+                   help="only runs in this state (running: started, not finished; failed: crashed, "
+                        "with its error)")
     s.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
                    help="only runs whose config has KEY=VALUE (dotted keys, repeatable)")
     s.add_argument("--json", action="store_true", help="a JSON list of runs with config and final metrics")
@@ -125,12 +127,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+MAX_MESSAGE = 400
+
+
 def _one_line(message) -> str:
-    """An error message on one line, whatever the input it quotes holds (newlines escaped)."""
-    return str(message).replace("\r", "\\r").replace("\n", "\\n")
+    """An error message on one line, whatever the input it quotes holds: newlines escaped, and
+    a long echoed input cut in the middle (its start and the accepted values at the end stay)."""
+    text = str(message).replace("\r", "\\r").replace("\n", "\\n")
+    if len(text) > MAX_MESSAGE:
+        head, tail = text[:MAX_MESSAGE - 150], text[-120:]
+        text = f"{head} ...[{len(text) - len(head) - len(tail)} characters cut]... {tail}"
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = None
     try:
         parser = build_parser()
         args, extra = parser.parse_known_args(argv)
@@ -144,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             setattr(args, target, list(getattr(args, target) or []) + [w for w in extra if w not in rest])
         return args.fn(args)
     except InputError as exc:
+        WARNINGS.clear()  # bad input ends in exactly one line
         print(f"biaslab: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -154,13 +166,29 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
-    except (OSError, sqlite3.Error) as exc:
-        # A full disk, a failed write, a lost mount: the store's transactions leave every run
-        # either whole or absent, so say what failed and that rerunning resumes.
-        what = f"{exc.strerror}: {exc.filename}" if getattr(exc, "strerror", None) else str(exc)
-        print(f"biaslab: error: I/O failed ({_one_line(what)}); runs finished before it are kept "
-              "in the store: fix the cause and rerun the same command to resume", file=sys.stderr)
+    except RunsFailed as exc:
+        print(f"biaslab: error: {_one_line(exc)}", file=sys.stderr)
         return 1
+    except sqlite3.DatabaseError as exc:
+        if isinstance(exc, sqlite3.OperationalError):
+            return _io_failed(exc)
+        # A damaged store (a truncated or overwritten file): rerunning cannot repair it.
+        store = getattr(args, "store", None) or "the store"
+        print("biaslab: error: " + _one_line(
+            f"store: {store} is damaged ({exc}); rerunning cannot repair it (accepted: an intact "
+            f"store; `biaslab doctor --store {store}` says what can be saved)"), file=sys.stderr)
+        return 2
+    except OSError as exc:
+        return _io_failed(exc)
+
+
+def _io_failed(exc) -> int:
+    # A full disk, a failed write, a lost mount: the store's transactions leave every run
+    # either whole or absent, so say what failed and that rerunning resumes.
+    what = f"{exc.strerror}: {exc.filename}" if getattr(exc, "strerror", None) else str(exc)
+    print(f"biaslab: error: I/O failed ({_one_line(what)}); runs finished before it are kept "
+          "in the store: fix the cause and rerun the same command to resume", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 
 from ..errors import InputError
 
-DEFAULT_STORE = os.environ.get("BIASLAB_STORE", "biaslab.sqlite")
+# The store `make demo` writes, so that the README's tour finds the demo's runs.
+DEFAULT_STORE = os.environ.get("BIASLAB_STORE", "runs/demo.sqlite")
 
 
 class Parser(argparse.ArgumentParser):
@@ -40,6 +42,8 @@ def threads_arg(sp) -> None:
 
 
 def parallel_args(sp) -> None:
+    sp.add_argument("--yes", action="store_true",
+                    help="train a plan even when it is far larger than its preset's")
     sp.add_argument("--workers", type=int, default=1,
                     help="CPU: train this many stacks at once in worker processes")
     sp.add_argument("--max-members", type=int, help="largest stack (default: one stack per group)")
@@ -61,17 +65,40 @@ def spec_args(sp, preset_default: str | None = "cpu") -> None:
                          "e.g. --only sweeps=A or --only ns=4,8 (repeatable)")
 
 
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _clamped(flag: str, n: int) -> int:
+    """``n`` of a per-core option, at most this machine's cores (more only oversubscribes it:
+    ``--threads 10000`` drove a 2-core machine to a load average in the thousands)."""
+    if n <= 0:
+        raise InputError(flag, f"{n} is not positive", "an integer >= 1")
+    cores = usable_cores()
+    if n > cores:
+        WARNINGS.append(f"biaslab: warning: --{flag} {n} is more than this machine's {cores} "
+                        f"cores; using {cores}")
+        return cores
+    return n
+
+
+#: Warnings said once every input is checked (bad input ends in exactly one line).
+WARNINGS: list[str] = []
+
+
+def say_warnings() -> None:
+    while WARNINGS:
+        print(WARNINGS.pop(0), file=sys.stderr, flush=True)
+
+
 def set_threads(n: int) -> None:
     import torch
 
-    if n <= 0:
-        raise InputError("threads", f"{n} is not positive", "an integer >= 1")
-    torch.set_num_threads(n)
+    torch.set_num_threads(_clamped("threads", n))
 
 
 def check_parallel(args) -> None:
-    if args.workers <= 0:
-        raise InputError("workers", f"{args.workers} is not positive", "an integer >= 1")
+    args.workers = _clamped("workers", args.workers)
     if args.max_members is not None and args.max_members <= 0:
         raise InputError("max-members", f"{args.max_members} is not positive", "an integer >= 1")
 
@@ -84,5 +111,43 @@ def spec_and_experiment(name, preset, spec_file, overrides, only=()):
 
     exp = get_experiment(name)
     spec = resolve(exp.Spec, name, preset, spec_file, overrides, only=only)
-    exp.plan(spec)
+    check_plan(exp, spec)
     return exp, spec
+
+
+def check_plan(exp, spec) -> list:
+    """Plan ``spec`` and refuse what cannot be meant before anything trains: non-finite numbers,
+    seeds outside the generator's range, a run that cannot fit in memory, and a list that holds
+    a value twice (it would train the same run twice and store it once)."""
+    from ..limits import check_run, check_values
+
+    check_values(spec.model_dump())
+    plans = exp.plan(spec)
+    seen: dict[str, object] = {}
+    for p in plans:
+        if p.id in seen:
+            raise InputError(_repeated_field(spec.model_dump()) or "spec",
+                             "holds a value twice, so the plan has the same run twice",
+                             "distinct values in every seed list and grid axis")
+        seen[p.id] = p
+    for p in plans:
+        check_run(p.config)
+    return plans
+
+
+def _repeated_field(values, path: str = "") -> str | None:
+    """The first list of plain values (a seed list, a grid axis) that holds a value twice."""
+    if isinstance(values, dict):
+        for k, v in values.items():
+            found = _repeated_field(v, f"{path}.{k}" if path else str(k))
+            if found:
+                return found
+    elif isinstance(values, list):
+        plain = [json.dumps(v, sort_keys=True) for v in values if not isinstance(v, (dict, list))]
+        if len(plain) != len(set(plain)):
+            return path
+        for v in values:
+            found = _repeated_field(v, path)
+            if found:
+                return found
+    return None

@@ -6,7 +6,8 @@ import os
 import sys
 
 from ..errors import InputError
-from .common import check_parallel, emit, set_threads, spec_and_experiment
+from .common import check_parallel, emit, say_warnings, set_threads, spec_and_experiment
+from .plan_notice import plan_line, preset_size, total
 
 
 def cmd_run(args) -> int:
@@ -18,7 +19,11 @@ def cmd_run(args) -> int:
     exp, spec = spec_and_experiment(args.experiment, args.preset, args.spec, args.overrides,
                                     args.only)
     check_parallel(args)
+    line = plan_line([(exp, spec)], args.store, args.workers, preset_size(exp, args.preset),
+                     args.preset, getattr(args, "yes", False))
     with open_executor(args) as (device, pool), Store(args.store) as store:
+        say_warnings()
+        print(line, file=sys.stderr, flush=True)
         summary = run_experiment(exp, spec, store, device, progress=not args.quiet,
                                  max_members=args.max_members, workers=args.workers, pool=pool)
         if getattr(args, "log", None) == "tensorboard":
@@ -70,9 +75,13 @@ def cmd_reproduce(args) -> int:
     # replicate k trains every experiment on its k-th disjoint seed set (provenance.replicate_spec)
     replicas = [{name: (exp, replicate_spec(spec, k)) for name, (exp, spec) in plans.items()}
                 for k in range(reps)]
+    todo = [pair for rep in replicas for pair in rep.values()]
+    baseline = total(preset_size(exp, preset, reps) for exp, _ in plans.values())
+    line = plan_line(todo, args.store, args.workers, baseline, preset, getattr(args, "yes", False))
     with open_executor(args) as (device, pool), Store(args.store) as store:
+        say_warnings()
+        print(line, file=sys.stderr, flush=True)
         finished = []
-        todo = [pair for rep in replicas for pair in rep.values()]
 
         def done(exp, s):  # one line per experiment as it completes: where a long --all is
             finished.append(exp.name)
@@ -118,10 +127,11 @@ def cmd_runs(args) -> int:
     from ..store.query import filter_runs, parse_where
 
     where = parse_where(getattr(args, "where", []))
-    with Store(args.store, create=False) as store:
+    with Store(args.store, readonly=True) as store:
         runs = filter_runs(store.runs(args.experiment, getattr(args, "status", None)), where)
     rows = [{"id": r["id"], "experiment": r["experiment"], "status": r["status"],
-             "seconds": r["seconds"], "config": r["config"], "metrics": r["metrics"]} for r in runs]
+             "seconds": r["seconds"], "config": r["config"], "metrics": r["metrics"],
+             **({"error": r["error"]} if r.get("error") else {})} for r in runs]
 
     def human(rs):
         if not rs:
@@ -130,7 +140,7 @@ def cmd_runs(args) -> int:
             keys = [k for k in ("fitted", "as_learned", "as_random", "sharpness", "acc",
                                 "inferential_acc", "symmetric_acc") if k in r["metrics"]]
             shown = " ".join(f"{k}={r['metrics'][k]:.4g}" for k in keys if r["metrics"][k] is not None)
-            print(f"{r['id']}  {r['experiment']:<28} {r['status']:<8} {shown}")
+            print(f"{r['id']}  {r['experiment']:<28} {r['status']:<8} {shown or r.get('error', '')}")
     emit(rows, args.json, human)
     return 0
 
@@ -141,7 +151,7 @@ def cmd_report(args) -> int:
 
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise InputError("out", f"{args.out} is a file", "a folder (created if missing)")
-    with Store(args.store, create=False) as store:
+    with Store(args.store, readonly=True) as store:
         page = write_report(store, args.out)
     print(f"report written to {page}")
     if getattr(args, "open", False):
@@ -168,11 +178,14 @@ def open_in_browser(page) -> bool:
 def cmd_export(args) -> int:
     from ..store import Store
 
+    from ..store.export import check_out
+
     if os.path.isdir(args.out):
         raise InputError("out", f"{args.out} is a folder", "a .csv or .parquet file path")
+    check_out(args.out)
     if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
         raise InputError("out", f"the folder of {args.out} does not exist", "a path in an existing folder")
-    with Store(args.store, create=False) as store:
+    with Store(args.store, readonly=True) as store:
         path = store.export(args.out, args.experiment)
     print(f"exported to {path}")
     return 0

@@ -38,10 +38,16 @@ def cmd_sample(args) -> int:
     from ..spec import parse_overrides
     from ..tasks import make_task
 
+    from ..limits import check_sample, check_seed, check_values
+
     if args.count <= 0:
         raise InputError("count", f"{args.count} is not positive", "an integer >= 1")
-    task = make_task(args.task, parse_overrides(args.params, "task"))
+    check_seed("seed", args.seed)
+    params = parse_overrides(args.params, "task")
+    check_values(params)
+    task = make_task(args.task, params)
     task.check_split(args.split)
+    check_sample(task, args.count)
     state = task.make_state(args.seed)
     x, y = task.sample(state, rng.key_of(args.seed), args.count, args.split)
     rows = [{"input": xi, "target": yi} for xi, yi in zip(x.tolist(), _targets(y, task))]
@@ -97,7 +103,9 @@ def cmd_measure(args) -> int:
     from ..tasks import make_task
     from ..tasks.boolean import MAX_TABLE_N, BooleanTask
     from .. import rng
+    from ..limits import check_sampled_sensitivity, check_seed, check_values
 
+    check_seed("seed", args.seed)
     if args.table and args.task:
         raise InputError("table", "give a TASK or --table FILE, not both", "one of them")
     if args.table:
@@ -108,7 +116,9 @@ def cmd_measure(args) -> int:
     else:
         if not args.task:
             raise InputError("task", "missing", "a Boolean task name or --table FILE")
-        task = make_task(args.task, parse_overrides(args.params, "task"))
+        params = parse_overrides(args.params, "task")
+        check_values(params)
+        task = make_task(args.task, params)
         if not isinstance(task, BooleanTask):
             raise InputError("task", f"{args.task} is not a Boolean task",
                              "parity, sparse_parity, majority, first, mean, random, degree, junta")
@@ -118,6 +128,9 @@ def cmd_measure(args) -> int:
         if n > MAX_TABLE_N:
             if args.what != "sensitivity":
                 raise InputError("n", f"{n} too large for an exact spectrum", f"n <= {MAX_TABLE_N}")
+            if args.samples < 2:
+                raise InputError("samples", f"{args.samples} is too few for a standard error", ">= 2")
+            check_sampled_sensitivity(n, args.samples)
             est = sampled_sensitivity(lambda x: task.target(state, x), n, args.samples,
                                       rng.key_of(args.seed))
             result.update({"average_sensitivity": float(est["mean"]), "exact": False,

@@ -91,7 +91,7 @@ def cmd_results(args) -> int:
     from ..experiments.claims import stored_verdicts
     from ..store import Store
 
-    with Store(args.store, create=False) as store:
+    with Store(args.store, readonly=True) as store:
         checked = stored_verdicts(store)
     if args.preset:
         have = sorted({c.preset or "all stored runs" for c in checked})

@@ -18,8 +18,8 @@ from typing import Callable, Optional
 import torch
 
 from ..store.db import Store
-from .local import (_store_outcomes, _worker_init, pending_groups, resolve_device,
-                    run_experiment, submit_group)
+from .local import (_store_outcomes, _worker_init, completed, pending_groups, record_failure,
+                    resolve_device, run_experiment, submit_group)
 
 
 def run_experiments(items, store: Store, device="auto", progress=True,
@@ -41,7 +41,7 @@ def run_experiments(items, store: Store, device="auto", progress=True,
             on_done(exp, results[exp.name])
         return results
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import ProcessPoolExecutor
 
     free = [(e, s) for e, s in items if not e.dependencies(s)]
     later = [(e, s) for e, s in items if e.dependencies(s)]
@@ -49,7 +49,7 @@ def run_experiments(items, store: Store, device="auto", progress=True,
     with (ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
                               initializer=_worker_init, initargs=(1,))
           if own else contextlib.nullcontext(pool)) as pool:
-        futures, left = {}, {}
+        futures, left, failure = {}, {}, None
         for exp, spec in free:
             plans, done, groups = pending_groups(exp, spec, store, max_members, log)
             results[exp.name] = {"planned": len(plans), "skipped": len(done), "trained": 0,
@@ -60,9 +60,14 @@ def run_experiments(items, store: Store, device="auto", progress=True,
                 futures[submit_group(pool, store, exp, spec, members, dev)] = (exp, label, members)
             if not groups:
                 on_done(exp, results[exp.name])
-        for fut in as_completed(futures):
+        for fut in completed(futures, log, t0):
             exp, label, members = futures[fut]
-            _store_outcomes(store, exp, fut.result(), dev)
+            try:
+                outcomes = fut.result()
+            except Exception as exc:  # noqa: BLE001 - stored as failed, raised after the rest
+                failure = failure or record_failure(store, exp, members, exc)
+                continue
+            _store_outcomes(store, exp, outcomes, dev)
             counts = results[exp.name]
             counts["trained"] += len(members)
             left[exp.name] -= 1
@@ -70,6 +75,8 @@ def run_experiments(items, store: Store, device="auto", progress=True,
             if left[exp.name] == 0:
                 counts["seconds"] = time.perf_counter() - t0
                 on_done(exp, counts)
+        if failure is not None:
+            raise failure
         for exp, spec in later:  # their upstream experiments are stored by now
             results[exp.name] = run_experiment(exp, spec, store, dev, progress=False,
                                                max_members=max_members, log=log,

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, RunsFailed
 from ..store.artifacts import save_array, save_tensors
 from ..store.db import Store
 from ..store.view import RunsView
@@ -70,6 +70,42 @@ def _store_outcomes(store: Store, experiment, outcomes, dev) -> None:
         store.save_run(out.plan.id, experiment.name, out.plan.config, status="done",
                        metrics=out.metrics, series=out.series, artifacts=paths,
                        seconds=out.seconds, device=str(dev))
+
+
+def error_text(exc: BaseException) -> str:
+    """One line saying why a stack died, as stored with its failed runs."""
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    kind = "out of memory" if _is_oom(exc) or isinstance(exc, MemoryError) else type(exc).__name__
+    return f"{kind}: {first}" if first else kind
+
+
+def record_failure(store: Store, experiment, members, exc: BaseException) -> Exception:
+    """Store a crashed stack's runs as failed with the error; the exception to raise for it
+    (bad input found while training stays the one-line InputError it is)."""
+    text = error_text(exc)
+    store.mark_failed([p.id for p in members], text)
+    if isinstance(exc, InputError):
+        return exc
+    return RunsFailed(len(members), experiment.name, text, str(store.path))
+
+
+#: Seconds between "still training" lines while a pool's stacks run: a first stack of minutes
+#: would otherwise be minutes of silence.
+HEARTBEAT_S = 20.0
+
+
+def completed(futures, log, t0: float, every: float = HEARTBEAT_S):
+    """``as_completed`` that logs how far the pool is whenever ``every`` seconds pass without
+    a stack finishing."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    pending, total = set(futures), len(futures)
+    while pending:
+        done, pending = wait(pending, timeout=every, return_when=FIRST_COMPLETED)
+        if not done:
+            log(f"training: {total - len(pending)}/{total} stacks done, {len(pending)} in progress "
+                f"({time.perf_counter() - t0:.0f}s elapsed)")
+        yield from done
 
 
 def _worker_init(threads: int) -> None:
@@ -132,25 +168,35 @@ def run_experiment(experiment, spec, store: Store, device="auto", progress=True,
     if pool is not None or (workers > 1 and len(groups) > 1 and dev.type == "cpu"):
         import contextlib
         import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures import ProcessPoolExecutor
 
         with (contextlib.nullcontext(pool) if pool is not None else ProcessPoolExecutor(
                 max_workers=workers, mp_context=mp.get_context("spawn"),
                 initializer=_worker_init, initargs=(1,))) as pool:
-            futures = {}
+            futures, failure = {}, None
             for label, (key, members) in zip(labels, groups):
                 futures[submit_group(pool, store, experiment, spec, members, dev, upstream)] = \
                     (label, members)
-            for fut in as_completed(futures):
+            for fut in completed(futures, log, t0):
                 label, members = futures[fut]
-                _store_outcomes(store, experiment, fut.result(), dev)
+                try:
+                    outcomes = fut.result()
+                except Exception as exc:  # noqa: BLE001 - stored as failed, raised after the rest
+                    failure = failure or record_failure(store, experiment, members, exc)
+                    continue
+                _store_outcomes(store, experiment, outcomes, dev)
                 trained += len(members)
                 log(f"{label}: {len(members)} runs stored ({time.perf_counter() - t0:.0f}s elapsed)")
+            if failure is not None:
+                raise failure
     else:
         for label, (key, members) in zip(labels, groups):
             store.mark_running(experiment.name, [(p.id, p.config) for p in members], dev.type)
-            outcomes = run_with_backoff(experiment, spec, members, dev, label if progress else False,
-                                        log, upstream)
+            try:
+                outcomes = run_with_backoff(experiment, spec, members, dev,
+                                            label if progress else False, log, upstream)
+            except Exception as exc:  # noqa: BLE001 - a crash is stored, then said in one line
+                raise record_failure(store, experiment, members, exc)  # noqa: B904 - chained
             _store_outcomes(store, experiment, outcomes, dev)
             trained += len(members)
             log(f"{label}: {len(members)} runs stored ({time.perf_counter() - t0:.0f}s elapsed)")

@@ -97,7 +97,15 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{name}, {os.cpu_count()} cores"
+    # the kernel set torch dispatches to (AVX2 vs AVX-512 round differently in the last bits,
+    # which a sharp loss drop can amplify): two stores match bit for bit only on the same one
+    import torch
+
+    try:
+        isa = torch.backends.cpu.get_cpu_capability()
+    except AttributeError:
+        isa = "unknown"
+    return f"{name}, {os.cpu_count()} cores, torch CPU kernels {isa}"
 
 
 def provenance() -> dict:

@@ -13,7 +13,8 @@ between members are never sampling noise). Those that need activations call ``fn
 * ``attention_flow``: per-layer attention patterns and their rollout for a probe sequence.
 * ``fused_similarity``: cosine similarity of last-token vectors grouped by composite value
   (optionally centred; equal-value pairs split into mirror pairs and the rest).
-* ``condensation``: share of weight-row pairs with |cos| > 0.7 (W_Q of layer 1 in the paper).
+* ``condensation``: share of weight-row pairs with cos > 0.7 (signed, as the paper's Fig 5a,b;
+  ``signed=False`` counts |cos|, the lab's earlier reading) (W_Q of layer 1 in the paper).
 * ``stable_rank`` (from ``norms``, re-exported): ||W||_F^2 / sigma_max^2;
   ``used_embedding_stable_rank`` of the embedding rows of the tokens inputs contain.
 * ``embedding_order``: |Spearman| between token value and the item embeddings' top PCs.
@@ -219,27 +220,32 @@ def fused_similarity_stack(stack, x: torch.Tensor, act: Optional[str] = None,
 
 
 # -- complexity of the weights ------------------------------------------------------------------------
-def condensation(w: torch.Tensor, threshold: float = 0.7) -> torch.Tensor:
-    """Share of row pairs i < j of w [..., n, d] with |cos(w_i, w_j)| > threshold; [...].
+def condensation(w: torch.Tensor, threshold: float = 0.7, signed: bool = True) -> torch.Tensor:
+    """Share of row pairs i < j of w [..., n, d] with cos(w_i, w_j) > threshold; [...].
 
     Rows of an ``nn.Linear`` weight are neurons (each a vector over the input dims), the
     units whose alignment the condensation literature tracks. Zero rows count as unaligned.
+    Signed by default: Zhang et al. group W_Q(1) rows at "cosine > 0.7" (Fig 5a,b), so
+    anti-aligned rows are not condensed together; ``signed=False`` counts |cos| (issue 10's rule).
     """
     u = w / w.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    cos = (u @ u.transpose(-1, -2)).abs()
+    cos = u @ u.transpose(-1, -2)
+    cos = cos if signed else cos.abs()
     n = w.shape[-2]
     upper = torch.ones(n, n, dtype=torch.bool, device=w.device).triu(1)
     return ((cos > threshold) & upper).sum((-1, -2)).float() / upper.sum()
 
 
-def query_condensation(params: dict, layer: int = 0, threshold: float = 0.7) -> torch.Tensor:
+def query_condensation(params: dict, layer: int = 0, threshold: float = 0.7,
+                       signed: bool = True) -> torch.Tensor:
     """``condensation`` of the query weight of attention ``layer`` of a name -> tensor dict
     (found by the models' naming convention; a Stack's by its roles)."""
-    return condensation(params[query_keys(params)[layer]], threshold)
+    return condensation(params[query_keys(params)[layer]], threshold, signed)
 
 
-def query_condensation_stack(stack, layer: int = 0, threshold: float = 0.7) -> torch.Tensor:
-    return condensation(stack.params[stack.roles.query(layer)], threshold)
+def query_condensation_stack(stack, layer: int = 0, threshold: float = 0.7,
+                             signed: bool = True) -> torch.Tensor:
+    return condensation(stack.params[stack.roles.query(layer)], threshold, signed)
 
 
 def _ranks(v: torch.Tensor) -> torch.Tensor:
@@ -316,7 +322,7 @@ def _register() -> None:
     MEASURES.add("anchor_fused_similarity", fused_similarity,
                  "cosine of last-token vectors: mean for equal vs different composite value")
     MEASURES.add("query_condensation", query_condensation,
-                 "share of W_Q row pairs (first layer) with |cos| > 0.7: condensation")
+                 "share of W_Q row pairs (first layer) with cos > 0.7 (signed; Fig 5a,b): condensation")
     MEASURES.add("embedding_order", embedding_order,
                  "|Spearman| of token value vs the top principal components of token embeddings")
 

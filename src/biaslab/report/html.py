@@ -39,6 +39,24 @@ def _write(path: Path, data: str | bytes) -> None:
     os.replace(tmp, path)
 
 
+def _draws_data(fig) -> bool:
+    """Whether any axes of ``fig`` holds data (lines, points, bars, images, tables), not only a
+    "not measured" note."""
+    import matplotlib.pyplot as plt
+
+    drawn = any(ax.lines or ax.collections or ax.patches or ax.images or ax.tables
+                for ax in fig.axes)
+    if not drawn:
+        plt.close(fig)
+    return drawn
+
+
+def _config_keys(store, experiment: str) -> set[str]:
+    from ..store.query import flatten_config as _flatten
+
+    return {k for r in store.runs(experiment, "done") for k in _flatten(r["config"])}
+
+
 def write_report(store, out_dir: str | os.PathLike) -> Path:
     """Write the report folder and return its ``index.html``.
 
@@ -60,7 +78,7 @@ def write_report(store, out_dir: str | os.PathLike) -> Path:
     tables = {e: store.table(e) for e in names}
     checked = {c.claim.name: c for c in stored_verdicts(store)}
     unchecked = [CLAIMS.get(n) for n in CLAIMS.names()
-                 if n not in checked and CLAIMS.get(n).experiment in tables]
+                 if n not in checked and tables.get(CLAIMS.get(n).experiment)]  # runs done
     checked.update({c.claim.name: c for c in check_claims(store, unchecked)})
     claims = claim_rows(checked.values())
 
@@ -74,9 +92,11 @@ def write_report(store, out_dir: str | os.PathLike) -> Path:
         mine = [c for c in claims if c.experiment == name]
         presets = [c.preset for c in mine] + ["cpu"]
         preset, spec, note = spec_rows(name, exp, presets)
-        columns, rows = run_table(tables[name])
+        columns, rows = run_table(tables[name], _config_keys(store, name))
         figures = []
         for fig_name, fig in exp.figures(tables[name], Artifacts(store.artifact_paths(name))).items():
+            if not _draws_data(fig):  # e.g. a measure the preset leaves out: no empty frame
+                continue
             file = f"{stem}__{fig_name}.png"
             _write(out / file, fig_to_png(fig))
             words = fig_name.replace("_", " ")

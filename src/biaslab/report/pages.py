@@ -129,10 +129,24 @@ def spec_rows(experiment: str, exp, presets: list[str]) -> tuple[str, list[dict]
     return preset or "defaults", rows, note
 
 
-def run_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
-    """Finished runs as text cells: run id, then config keys, then the final metrics."""
+def natural_key(text: str) -> list:
+    """Sort key that reads digit runs as numbers: deg_learned_2 before deg_learned_10."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part.lower())
+            for part in re.split(r"(\d+)", str(text)) if part]
+
+
+def run_table(rows: list[dict], config_keys=None) -> tuple[list[str], list[list[str]]]:
+    """Finished runs as text cells: run id, then the grid's axes (config keys whose value
+    differs between runs), then the other config keys, then the final metrics; each part in
+    natural order. ``config_keys``: which columns are config (None: all are)."""
     if not rows:
         return [], []
-    first = ["run_id"]
-    cols = first + sorted({k for r in rows for k in r} - set(first))
+    keys = {k for r in rows for k in r} - {"run_id"}
+    config = keys if config_keys is None else keys & set(config_keys)
+
+    def varies(k):
+        return len({json.dumps(r.get(k), sort_keys=True, default=str) for r in rows}) > 1
+    axes = sorted((k for k in config if varies(k)), key=natural_key)
+    fixed = sorted(config - set(axes), key=natural_key)
+    cols = ["run_id", *axes, *fixed, *sorted(keys - config, key=natural_key)]
     return cols, [[_cell(r.get(c)) for c in cols] for r in rows]

@@ -9,7 +9,6 @@ invocation retrains exactly the runs that are missing. Final metrics are stored 
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import sqlite3
@@ -18,7 +17,8 @@ from pathlib import Path
 from typing import Iterable
 
 from ..errors import InputError
-from .query import flatten_config, write_parquet
+from .opening import check_readable, check_writable, open_readonly
+from .query import flatten_config
 
 SCHEMA_VERSION = 1
 FINAL_STEP = -1
@@ -74,19 +74,34 @@ def versions() -> dict:
 
 
 class Store:
-    """A biaslab store at ``path`` (created if missing)."""
+    """A biaslab store at ``path`` (created if missing). ``readonly=True`` (the reading commands:
+    runs, report, export) opens an existing store without ever writing to it: no schema, no
+    journal mode, no upgrade, so its bytes stay as they were."""
 
-    def __init__(self, path: str | os.PathLike, create: bool = True):
+    def __init__(self, path: str | os.PathLike, create: bool = True, readonly: bool = False):
         self.path = Path(path)
-        if not self.path.exists() and not create:
+        self.readonly = readonly
+        if not self.path.exists() and (not create or readonly):
             raise InputError("store", f"{self.path} does not exist", "a path written by biaslab run")
         if self.path.exists() and self.path.is_dir():
             raise InputError("store", f"{self.path} is a directory", "a SQLite file path")
         if self.path.exists():
-            self._check_readable()
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
+            check_readable(self.path)
+        elif not readonly:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise InputError("store", f"cannot create the folder of {self.path} ({exc.strerror})",
+                                 "a store path in a writable folder") from None
+        if readonly:
+            self.conn = open_readonly(self.path)
+            return
+        check_writable(self.path)
+        try:
+            self.conn = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
+        except sqlite3.OperationalError as exc:
+            raise InputError("store", f"cannot open {self.path} for writing ({exc})",
+                             "a store in a writable folder") from None
         try:
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")
@@ -98,25 +113,16 @@ class Store:
             raise InputError("store", f"{self.path} is not a readable biaslab store ({exc})",
                              "a SQLite file written by biaslab") from None
 
+    def _columns(self, table: str) -> set[str]:
+        return {row[1] for row in self.conn.execute(f"PRAGMA table_info({table})")}
+
     def _add_verdict_columns(self) -> None:
         """Stores written before verdicts recorded their preset, run count and detail (kind, scale,
-        replicates, provenance) get the columns."""
-        have = {row[1] for row in self.conn.execute("PRAGMA table_info(verdicts)")}
-        for name, kind in (("preset", "TEXT"), ("runs", "INTEGER"), ("detail", "TEXT")):
-            if name not in have:
-                self.conn.execute(f"ALTER TABLE verdicts ADD COLUMN {name} {kind}")
-
-    def _check_readable(self) -> None:
-        """Refuse a file that is not SQLite before sqlite3 touches it (it would not, but be clear)."""
-        try:
-            with open(self.path, "rb") as fh:
-                head = fh.read(16)
-        except OSError as exc:
-            raise InputError("store", f"cannot read {self.path} ({exc.strerror})",
-                             "a readable SQLite file") from None
-        if head and head != b"SQLite format 3\x00":
-            raise InputError("store", f"{self.path} is not a SQLite database (corrupt or foreign file)",
-                             "a SQLite file written by biaslab")
+        replicates, provenance), or before runs recorded why they failed, get the columns."""
+        for table, name, kind in (("verdicts", "preset", "TEXT"), ("verdicts", "runs", "INTEGER"),
+                                  ("verdicts", "detail", "TEXT"), ("runs", "error", "TEXT")):
+            if name not in self._columns(table):
+                self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
     def close(self) -> None:
         self.conn.close()
@@ -162,7 +168,7 @@ class Store:
                 "INSERT INTO runs (id, experiment, config, status, created, started, finished, "
                 "seconds, device, versions) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE "
                 "SET config=excluded.config, status=excluded.status, finished=excluded.finished, "
-                "seconds=excluded.seconds, "
+                "seconds=excluded.seconds, error=NULL, "
                 "device=excluded.device, versions=excluded.versions",
                 (rid, experiment, json.dumps(config, sort_keys=True), status, now, now, now, seconds,
                  device, json.dumps(versions())))
@@ -172,15 +178,40 @@ class Store:
             rows += [(rid, int(s), k, _num(v)) for s, k, v in series]
             self.conn.executemany("INSERT OR REPLACE INTO metrics VALUES (?,?,?,?)", rows)
             for name, path in (artifacts or {}).items():
-                self.conn.execute("INSERT INTO artifacts VALUES (?,?,?)", (rid, name, str(path)))
+                self.conn.execute("INSERT INTO artifacts VALUES (?,?,?)",
+                                  (rid, name, self._relative(path)))
+
+    def mark_failed(self, rids: list[str], error: str) -> None:
+        """Runs whose stack raised (an exception, out of memory): stored ``failed`` with the
+        error, so that a crash is told from an interrupted sweep (still ``running``). A rerun
+        trains them again (only ``done`` runs are skipped)."""
+        with self._tx():
+            for rid in rids:
+                self.conn.execute("UPDATE runs SET status='failed', error=?, finished=? "
+                                  "WHERE id=? AND status!='done'", (error[:2000], time.time(), rid))
+
+    def _relative(self, path) -> str:
+        """An artifact path as stored: relative to the store's folder, so that a store moved or
+        copied with its artifacts folder keeps them."""
+        base = self.path.resolve().parent
+        try:
+            return Path(os.path.abspath(path)).relative_to(base).as_posix()
+        except ValueError:  # outside the store's folder: keep it absolute
+            return os.path.abspath(path)
+
+    def resolve_artifact(self, stored: str) -> str:
+        return resolve_artifact(self.path, stored)
 
     def save_verdict(self, claim: str, experiment: str, status: str, summary: str, numbers: dict,
                      preset: str | None = None, runs: int | None = None,
                      detail: dict | None = None) -> float:
         """Store a claim's verdict (replacing the previous one); returns the time it was checked.
         ``detail``: what the claims layer records beside it (kind, scale, bars, replicates,
-        provenance, cost), as JSON."""
+        provenance, cost), as JSON. A store opened read-only (the report of a store it may not
+        change) keeps none."""
         now = time.time()
+        if self.readonly:
+            return now
         with self._tx():
             self.conn.execute(
                 "INSERT OR REPLACE INTO verdicts (claim, experiment, status, summary, numbers, "
@@ -211,7 +242,8 @@ class Store:
 
     # -- reading ------------------------------------------------------------------------------
     def runs(self, experiment: str | None = None, status: str | None = None) -> list[dict]:
-        q, args = "SELECT id, experiment, config, status, seconds, device FROM runs", []
+        error = "error" if "error" in self._columns("runs") else "NULL"
+        q, args = f"SELECT id, experiment, config, status, seconds, device, {error} FROM runs", []
         where = []
         if experiment:
             where.append("experiment=?")
@@ -234,9 +266,10 @@ class Store:
         finally:
             if own:
                 self.conn.execute("COMMIT")
-        for rid, exp, cfg, st, sec, dev in found:
+        for rid, exp, cfg, st, sec, dev, err in found:
             out.append({"id": rid, "experiment": exp, "config": json.loads(cfg), "status": st,
-                        "seconds": sec, "device": dev, "metrics": finals.get(rid, {})})
+                        "seconds": sec, "device": dev, "metrics": finals.get(rid, {}),
+                        **({"error": err} if err else {})})
         return out
 
     def _finals(self, experiment: str | None) -> dict[str, dict]:
@@ -273,7 +306,8 @@ class Store:
         return out
 
     def artifacts(self, rid: str) -> dict[str, str]:
-        return dict(self.conn.execute("SELECT name, path FROM artifacts WHERE run_id=?", (rid,)))
+        return {name: self.resolve_artifact(path) for name, path in
+                self.conn.execute("SELECT name, path FROM artifacts WHERE run_id=?", (rid,))}
 
     def artifact_paths(self, experiment: str) -> dict[str, dict[str, str]]:
         """run id -> artifact name -> path, for every run of ``experiment``."""
@@ -281,7 +315,7 @@ class Store:
              "WHERE r.experiment=?")
         out: dict[str, dict[str, str]] = {}
         for rid, name, path in self.conn.execute(q, (experiment,)):
-            out.setdefault(rid, {})[name] = path
+            out.setdefault(rid, {})[name] = self.resolve_artifact(path)
         return out
 
     def view(self, experiment: str, run_ids=None) -> "RunsView":
@@ -301,27 +335,35 @@ class Store:
         return [r[0] for r in self.conn.execute("SELECT DISTINCT experiment FROM runs ORDER BY 1")]
 
     def verdicts(self) -> list[dict]:
-        q = ("SELECT claim, experiment, status, summary, numbers, checked, preset, runs, detail "
-             "FROM verdicts ORDER BY claim")
+        have = self._columns("verdicts")
+        if not have:  # a read-only store written before verdicts existed
+            return []
+        extra = ", ".join(c if c in have else "NULL" for c in ("preset", "runs", "detail"))
+        q = (f"SELECT claim, experiment, status, summary, numbers, checked, {extra} FROM verdicts "
+             "ORDER BY claim")
         return [{"claim": c, "experiment": e, "status": s, "summary": m, "numbers": json.loads(n),
                  "checked": t, "preset": p, "runs": k, "detail": json.loads(d) if d else {}}
                 for c, e, s, m, n, t, p, k, d in self.conn.execute(q)]
 
     def export(self, out: str | os.PathLike, experiment: str | None = None) -> Path:
-        """Export finished runs' flat table to CSV, or to Parquet (``.parquet``, needs pyarrow)."""
-        out = Path(out)
-        exps = [experiment] if experiment else self.experiments()
-        rows = [dict(row, experiment=e) for e in exps for row in self.table(e)]
-        if out.suffix == ".parquet":
-            return write_parquet(rows, out)
-        cols = sorted({k for r in rows for k in r})
-        tmp = out.with_suffix(out.suffix + ".tmp")
-        with open(tmp, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=cols)
-            w.writeheader()
-            w.writerows(rows)
-        os.replace(tmp, out)
-        return out
+        """Every run as one flat table, to CSV or Parquet (``store.export``)."""
+        from .export import export
+
+        return export(self, out, experiment)
+
+
+def resolve_artifact(store_path, stored: str) -> str:
+    """Where an artifact stored as ``stored`` is now. New stores keep paths relative to the
+    store's folder; older ones kept them absolute or relative to the folder biaslab ran in, both
+    through the store's ``<stem>_artifacts`` folder: from that folder on, the path is read
+    relative to the store, so a moved store finds its artifacts either way."""
+    store_path = Path(store_path)
+    parts = Path(stored).parts
+    folder = store_path.stem + "_artifacts"
+    if folder in parts:
+        start = len(parts) - 1 - parts[::-1].index(folder)
+        return str(store_path.parent.joinpath(*parts[start:]))
+    return stored if os.path.isabs(stored) else str(store_path.parent / stored)
 
 
 def _num(v) -> float | None:

@@ -58,9 +58,14 @@ def filter_runs(runs: list[dict], where: dict[str, object]) -> list[dict]:
         return list(runs)
     flat = [(r, flatten_config(r["config"])) for r in runs]
     known = sorted({k for _, f in flat for k in f})
-    for key in where:
+    for key, wanted in where.items():
         if flat and key not in known:
             raise InputError("where", f"no run's config has the key {key!r}", ", ".join(known))
+        stored = [f[key] for _, f in flat if key in f and f[key] is not None]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in stored)
+        if stored and numeric and isinstance(wanted, str):
+            raise InputError("where", f"{key}={wanted!r} has the wrong type: {key} holds numbers",
+                             f"a number, e.g. {key}={stored[0]}")
     return [r for r, f in flat if all(k in f and _same(f[k], v) for k, v in where.items())]
 
 

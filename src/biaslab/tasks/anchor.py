@@ -27,8 +27,12 @@ For a ``pair:`` split the target is the trained target of that pair, and the inf
 composition for a held-out pair (so ``pair:4,3`` scores x-10). ``inferential_target`` and
 ``symmetric_target`` give both readings of any batch for the measures.
 
-Data are sampled fresh every step (the paper fixes a 900k-sample set; with 80^6 noise patterns
-per (pos, key, pair) repeats are rare either way).
+Training data. With ``train_size`` unset, training sequences are sampled fresh every step. The
+paper trains on a fixed, finite set (about 900k sequences, ~759k of them in the trained groups,
+for 210 epochs), and the memorizing solution it describes needs a set that can be memorized:
+``train_size`` N draws N training sequences once per member (from ``data_seed``, else the
+member's task seed) into its state, and every training batch is drawn from them on the device.
+Test keys and the held-out pair are always sampled fresh (they are never trained on).
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from ..registry import TASKS
 from .base import Task, TaskParams
 
 # rng streams of the sampler (distinct salts so the pieces are independent)
-_PAIR, _POSKEY, _NOISE = 31, 32, 33
+_PAIR, _POSKEY, _NOISE, _TRAIN_SET, _PICK = 31, 32, 33, 34, 35
 
 
 def parse_pair(value) -> str:
@@ -79,6 +83,12 @@ class AnchorParams(TaskParams):
     modulus: Optional[int] = Field(
         default=None, ge=1, description="key split modulus m (train: key mod m != pos); None = seq_len-2")
     vocab: int = Field(default=201, ge=2, description="vocabulary = number of classes (token 0 unused)")
+    train_size: Optional[int] = Field(
+        default=None, ge=1, description="fixed training set of this many sequences, drawn once "
+        "per member; batches are drawn from it (paper: ~759k trained sequences); None = fresh "
+        "sequences every step")
+    data_seed: Optional[int] = Field(
+        default=None, description="seed of the fixed training set (None = the member's task seed)")
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -206,6 +216,15 @@ class AnchorTask(Task):
         return loc["key"] + t["trained"][t["index"][loc["a2"]], t["index"][loc["a1"]]]
 
     # -- sampling ------------------------------------------------------------------------------
+    def make_state(self, seed: int, device="cpu") -> dict:
+        """The fixed training set [train_size, L] when ``train_size`` is set, drawn once."""
+        p = self.params
+        if p.train_size is None:
+            return {}
+        key = rng.key_of(p.data_seed if p.data_seed is not None else seed, device)
+        x, _ = self.sample({}, rng.derive(key, _TRAIN_SET), p.train_size, "train")
+        return {"train_set": x}
+
     def build(self, noise: torch.Tensor, pos: torch.Tensor, key: torch.Tensor,
               a1: torch.Tensor, a2: torch.Tensor) -> torch.Tensor:
         """Write key and anchors into noise [B, L] at pos, pos+1, pos+2 (all [B])."""
@@ -228,6 +247,10 @@ class AnchorTask(Task):
         """(x [batch, L] long, y [batch] long) for ``split``; pure and vmappable over key."""
         pair, key_split = self._parse_split(split)
         key = torch.as_tensor(key, dtype=torch.int64)
+        if split == "train" and "train_set" in state:  # a batch of the fixed training set
+            fixed = state["train_set"]
+            x = fixed[rng.randint(rng.derive(key, _PICK), (batch,), fixed.shape[0])]
+            return x, self.trained_target(x)
         if pair is None:
             pairs = self.tables(key.device)["pairs"]
             chosen = pairs[rng.randint(rng.derive(key, _PAIR), (batch,), pairs.shape[0])]

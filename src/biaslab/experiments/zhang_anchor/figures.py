@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from ...plots.figures import PALETTE, plt, strip_with_means
+from .protocol import solution_of
 
 
 def _finite(v) -> bool:
@@ -85,8 +86,6 @@ SOLUTION_METRICS = [("sr_wq1", "stable rank W_Q(1)"), ("sr_wem_used", "stable ra
 def mechanism_strips(table: list[dict], by_solution: bool = False):
     """Each mechanism measure per gamma (or per solution found on (4,3)): every run a dot,
     mean +- sd."""
-    from .protocol import solution_of
-
     metrics = SOLUTION_METRICS if by_solution else MECHANISM_METRICS
     if by_solution:
         key = lambda r: solution_of(r) or "not valid"  # noqa: E731

@@ -12,7 +12,6 @@ compare gammas with.
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Optional
 
@@ -26,10 +25,9 @@ from ...registry import MODELS
 from ...tasks import make_task
 from ...train import Stack, TrainConfig, train
 from ..base import RunOutcome, SpecBase
-from ..claims import FAIL, INCONCLUSIVE, PASS
 from ..common import members_of
 from ..outcomes import member_outcomes
-from ..stats import mean_sd, rounded, stderr
+from ..stats import rounded
 
 HELDOUT = "4,3"  # the pair scored in every experiment (also when (3,4) is held out too)
 VALID_ACC = 0.9  # the paper's bar: seen pairs with test keys >= 90%, else the run "failed"
@@ -59,6 +57,10 @@ class AnchorSetup(SpecBase):
     model: dict = Field(default_factory=anchor_decoder,
                         description="decoder params except n_layers (see `biaslab list`)")
     task: dict = Field(default_factory=dict, description="anchor task params (default: paper's)")
+    train_size: Optional[int] = Field(
+        default=None, ge=1, description="fixed training set of this many sequences, drawn once "
+        "from each member's seed; batches come from it (paper: ~759k sequences, 210 epochs; "
+        "issue 22 item 6). None = fresh sequences every step")
     weight_decay: float = Field(default=0.01, ge=0, description="AdamW weight decay")
     clip_norm: Optional[float] = Field(default=1.0, gt=0, description="gradient norm clip (None: off)")
     measure_batch: int = Field(default=2048, gt=0, description="sequences per accuracy measure")
@@ -66,12 +68,17 @@ class AnchorSetup(SpecBase):
 
     def validate_now(self, depths) -> None:
         """Fail on a bad model or task before anything trains."""
-        make_task("anchor", self.task)
+        make_task("anchor", self.task_params())
         for L in depths:
             MODELS.get("decoder").config({**self.model, "n_layers": L})
 
+    def task_params(self) -> dict:
+        """The task dict the runs get: ``task`` with ``train_size`` when it is set."""
+        fixed = {} if self.train_size is None else {"train_size": self.train_size}
+        return {**self.task, **fixed}
+
     def config(self, **run) -> dict:
-        cfg = {"model": {**self.model, "n_layers": run.pop("depth")}, "task": dict(self.task),
+        cfg = {"model": {**self.model, "n_layers": run.pop("depth")}, "task": self.task_params(),
                "weight_decay": self.weight_decay, "clip_norm": self.clip_norm,
                "measure_batch": self.measure_batch, "train": self.train.model_dump()}
         cfg.update(run)
@@ -79,14 +86,41 @@ class AnchorSetup(SpecBase):
         return cfg
 
 
-def train_anchor_stack(plans, device, progress=False):
-    """One stack of decoders (members differ in seed, gamma, lr, weight decay); trained."""
+def train_anchor_stack(plans, device, progress=False, probe=None):
+    """One stack of decoders (members differ in seed, gamma, lr, weight decay); trained.
+
+    ``probe(stack)``, when given, returns the ``train`` probe (called at every evaluation
+    boundary with the members' current parameters in ``stack.params``)."""
     c0 = shared_config(plans)
     task = make_task("anchor", c0["task"])
     members = members_of(plans, "gamma", "clip_norm")
     stack = Stack("decoder", c0["model"], task, members, device)
-    result = train(stack, TrainConfig(**c0["train"]), progress=progress)
+    result = train(stack, TrainConfig(**c0["train"]), progress=progress,
+                   probe=probe(stack) if probe is not None else None)
     return stack, result
+
+
+COMPLEXITY_SERIES = ("sr_wq1", "sr_wem_used", "cond_wq1")  # measured along training (issue 22)
+
+
+class ComplexityAlongTraining:
+    """A ``train`` probe: the complexity measures of Fig 12/13 and Fig 5a,b (stable rank of
+    W_Q(1), of the used embedding rows, signed condensation of W_Q(1)) at every evaluation
+    boundary, as curves (step, name, value) per member, since the paper follows them over
+    training (D.3: "the largest grows first"), not only at the end."""
+
+    def __init__(self):
+        self.curves: dict[int, list] = {}
+
+    def __call__(self, stack):
+        def probe(step: int) -> None:
+            wq = stack.params[stack.roles.query(0)]
+            values = {"sr_wq1": A.stable_rank(wq), "sr_wem_used": A.used_embedding_stable_rank_stack(stack),
+                      "cond_wq1": A.condensation(wq)}
+            for name, v in values.items():
+                for i, x in enumerate(v.tolist()):
+                    self.curves.setdefault(i, []).append((step, name, x))
+        return probe
 
 
 def solution_metrics(stack, result, batch: int) -> tuple[list[dict], torch.Tensor]:
@@ -154,14 +188,6 @@ def gamma_key(x) -> float:
     return round(float(x), 4)  # gammas compared by value, not float identity
 
 
-def compare(low: list[float], high: list[float]) -> dict:
-    """Means of two groups, their difference high - low and its standard error."""
-    ml, _, kl = mean_sd(low)
-    mh, _, kh = mean_sd(high)
-    se = math.sqrt(stderr(low) ** 2 + stderr(high) ** 2)
-    return {"low": ml, "high": mh, "diff": mh - ml, "se": se, "n": (kl, kh)}
-
-
 def rounded3(x, nd: int = 3):
     """A verdict number, by default to 3 places (None when missing or not finite)."""
     return rounded(x, nd)
@@ -174,14 +200,3 @@ def by_gamma(table, metric: str, valid_only: bool = True) -> dict[float, list[fl
         if (not valid_only or valid(r)) and r.get(metric) is not None:
             out.setdefault(gamma_key(r["gamma"]), []).append(r[metric])
     return out
-
-
-def direction(cmp: dict, lower: bool) -> str:
-    """PASS when gamma 0.8 is on the expected side by > 2 SE, FAIL when on the other side or
-    equal, INCONCLUSIVE in between or with fewer than two valid runs per gamma."""
-    if min(cmp["n"]) < 2:
-        return INCONCLUSIVE
-    d = -cmp["diff"] if lower else cmp["diff"]
-    if d <= 0:
-        return FAIL
-    return PASS if d > 2 * cmp["se"] else INCONCLUSIVE

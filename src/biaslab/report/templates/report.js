@@ -6,7 +6,10 @@ function cellValue(row, i) {
   const num = Number(text);
   return text !== "" && !Number.isNaN(num) ? num : text.toLowerCase();
 }
+const NATURAL = new Intl.Collator(undefined, {numeric: true, sensitivity: "base"});
 function compare(a, b) {
+  // text in natural order: digit runs compare as numbers (run_2 before run_10)
+  if (typeof a === "string" && typeof b === "string") return NATURAL.compare(a, b);
   if (typeof a === typeof b) return a < b ? -1 : a > b ? 1 : 0;
   return typeof a === "number" ? -1 : 1;  // numbers before text
 }
