@@ -1,7 +1,5 @@
 """Issue 10: the changed and new decision rules on made-up tables whose answer is known."""
 
-import math
-
 import biaslab.experiments  # noqa: F401  (registers experiments and claims)
 from biaslab.registry import CLAIMS
 
