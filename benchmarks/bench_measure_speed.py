@@ -45,7 +45,7 @@ N, BATCH, BATCHES, DRAWS, SIGMA = 10, 256, 4, 10, 0.02
 def protocol():
     """The lab's measurement phase of the sharpness protocol and its spec class."""
     try:  # the layout after issue 9
-        from biaslab.experiments.protocol import MeasureSpec, measure_members
+        from biaslab.experiments.hahn_rofin.protocol import MeasureSpec, measure_members
     except ImportError:
         from biaslab.experiments.landscape import MeasureSpec, measure_members
     return MeasureSpec, measure_members

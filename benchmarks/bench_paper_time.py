@@ -20,7 +20,7 @@ import torch
 
 from biaslab.experiments import get_experiment
 from biaslab.experiments.common import ModelChoice
-from biaslab.experiments.protocol import MeasureSpec, measurement_batches, sharpness_of
+from biaslab.experiments.hahn_rofin.protocol import MeasureSpec, measurement_batches, sharpness_of
 from biaslab.execute.plan import stacks_of
 from biaslab.spec import resolve
 from biaslab.tasks import make_task

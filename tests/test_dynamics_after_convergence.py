@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from biaslab.experiments.hahn_rofin.dynamics_after import (post_changes, post_windows,
-                                                          trajectory_figure)
+from biaslab.experiments.hahn_rofin.figures import trajectory_figure
+from biaslab.experiments.hahn_rofin.protocol import post_changes, post_windows
 from biaslab.registry import CLAIMS
 
 EVERY, W, A, B = 25, 100, 200, 1000

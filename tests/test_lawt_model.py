@@ -176,6 +176,35 @@ def test_stack_member_equals_model_alone():
         assert torch.equal(stack_beam(stack, x[:, :5], 5, beam=1), g)
 
 
+@pytest.mark.parametrize("parallel_cross", [False, True])
+def test_cached_decoding_gives_the_uncached_tokens(parallel_cross):
+    """The key/value cache changes the cost, not the tokens: greedy and beam, a module and a
+    stack member, both decoder forms."""
+    task = ToySeq.from_dict({})
+    model = tiny(seed=11, parallel_cross=parallel_cross)
+    xe = batch(16, seed=4)[0][:, :5]
+    parts = module_parts(model)
+    stack = Stack("lawt", {**TINY, "parallel_cross": parallel_cross}, task,
+                  [Member(seed=2), Member(seed=9)])
+    with torch.no_grad():
+        assert torch.equal(greedy_decode(parts, xe, 5), greedy_decode(parts, xe, 5, cached=False))
+        assert torch.equal(beam_decode(parts, xe, 5, beam=3),
+                           beam_decode(parts, xe, 5, beam=3, cached=False))
+        assert torch.equal(stack_greedy(stack, xe, 5), stack_greedy(stack, xe, 5, cached=False))
+        assert torch.equal(stack_beam(stack, xe, 5, beam=3),
+                           stack_beam(stack, xe, 5, beam=3, cached=False))
+        # the step's logits are the full forward's, position by position
+        tokens = greedy_decode(parts, xe, 5)
+        dec = torch.cat([torch.full((16, 1), EOS), tokens[:, :-1]], 1)
+        full = model(torch.cat([xe, dec], 1))
+        memory = model(xe, part="encode")
+        ckv, cache = model(memory, part="cross_kv"), [None, None]
+        for t in range(5):
+            logits, cache = model(dec[:, t:t + 1], part="decode_step", t=t, cross_kv=ckv,
+                                  src_keep=xe != PAD, cache=cache)
+            assert torch.allclose(logits[:, 0], full[:, t], atol=1e-5)
+
+
 def test_ce_seq_ignores_pad_and_matches_cross_entropy():
     logits = torch.randn(3, 4, 7)
     y = torch.tensor([[2, 3, 0, 1], [4, 0, 1, 1], [5, 6, 2, 0]])

@@ -8,13 +8,19 @@ import torch
 
 from biaslab.execute import run_experiment
 from biaslab.experiments.base import get_experiment
-from biaslab.experiments.hahn_rofin import lowsens_degree
-from biaslab.experiments.hahn_rofin.lowsens_degree import (check_low_degree, low_degrees,
+from biaslab.experiments.hahn_rofin import figures
+from biaslab.experiments.hahn_rofin.protocol import low_degrees
+from biaslab.experiments.hahn_rofin.lowsens_generalization import (check_low_degree,
                                                          profile_columns)
 from biaslab.measure.fourier import degree_profile
 from biaslab.registry import CLAIMS
 from biaslab.spec import resolve
+from biaslab.experiments.common import members_of
 from biaslab.store import Store
+from biaslab.tasks import make_task
+from biaslab.train import Stack
+
+TINY = {"name": "transformer", "params": {"d_model": 8, "n_heads": 2, "n_layers": 1, "d_ff": 8}}
 
 
 def brute_profile(table: list[int], n: int) -> list[float]:
@@ -79,13 +85,12 @@ def test_claim_registered_for_the_experiment():
     assert claim.check is check_low_degree
 
 
-def test_tiny_run_stores_profiles_train_sharpness_and_figures(tmp_path):
+def test_tiny_run_stores_profiles_and_figures(tmp_path):
     exp = get_experiment("lowsens-generalization")
     over = {"n": 4, "train_sizes": [6], "function_seeds": [0, 1], "random_completions": 2,
             "model": {"name": "transformer", "params": {"d_model": 8, "n_heads": 2, "n_layers": 1,
                                                         "d_ff": 8}},
-            "train": {"steps": 20, "batch": 8, "eval_every": 10},
-            "train_sharpness": {"draws": 3, "batches": 2, "batch": 16}}
+            "train": {"steps": 20, "batch": 8, "eval_every": 10}}
     spec = resolve(exp.Spec, exp.name, "cpu", overrides=over)
     with Store(tmp_path / "s.sqlite") as store:
         run_experiment(exp, spec, store, "cpu", progress=False, log=lambda m: None)
@@ -97,12 +102,10 @@ def test_tiny_run_stores_profiles_train_sharpness_and_figures(tmp_path):
         # mean degree of a ±1 table = its average sensitivity (why the rule uses the share)
         assert abs(sum(k * w for k, w in enumerate(prof)) - r["as_learned"]) < 1e-9
         assert r["lowdeg_learned"] == pytest.approx(prof[0] + prof[1])
-        assert math.isfinite(r["train_sharpness"]) and r["train_sharpness_x4"] == 4 * r["train_sharpness"]
     import matplotlib.pyplot as plt
 
-    for fig in (lowsens_degree.degree_profile_figure(rows), lowsens_degree.train_sharpness_figure(rows),
-                lowsens_degree.degree_profile_figure([]), lowsens_degree.train_sharpness_figure([]),
-                lowsens_degree.refit_vs_train_sharpness_figure([])):
+    for fig in (figures.degree_profile_figure(rows), figures.degree_profile_figure([]),
+                figures.refit_vs_train_sharpness_figure([])):
         plt.close(fig)
 
 
@@ -115,14 +118,35 @@ def test_presets_train_as_the_reference_on_gpu_and_paper():
             assert src.train.stop_on_converge is (preset == "cpu")
             if name == "sensitivity-sharpness":
                 assert spec.train.stop_on_converge is (preset == "cpu")
-            # E5 step 4 everywhere but the lowsens cpu preset (`make demo`: cost, old run ids)
-            assert (src.train_sharpness is None) is (preset == "cpu" and name == "lowsens-generalization")
+            # E5 step 4 on the refits (issue 22 item 3), in every preset, R = 100
+            if name == "sensitivity-sharpness":
+                assert spec.train_sharpness_draws == 100
 
 
-def test_no_train_sharpness_leaves_the_config_as_before_the_field():
-    exp = get_experiment("lowsens-generalization")
-    plans = exp.plan(resolve(exp.Spec, exp.name, "cpu"))
-    assert all("train_sharpness" not in p.config for p in plans)
-    with_it = exp.plan(resolve(exp.Spec, exp.name, "cpu",
-                               overrides={"train_sharpness": {"draws": 3, "batches": 1, "batch": 8}}))
-    assert {p.id for p in plans}.isdisjoint({p.id for p in with_it})
+def test_train_subset_sharpness_is_the_refits_on_its_parents_inputs(tmp_path):
+    """E5 step 4 (generalization_add_train_sharpness.py): measured on each learned-completion
+    refit over the m inputs its source trained on; the rebuilt inputs are the source's subset."""
+    exp = get_experiment("sensitivity-sharpness")
+    over = {"source": {"n": 4, "train_sizes": [6], "function_seeds": [0, 1], "random_completions": 1,
+                       "model": TINY, "train": {"steps": 20, "batch": 8, "eval_every": 10}},
+            "random_sizes": [6], "model_seeds": [0], "model": TINY,
+            "train": {"steps": 20, "batch": 8, "eval_every": 10},
+            "measure": {"draws": 2, "batches": 1, "batch": 16}, "train_sharpness_draws": 5}
+    spec = resolve(exp.Spec, exp.name, "cpu", overrides=over)
+    with Store(tmp_path / "s.sqlite") as store:
+        run_experiment(exp, spec, store, "cpu", progress=False, log=lambda m: None)
+        rows = store.table(exp.name)
+    learned = [r for r in rows if r["kind"] == "learned"]
+    assert len(learned) == 2 and all(r["train_sharpness_x4"] == 4 * r["train_sharpness"]
+                                     for r in learned)
+    assert all(r.get("train_sharpness") is None for r in rows if r["kind"] == "random")
+    # the inputs the measurement rebuilds are the ones the source stack trained on
+    src = get_experiment("lowsens-generalization")
+    plans = src.plan(spec.source)
+    stack = Stack("transformer", TINY["params"], [make_task("random", {
+        k: p.config[k] for k in ("n", "train_size", "function_seed", "subset_seed")}) for p in plans],
+        members_of(plans), "cpu")
+    for i, p in enumerate(plans):
+        rebuilt = make_task("random", {k: p.config[k] for k in ("n", "train_size", "function_seed",
+                                                                 "subset_seed")}).make_state(p.config["seed"])
+        assert torch.equal(rebuilt["subset"], stack.task_states["subset"][i])

@@ -17,6 +17,7 @@ from biaslab.spec import resolve
 from biaslab.store import Store
 from biaslab.tasks import make_task
 from biaslab.train import Stack
+from claim_tables.hahn_rofin import plane
 
 FURTHER = "parity-further-out-in-norm-blowup-plane"
 TRADE = "layernorm-trades-norm-for-blowup"
@@ -24,22 +25,6 @@ TRADE = "layernorm-trades-norm-for-blowup"
 
 def _check(name, rows):
     return CLAIMS.get(name).check(rows)
-
-
-def _plane(parity_blowup, other_blowup, ns=(4, 6, 8), jitter=0.02, targets=("majority", "first")):
-    """Converged runs, 4 per (target, n) (weight decays 0-0.3), norm 10 with small jitter;
-    blow-up given per n by the functions for PARITY and the other targets."""
-    rows = []
-    for n in ns:
-        for i, wd in enumerate((0.0, 0.1, 0.2, 0.3)):
-            f = 1 + jitter * (i - 1.5)
-            rows.append({"target": "parity", "n": n, "weight_decay": wd, "converged": 1.0,
-                         "param_norm": 10.0, "blowup": parity_blowup(n) * f,
-                         "norm_ratio": 1.25})
-            for t in targets:
-                rows.append({"target": t, "n": n, "weight_decay": wd, "converged": 1.0,
-                             "param_norm": 10.0, "blowup": other_blowup(n) * f, "norm_ratio": 1.25})
-    return rows
 
 
 def test_outward_is_log_of_the_product():
@@ -50,7 +35,7 @@ def test_outward_is_log_of_the_product():
 
 
 def test_further_out_pass():
-    v = _check(FURTHER, _plane(lambda n: 0.5 * n, lambda n: 1.0))
+    v = _check(FURTHER, plane(lambda n: 0.5 * n, lambda n: 1.0))
     assert v.status == "PASS", v.summary
     assert len(v.numbers["comparisons"]) == 6  # 3 n x 2 other targets
     assert v.numbers["relative_to_init"]["status"] == "PASS"
@@ -58,27 +43,27 @@ def test_further_out_pass():
 
 def test_further_out_fail_when_parity_lies_inside():
     # PARITY further out at n = 4 and 6 but clearly inside MAJORITY/FIRST at n = 8
-    v = _check(FURTHER, _plane(lambda n: 2.0 + 0.1 * n, lambda n: 1.0 if n < 8 else 8.0))
+    v = _check(FURTHER, plane(lambda n: 2.0 + 0.1 * n, lambda n: 1.0 if n < 8 else 8.0))
     assert v.status == "FAIL", v.summary
 
 
 def test_further_out_fail_when_parity_moves_inward():
-    v = _check(FURTHER, _plane(lambda n: 20.0 / n, lambda n: 1.0))  # out at every n, falls with n
+    v = _check(FURTHER, plane(lambda n: 20.0 / n, lambda n: 1.0))  # out at every n, falls with n
     assert v.numbers["slope_status"] == "FAIL"
     assert v.status == "FAIL"
 
 
 def test_further_out_tie_is_inconclusive():
     # the same blow-up for every target: differences zero, within any 2-se band
-    v = _check(FURTHER, _plane(lambda n: 1.0 + 0.2 * n, lambda n: 1.0 + 0.2 * n))
+    v = _check(FURTHER, plane(lambda n: 1.0 + 0.2 * n, lambda n: 1.0 + 0.2 * n))
     assert v.status == "INCONCLUSIVE", v.summary
     assert {c["status"] for c in v.numbers["comparisons"]} == {"INCONCLUSIVE"}
 
 
 def test_further_out_needs_three_n():
-    v = _check(FURTHER, _plane(lambda n: 0.5 * n, lambda n: 1.0, ns=(4, 6)))
+    v = _check(FURTHER, plane(lambda n: 0.5 * n, lambda n: 1.0, ns=(4, 6)))
     assert v.status == "INCONCLUSIVE"
-    rows = _plane(lambda n: 0.5 * n, lambda n: 1.0)
+    rows = plane(lambda n: 0.5 * n, lambda n: 1.0)
     for r in rows:  # PARITY converges at n = 4 only once: n = 4 cannot be compared
         if r["target"] == "parity" and r["n"] == 4 and r["weight_decay"] > 0:
             r["converged"] = 0.0
@@ -119,15 +104,16 @@ def test_tradeoff_pass_fail_inconclusive():
     assert _check(TRADE, _trade({"parity": -1})).status == "INCONCLUSIVE"  # one target only
 
 
-def test_old_rule_kept_with_its_old_verdict():
-    old = CLAIMS.get("parity-needs-norm-or-blowup-old-rule")
-    assert old.experiment == "norm-blowup-tradeoff"
-    rows = _trade({"parity": -1, "majority": -1})
-    for r in rows:  # product grows with n for PARITY: the old part A passes, part B too
-        if r["target"] == "parity":
-            r["blowup"] *= r["n"]
-    assert old.check(rows).status == "PASS"
-    assert _check(TRADE, rows).status == "PASS"
+def test_further_out_pairs_by_weight_decay():
+    """Weight decay moves every target's blow-up 3-fold per step; PARITY is 1.2x its partner at
+    the same weight decay: paired, the difference is exactly log 1.2 in every pair -> PASS."""
+    rows = plane(lambda n: 1.2 * n, lambda n: 1.0 * n)
+    for r in rows:
+        r["blowup"] *= 3.0 ** (r["weight_decay"] * 10)
+    v = _check(FURTHER, rows)
+    assert v.status == "PASS", v.summary
+    assert all(c["pairs"] == 4 for c in v.numbers["comparisons"])
+    assert all(c["mean"] == pytest.approx(math.log(1.2), abs=1e-4) for c in v.numbers["comparisons"])
 
 
 def test_init_norm_is_the_norm_before_training(tmp_path):

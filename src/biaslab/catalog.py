@@ -53,10 +53,10 @@ MEASURES = [
 
 EXPERIMENTS = [
     "biaslab.experiments.charton.failure_anatomy",
+    "biaslab.experiments.charton.inversion_conditioning",
     "biaslab.experiments.charton.lawt_accuracy",
     "biaslab.experiments.charton.lawt_encodings",
     "biaslab.experiments.charton.ood_eigen_distributions",
-    "biaslab.experiments.hahn_rofin.dynamics_after",
     "biaslab.experiments.hahn_rofin.length_generalization",
     "biaslab.experiments.hahn_rofin.lowsens_generalization",
     "biaslab.experiments.hahn_rofin.norm_blowup_tradeoff",
@@ -64,6 +64,7 @@ EXPERIMENTS = [
     "biaslab.experiments.hahn_rofin.sensitivity_sharpness",
     "biaslab.experiments.hahn_rofin.sharpness_scaling",
     "biaslab.experiments.hahn_rofin.training_dynamics",
+    "biaslab.experiments.hahn_rofin.training_dynamics_claims",
     "biaslab.experiments.vasudeva.architecture_sensitivity",
     "biaslab.experiments.vasudeva.grokking_sensitivity",
     "biaslab.experiments.vasudeva.sensitivity_regularization",

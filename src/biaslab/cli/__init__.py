@@ -16,7 +16,10 @@ import sys
 from ..errors import InputError, RunsFailed
 from .common import DEFAULT_STORE, WARNINGS, Parser, parallel_args, spec_args, store_arg, threads_arg
 from .experiments import cmd_export, cmd_report, cmd_reproduce, cmd_run, cmd_runs
-from .explore import cmd_list, cmd_measure, cmd_sample, cmd_spec
+from .explore import cmd_list, cmd_sample, cmd_spec
+from .hf import add_model_measure_args, cmd_measure_any
+from .study import add_study_parser
+from ..hf import MEASURES as MODEL_MEASURES
 from .results import cmd_results
 
 __all__ = ["build_parser", "main"]
@@ -39,16 +42,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="a JSON list of {input, target}")
     s.set_defaults(fn=cmd_sample)
 
-    s = sub.add_parser("measure", help="measure a Boolean function: sensitivity or fourier")
-    s.add_argument("what", choices=["sensitivity", "fourier"], help="which measure")
+    s = sub.add_parser("measure", help="measure a Boolean function (sensitivity, fourier) or a Hugging Face model "
+                       "(tokenwise, weight-noise, blowup, all) with --model-dir")
+    s.add_argument("what", choices=["sensitivity", "fourier", *MODEL_MEASURES], help="which measure")
     s.add_argument("task", nargs="?", help="Boolean task name")
     s.add_argument("params", nargs="*", help="task parameters as key=value")
     s.add_argument("--table", help=".npy truth table of length 2^n, values in {0,1} or {-1,+1}, "
                                    "bit i of the index = input i")
-    s.add_argument("--seed", type=int, default=0, help="seed of random targets")
+    s.add_argument("--seed", type=int, default=0, help="seed of random targets / of the model measures' draws")
     s.add_argument("--samples", type=int, default=20000, help="Monte-Carlo samples when n > 24")
     s.add_argument("--json", action="store_true", help="machine-readable output")
-    s.set_defaults(fn=cmd_measure)
+    add_model_measure_args(s)
+    s.set_defaults(fn=cmd_measure_any)
 
     s = sub.add_parser("run", help="run an experiment (finished runs are skipped)")
     s.add_argument("experiment", help="experiment name (see `biaslab list`)")
@@ -120,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="a .csv or .parquet path")
     s.add_argument("--experiment", help="only this experiment")
     s.set_defaults(fn=cmd_export)
+
+    add_study_parser(sub)
 
     from ..doctor import add_doctor_parser
 

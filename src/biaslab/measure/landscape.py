@@ -247,7 +247,9 @@ def perturbation_sharpness_stack(stack, loss_fn, batches, sigma: float = 0.02, d
         return _batch_losses(stack.apply, loss, p, buf, x, y, noise, names, dchunk, c)
 
     x0 = bs[0][0]
-    fpeak = stack.forward_peak(tuple(x0.shape[1:] if x0.dim() == 3 else x0.shape), x0.dtype)
+    # the probe's input is one member's batch: per-member batches (batch_dim 0) lose their M
+    fpeak = stack.forward_peak(tuple(x0.shape[1:] if batch_dim(bs[0], shared) == 0 else x0.shape),
+                               x0.dtype)
     dchunk = _draw_chunk(chunk, stack.device, draws, lambda: fpeak)
     peak = fpeak * (draws if dchunk is None else dchunk)  # the draws one call batches
     total = 0.0

@@ -111,7 +111,8 @@ def parameter_norm_stack(stack_or_params, exclude: Sequence[str] | None = None) 
     """``parameter_norm`` of every member, from a Stack or its [M, ...] params dict -> [M]."""
     p = getattr(stack_or_params, "params", stack_or_params)
     skip = tuple(exclude) if exclude is not None else _positions(stack_or_params, p)
-    return torch.sqrt(sum(t.flatten(1).pow(2).sum(1) for n, t in p.items()
+    # reshape, not flatten(1): a scalar parameter (a ViT's attention temperature) is [M] here
+    return torch.sqrt(sum(t.reshape(t.shape[0], -1).pow(2).sum(1) for n, t in p.items()
                           if not n.startswith(skip)))
 
 

@@ -1,12 +1,18 @@
 """Batched greedy and beam decoding of a seq2seq model, on the device.
 
 The loops run over decoder *positions* (at most ``decoder_len`` of them), never over sequences:
-every step decodes the whole batch (and every beam) in one forward of the prefix. The loop has
+every step decodes the whole batch (and every beam) at once. By default a step feeds only the
+newest token and keeps every decoder layer's self-attention keys/values of the earlier positions
+(and the memory's, computed once), as the reference's ``generate`` does; ``cached=False`` reruns
+the decoder over the whole prefix at every step (quadratic; kept as the check of the cache:
+both give the same tokens, ``tests/test_lawt_model.py``). The loop has
 no data-dependent exit (no host read), so the same function runs under ``vmap`` over the members
 of a stack: ``stack_greedy`` / ``stack_beam`` map it over ``stack.params``.
 
 A model is seen through its two parts (``models/lawt.py``): ``encode(xe) -> memory`` and
-``decode(xd, memory, src_keep)`` -> the logits of the prefix's last position, [B, 1, V].
+``decode(xd, memory, src_keep)`` -> the logits of the prefix's last position, [B, 1, V];
+``start(memory)`` -> the memory's keys/values per layer and ``step(tok, t, cross_kv, src_keep,
+cache)`` -> (logits [B, 1, V], cache) for the cached loop.
 ``module_parts(model)`` gives them for a plain module, ``functional_parts(base, params, buffers)``
 for one member of a stack (under vmap).
 
@@ -28,21 +34,55 @@ class Parts(NamedTuple):
     encode: Callable
     decode: Callable
     pad_id: int
+    start: Callable
+    step: Callable
+
+
+def _parts(run, pad_id: int) -> Parts:
+    return Parts(lambda xe: run(xe, part="encode"),
+                 lambda xd, mem, keep: run(xd, part="decode_last", memory=mem, src_keep=keep),
+                 pad_id,
+                 lambda mem: run(mem, part="cross_kv"),
+                 lambda tok, t, ckv, keep, cache: run(tok, part="decode_step", t=t, cross_kv=ckv,
+                                                      src_keep=keep, cache=cache))
 
 
 def module_parts(model) -> Parts:
-    return Parts(lambda xe: model(xe, part="encode"),
-                 lambda xd, mem, keep: model(xd, part="decode_last", memory=mem, src_keep=keep),
-                 model.pad_id)
+    return _parts(model, model.pad_id)
 
 
 def functional_parts(base, params: dict, buffers: dict) -> Parts:
     """The parts of one member given its parameters (``base`` is the stack's meta module)."""
     def run(x, **kw):
         return functional_call(base, (params, buffers), (x,), kw)
-    return Parts(lambda xe: run(xe, part="encode"),
-                 lambda xd, mem, keep: run(xd, part="decode_last", memory=mem, src_keep=keep),
-                 base.pad_id)
+    return _parts(run, base.pad_id)
+
+
+class _Stepper:
+    """Next-token logits [B, V] of a growing prefix, with or without the key/value cache."""
+
+    def __init__(self, parts: Parts, memory, keep, bos, cached: bool):
+        self.parts, self.memory, self.keep, self.cached = parts, memory, keep, cached
+        self.prefix, self.t, self.cache = bos, 0, None
+        if cached:
+            self.cross_kv = parts.start(memory)
+            self.cache = [None] * len(self.cross_kv)
+
+    def __call__(self) -> torch.Tensor:
+        if not self.cached:
+            return self.parts.decode(self.prefix, self.memory, self.keep)[:, -1]
+        logits, self.cache = self.parts.step(self.prefix[:, -1:], self.t, self.cross_kv,
+                                             self.keep, self.cache)
+        return logits[:, -1]
+
+    def push(self, tokens: torch.Tensor, reorder=None):
+        """Append ``tokens`` [B']; ``reorder(tensor)`` first moves the rows to their new beams."""
+        if reorder is not None:
+            self.prefix = reorder(self.prefix)
+            if self.cache is not None:
+                self.cache = [tuple(reorder(c) for c in kv) for kv in self.cache]
+        self.prefix = torch.cat([self.prefix, tokens[:, None]], 1)
+        self.t += 1
 
 
 def _put(row: torch.Tensor, t: int, values: torch.Tensor) -> torch.Tensor:
@@ -51,26 +91,35 @@ def _put(row: torch.Tensor, t: int, values: torch.Tensor) -> torch.Tensor:
     return torch.where(col, values[..., None], row)
 
 
-def greedy_decode(parts: Parts, xe: torch.Tensor, dec_len: int, eos_id: int = 0) -> torch.Tensor:
+def greedy_decode(parts: Parts, xe: torch.Tensor, dec_len: int, eos_id: int = 0,
+                  cached: bool = True) -> torch.Tensor:
     """xe [B, Le] encoder tokens -> [B, dec_len] predicted target tokens (argmax each step)."""
     pad = parts.pad_id
-    memory = parts.encode(xe)
-    keep = xe != pad
     B = xe.shape[0]
-    prefix = torch.full((B, 1), eos_id, dtype=torch.long, device=xe.device)  # BOS
+    bos = torch.full((B, 1), eos_id, dtype=torch.long, device=xe.device)
+    next_logits = _Stepper(parts, parts.encode(xe), xe != pad, bos, cached)
     out = torch.full((B, dec_len), pad, dtype=torch.long, device=xe.device)
     done = torch.zeros(B, dtype=torch.bool, device=xe.device)
     for t in range(dec_len):
-        nxt = parts.decode(prefix, memory, keep)[:, -1].argmax(-1)
+        nxt = next_logits().argmax(-1)
         nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
         out = _put(out, t, nxt)
         done = done | (nxt == eos_id)
-        prefix = torch.cat([prefix, nxt[:, None]], 1)
+        next_logits.push(nxt)
     return out
 
 
+def _beam_reorder(B: int, K: int, src: torch.Tensor):
+    """rows [B*K, ...] -> the rows of the beams ``src`` [B, K] came from (gather: vmap-safe)."""
+    def reorder(rows):
+        shape = rows.shape
+        idx = src.reshape(B, K, *([1] * (len(shape) - 1))).expand(B, K, *shape[1:])
+        return rows.reshape(B, K, *shape[1:]).gather(1, idx).reshape(shape)
+    return reorder
+
+
 def beam_decode(parts: Parts, xe: torch.Tensor, dec_len: int, beam: int, eos_id: int = 0,
-                length_penalty: float = 1.0) -> torch.Tensor:
+                length_penalty: float = 1.0, cached: bool = True) -> torch.Tensor:
     """Beam search of width ``beam``; returns the best hypothesis per example, [B, dec_len].
 
     A finished hypothesis can only continue with ``<pad>`` at no cost, so it keeps its slot and
@@ -82,14 +131,14 @@ def beam_decode(parts: Parts, xe: torch.Tensor, dec_len: int, beam: int, eos_id:
     memory = parts.encode(xe).repeat_interleave(K, 0)  # [B*K, Le, d]
     keep = (xe != pad).repeat_interleave(K, 0)
     dev = xe.device
+    bos = torch.full((B * K, 1), eos_id, dtype=torch.long, device=dev)
+    next_logits = _Stepper(parts, memory, keep, bos, cached)
     seqs = torch.zeros((B, K, 0), dtype=torch.long, device=dev)
     scores = torch.full((B, K), float("-inf"), device=dev)
     scores = torch.where(torch.arange(K, device=dev) == 0, 0.0, scores)  # one live beam at first
     done = torch.zeros((B, K), dtype=torch.bool, device=dev)
-    bos = torch.full((B * K, 1), eos_id, dtype=torch.long, device=dev)
     for t in range(dec_len):
-        prefix = torch.cat([bos, seqs.reshape(B * K, t)], 1)
-        logp = parts.decode(prefix, memory, keep)[:, -1].float().log_softmax(-1)
+        logp = next_logits().float().log_softmax(-1)
         V = logp.shape[-1]
         logp = logp.view(B, K, V)
         only_pad = torch.full_like(logp, float("-inf"))
@@ -100,29 +149,31 @@ def beam_decode(parts: Parts, xe: torch.Tensor, dec_len: int, beam: int, eos_id:
         seqs = torch.cat([seqs.gather(1, src[..., None].expand(B, K, t)), tok[..., None]], -1)
         done = done.gather(1, src) | (tok == eos_id)
         scores = top
+        next_logits.push(tok.reshape(B * K), _beam_reorder(B, K, src))
     length = (seqs != pad).sum(-1).clamp(min=1).float()
     best = (scores / length ** length_penalty).argmax(-1)  # [B]
     return seqs.gather(1, best[:, None, None].expand(B, 1, dec_len))[:, 0]
 
 
 def stack_greedy(stack, xe: torch.Tensor, dec_len: int, eos_id: int = 0,
-                 params: dict | None = None) -> torch.Tensor:
+                 params: dict | None = None, cached: bool = True) -> torch.Tensor:
     """Greedy decoding of every member: xe [M, B, Le] (or [B, Le] shared) -> [M, B, dec_len]."""
     p = stack.params if params is None else params
     in_x = 0 if xe.dim() == 3 else None
 
     def one(pp, bb, x):
-        return greedy_decode(functional_parts(stack.base, pp, bb), x, dec_len, eos_id)
+        return greedy_decode(functional_parts(stack.base, pp, bb), x, dec_len, eos_id, cached)
     return vmap(one, in_dims=(0, 0, in_x))(p, stack.buffers, xe)
 
 
 def stack_beam(stack, xe: torch.Tensor, dec_len: int, beam: int, eos_id: int = 0,
-               length_penalty: float = 1.0, params: dict | None = None) -> torch.Tensor:
+               length_penalty: float = 1.0, params: dict | None = None,
+               cached: bool = True) -> torch.Tensor:
     """Beam decoding of every member: xe [M, B, Le] (or shared) -> [M, B, dec_len]."""
     p = stack.params if params is None else params
     in_x = 0 if xe.dim() == 3 else None
 
     def one(pp, bb, x):
         return beam_decode(functional_parts(stack.base, pp, bb), x, dec_len, beam, eos_id,
-                           length_penalty)
+                           length_penalty, cached)
     return vmap(one, in_dims=(0, 0, in_x))(p, stack.buffers, xe)

@@ -17,7 +17,8 @@ Input layout (the repo's seq2seq convention, ``tasks/prefix_parity.py``): one to
 input (``<eos>`` as BOS, the target shifted right). The output is [B, decoder_len, vocab]
 logits. ``forward(x, part="encode")`` returns the encoder memory, ``part="decode"`` the logits of
 decoder tokens ``x`` given ``memory`` and its key mask ``src_keep`` (``"decode_last"``: only the
-last position's): ``models/decoding.py``
+last position's); ``"cross_kv"`` and ``"decode_step"`` decode one position at a time with a
+key/value cache, as the reference's ``generate`` does: ``models/decoding.py``
 builds greedy and beam search from these two parts, for a module or a stack member alike.
 Attention is plain matmul (``models/attention.py``'s reason), so the model vmaps in a Stack.
 
@@ -72,21 +73,30 @@ class Attention(nn.Module):
         self.v = nn.Linear(d_src, d)
         self.out = nn.Linear(d, d)
 
-    def forward(self, g, kv, keep=None, causal: bool = False):
-        B, Lq, _ = g.shape
-        Lk = kv.shape[1]
-        q = self.q(g).view(B, Lq, self.n_heads, self.d_head).transpose(1, 2)
+    def keys_values(self, kv):
+        """Keys and values [B, heads, Lk, d_head] of sources ``kv`` [B, Lk, d_src] (what a decoding
+        cache keeps: the memory's once per sequence, a new position's once per step)."""
+        B, Lk, _ = kv.shape
         k = self.k(kv).view(B, Lk, self.n_heads, self.d_head).transpose(1, 2)
         v = self.v(kv).view(B, Lk, self.n_heads, self.d_head).transpose(1, 2)
+        return k, v
+
+    def attend(self, g, k, v, keep=None, causal: bool = False):
+        """Queries from ``g`` [B, Lq, d] over given keys/values [B, heads, Lk, d_head]."""
+        B, Lq, _ = g.shape
+        q = self.q(g).view(B, Lq, self.n_heads, self.d_head).transpose(1, 2)
         scores = q @ k.transpose(-1, -2) / math.sqrt(self.d_head)
         if keep is not None:
             scores = scores.masked_fill(~keep[:, None, None, :], float("-inf"))
         if causal:
-            future = torch.ones(Lq, Lk, dtype=torch.bool, device=g.device).triu(1)
+            future = torch.ones(Lq, k.shape[2], dtype=torch.bool, device=g.device).triu(1)
             scores = scores.masked_fill(future, float("-inf"))
         # softmax in fp32 as the reference does (its fp16 AMP would overflow otherwise)
         pattern = scores.float().softmax(-1).to(v.dtype)
         return self.out((pattern @ v).transpose(1, 2).reshape(B, Lq, -1))
+
+    def forward(self, g, kv, keep=None, causal: bool = False):
+        return self.attend(g, *self.keys_values(kv), keep, causal)
 
 
 class FeedForward(nn.Module):
@@ -127,6 +137,19 @@ class DecoderLayer(nn.Module):
         query = g if self.parallel_cross else out
         out = self.ln15(out + self.cross(query, memory, src_keep))
         return self.ln2(out + self.ff(out))
+
+    def step(self, g, cache, cross_kv, src_keep):
+        """One decoding position ``g`` [B, 1, d] given the self-attention keys/values of the
+        earlier positions (``cache``, None at the first) and the memory's (``cross_kv``): its
+        output and the cache extended by this position. Same result as ``forward`` on the whole
+        prefix (its last row): the causal mask only ever hid the positions not yet decoded."""
+        k, v = self.self_attn.keys_values(g)
+        if cache is not None:
+            k, v = torch.cat([cache[0], k], 2), torch.cat([cache[1], v], 2)
+        out = self.ln1(g + self.self_attn.attend(g, k, v))
+        query = g if self.parallel_cross else out
+        out = self.ln15(out + self.cross.attend(query, *cross_kv, src_keep))
+        return self.ln2(out + self.ff(out)), (k, v)
 
 
 def _embedding(n: int, d: int, pad_id: int | None) -> nn.Embedding:
@@ -183,15 +206,35 @@ class LAWTModel(nn.Module):
             record["readout"] = g
         if last:
             g = g[:, -1:]
+        return self.project(g)
+
+    def project(self, g):
         if self.cfg.tie_output:
             return nn.functional.linear(g, self.dec_embed.weight, self.out_bias)
         return self.proj(g)
 
-    def forward(self, x, acts: bool = False, part: str = "full", memory=None, src_keep=None):
+    def decode_step(self, tok, t: int, cross_kv: list, src_keep, cache: list):
+        """Incremental decoding (the reference's key/value cache): the token ``tok`` [B, 1] at
+        decoder position ``t`` -> (its logits [B, 1, vocab], the cache with this position).
+        ``cross_kv`` is ``part="cross_kv"`` of the memory; ``cache`` one entry per decoder layer
+        (None before the first step)."""
+        g = self.ln_emb_dec(self.dec_embed(tok) + self.pos_embed_dec.weight[t])
+        new_cache = []
+        for layer, kv, c in zip(self.decoder, cross_kv, cache):
+            g, c = layer.step(g, c, kv, src_keep)
+            new_cache.append(c)
+        return self.project(g), new_cache
+
+    def forward(self, x, acts: bool = False, part: str = "full", memory=None, src_keep=None,
+                t: int = 0, cross_kv=None, cache=None):
         if part == "encode":
             return self.encode(x)
         if part in ("decode", "decode_last"):
             return self.decode(x, memory, src_keep, last=part == "decode_last")
+        if part == "cross_kv":  # x = memory
+            return [layer.cross.keys_values(x) for layer in self.decoder]
+        if part == "decode_step":
+            return self.decode_step(x, t, cross_kv, src_keep, cache)
         xe, xd = x[:, :self.enc_len], x[:, self.enc_len:]
         record: dict = {}
         memory = self.encode(xe)

@@ -15,8 +15,17 @@ sigma = sqrt(n) A / sqrt(3) (12.91 at n = 5, A = 10) the first six share the sec
   laplace     Laplace(0, sigma / sqrt(2))
   positive2   |Laplace(0, sigma / sqrt(2))|
   marcenko    M1^T M1 with M1's entries U[-sqrt(A), sqrt(A)] (second moment not matched)
-(The reference rebuilds V^T diag(lambda) V with V's columns the eigenvectors; V diag V^T is used
-here. Both are Haar-distributed orthogonal frames, so the distribution of matrices is the same.)
+The rebuild is the reference's (``generators.py``, ``matrix = vec.T @ np.diag(val) @ vec``):
+``eigh`` puts W's eigenvectors in the *columns* of V, and V^T diag(lambda) V makes the *rows* of V
+the new matrix's eigenvectors. That is not V diag(lambda) V^T in distribution: the frames would
+both be Haar for GOE matrices, but W has uniform entries: under the positive spectrum at 5x5 the
+diagonal variance is 11.60 here vs 8.00 with V diag V^T, the off-diagonal 8.25 vs 9.15 (numpy,
+200,000 matrices, issue 24; under the Laplace spectrum the second moments agree: 63.0 / 25.9).
+The pairing of eigenvalue i with row i follows eigh's ascending order. eigh's column signs are
+arbitrary (numpy's and torch's LAPACK disagree on about a third of the 5x5 columns); they change
+the rebuilt matrix only to S M S (rows and columns flipped together, S = diag(+-1)), which leaves
+every entry's distribution up to sign as it is. They are fixed here as ``fix_signs`` fixes them
+(each column's largest-|.| entry positive), so the inputs do not depend on the device.
 
 Eigenvector and singular-vector signs are fixed so the largest-magnitude entry of each column of
 Q (of U for the SVD, V following) is positive: LAPACK and cuSOLVER pick different signs, and the
@@ -97,7 +106,13 @@ def symmetric_with_spectrum(key, batch: int, n: int, bound: float, gaussian: boo
         lam = laplace64(k, (batch, n), sigma / math.sqrt(2.0)).abs()
     else:
         raise ValueError(f"unknown eigenvalue distribution {distribution!r}")
-    m = (vec * lam[..., None, :]) @ vec.transpose(-1, -2)
+    return rebuild_as_lawt(fix_signs(vec)[0], lam)
+
+
+def rebuild_as_lawt(vec: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    """vec^T diag(lam) vec for [..., n, n] ``vec`` (eigh's eigenvectors in its columns) and
+    [..., n] ``lam``: the reference's rebuild, symmetrized against rounding."""
+    m = vec.transpose(-1, -2) @ (lam[..., :, None] * vec)
     return 0.5 * (m + m.transpose(-1, -2))
 
 

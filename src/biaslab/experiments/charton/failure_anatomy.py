@@ -16,9 +16,11 @@ import torch
 from pydantic import Field
 
 from ...measure.anatomy import eigen_predictors, eigen_property_errors, property_table, separation
-from ..base import Experiment, Verdict, register_claim, register_experiment
+from .. import rules
+from ..base import Experiment, register_experiment
+from ..claims import Bar, not_testable, register_claim
 from ..outcomes import member_outcomes
-from .common import (LinalgEntry, LinalgSpec, accuracy_metrics, correct_at, measure_group,
+from .protocol import (LinalgEntry, LinalgSpec, accuracy_metrics, correct_at, measure_group,
                      plan_entries, test_arrays, tol_name, train_metrics)
 
 #: the notebook's table rows (sheet section 5)
@@ -124,12 +126,18 @@ def load_arrays(experiment, artifacts, run_id: str, names) -> dict | None:
         return None
 
 
-#: Decision rules, fixed before any run. Sheet target 4: among failures at 5%, >= 99% have
-#: eigenvalues within 2% and >= 99% eigenvector norms within 5%; the notebook's model is 92%
-#: accurate and it also dissects a ~70% one, so a model below 50% at 5% (or with fewer than 30
-#: parsed failures, or 30 successes for the separation) is INCONCLUSIVE: its failures are not the
-#: near misses the claim is about.
-FRACTION, MIN_ACC, MIN_COUNT = 0.99, 0.5, 30
+#: Decision rules. The bars are the reference model's own numbers (WIMTD notebook, 50,000 5x5
+#: tests, 4,020 failures at 5%): 3 tests have eigenvalues off by more than 2% (99.994% within)
+#: and 60 have a norm off by more than 5% (99.88% within), so even if every one of them is a
+#: failure, >= 1 - 3/4020 = 99.93% of failures keep their eigenvalues and >= 1 - 60/4020 =
+#: 98.51% their norms. The bars are those lower bounds, rounded down (issue 24 item 4: the
+#: earlier 99% norm bar was stricter than the reference model is shown to be). The notebook's
+#: weakest model is ~70% accurate: a run below 50% at 5%, or with fewer than 30 parsed failures
+#: (30 successes for the separation), has not reached the near misses the claims are about.
+EIGENVALUE_FRACTION, NORM_FRACTION, MIN_ACC, MIN_COUNT = 0.999, 0.985, 0.5, 30
+NOTEBOOK = "LAWT notebooks/what_is_my_transformer_doing.ipynb (5x5 eigenvectors, 50,000 tests)"
+GATE_BAR = Bar("run gate", "acc@5% >= 0.5 and >= 30 parsed failures",
+               f"reason: the notebook dissects models of ~70% and 92%; below, failures are not near misses")
 
 
 def _gate(r: dict) -> str | None:
@@ -140,39 +148,51 @@ def _gate(r: dict) -> str | None:
     return None
 
 
-def _combine(statuses: list[str]) -> str:
-    return "FAIL" if "FAIL" in statuses else "INCONCLUSIVE" if "INCONCLUSIVE" in statuses or \
-        not statuses else "PASS"
+def _key(r: dict) -> str:
+    return f"seed {r['seed']} {r['task_params.dim']}x{r['task_params.dim']}"
+
+
+def _gated(table: list[dict], extra=None):
+    """(runs that pass the gate, numbers of the gated ones)."""
+    kept, gated = [], {}
+    for r in table:
+        why = _gate(r) or (extra(r) if extra else None)
+        if why:
+            gated[_key(r)] = why
+        else:
+            kept.append(r)
+    return kept, gated
 
 
 @register_claim(
     "wimtd-failures-roughly-right",
     "failure-anatomy",
-    "failed 5x5 eigendecompositions (at 5%) are roughly right: >= 99% of them have eigenvalues "
-    "within 2% and >= 99% eigenvector norms within 5%",
+    "failed 5x5 eigendecompositions (at 5%) are roughly right: nearly all of them have eigenvalues "
+    "within 2% and eigenvector norms within 5%",
     "WIMTD notebook: 91.96% correct at 5%; of the 4,020 failures nearly all have eigenvalues "
     "within 2% (99.994% of all tests) and unit norms (99.88% within 5%)",
+    statistic="per run: share of parsed failures at 5% with eigenvalues within 2%, and with every "
+              "eigenvector norm within 5%; mean over model seeds",
+    comparison="mean share >= bar for both properties (seeds as samples)",
+    bars=[Bar("failures with eigenvalues within 2%", f"{EIGENVALUE_FRACTION}",
+              f"{NOTEBOOK}: 3 of 50,000 off -> >= 1 - 3/4020 of the 4,020 failures"),
+          Bar("failures with norms within 5%", f"{NORM_FRACTION}",
+              f"{NOTEBOOK}: 60 of 50,000 off -> >= 1 - 60/4020 = 0.9851 of the failures"),
+          GATE_BAR, *rules.HOUSE_BARS],
 )
 def check_roughly_right(table):
-    statuses, parts = [], []
-    numbers = {}
-    for r in table:
-        key = f"seed {r['seed']} {r['task_params.dim']}x{r['task_params.dim']}"
-        gate = _gate(r)
-        ev, nm = r.get("fail5.eigenvalues@2"), r.get("fail5.norms@5")
-        numbers[key] = {"acc_5": r["acc_5"], "failures": r.get("failures_5"),
-                        "parsed_failures": r.get("valid_failures_5"),
-                        "eigenvalues_within_2%": ev, "norms_within_5%": nm}
-        if gate:
-            statuses.append("INCONCLUSIVE")
-            parts.append(f"{key}: INCONCLUSIVE ({gate})")
-            continue
-        ok = ev >= FRACTION and nm >= FRACTION
-        statuses.append("PASS" if ok else "FAIL")
-        parts.append(f"{key}: among failures eigenvalues within 2% {ev:.2%}, norms within 5% {nm:.2%}")
-    if not table:
-        return Verdict("INCONCLUSIVE", "no finished run", {})
-    return Verdict(_combine(statuses), "; ".join(parts), numbers)
+    numbers = {_key(r): {"acc_5": r["acc_5"], "parsed_failures": r.get("valid_failures_5"),
+                         "eigenvalues_within_2%": r.get("fail5.eigenvalues@2"),
+                         "norms_within_5%": r.get("fail5.norms@5")} for r in table}
+    kept, gated = _gated(table)
+    if not kept:
+        return not_testable("no run reaches the near-miss regime: " + "; ".join(
+            f"{k}: {v}" for k, v in gated.items()) if gated else "no finished run", numbers)
+    parts = [rules.compare_to_bar([r["fail5.eigenvalues@2"] for r in kept], EIGENVALUE_FRACTION,
+                                  label="failures with eigenvalues within 2%", direction="greater"),
+             rules.compare_to_bar([r["fail5.norms@5"] for r in kept], NORM_FRACTION,
+                                  label="failures with norms within 5%", direction="greater")]
+    return rules.verdict(parts, {**numbers, "gated": gated})
 
 
 @register_claim(
@@ -181,23 +201,29 @@ def check_roughly_right(table):
     "cond(predicted Q) separates successes from failures at 5%: its 98th percentile on successes "
     "is below its 2nd percentile on failures",
     "WIMTD notebook: correct p98 1.031 vs incorrect p2 1.042 (max correct 1.110, min incorrect 1.020)",
+    statistic="per run: p2 of cond(predicted Q) over failures minus its p98 over successes, at 5%",
+    comparison="mean over seeds > 0",
+    bars=[Bar("p2(failures) - p98(successes)", "> 0",
+              f"{NOTEBOOK}: 1.042 - 1.031 > 0 at 5% (at 1% the reference itself fails it)"),
+          GATE_BAR, *rules.HOUSE_BARS],
 )
 def check_cond_separates(table):
-    statuses, parts, numbers = [], [], {}
+    numbers = {}
     for r in table:
-        key = f"seed {r['seed']} {r['task_params.dim']}x{r['task_params.dim']}"
-        p98, p2 = r.get("sep5.cond_pred_q.success_p98"), r.get("sep5.cond_pred_q.failure_p2")
-        auc = r.get("sep5.cond_pred_q.auroc")
+        numbers[_key(r)] = {"acc_5": r["acc_5"], "success_p98": r.get("sep5.cond_pred_q.success_p98"),
+                            "failure_p2": r.get("sep5.cond_pred_q.failure_p2"),
+                            "auroc": r.get("sep5.cond_pred_q.auroc"),
+                            "n_success": r.get("sep5.cond_pred_q.n_success", 0),
+                            "n_failure": r.get("sep5.cond_pred_q.n_failure")}
+
+    def few_successes(r):
         n_ok = r.get("sep5.cond_pred_q.n_success", 0)
-        numbers[key] = {"acc_5": r["acc_5"], "success_p98": p98, "failure_p2": p2, "auroc": auc,
-                        "n_success": n_ok, "n_failure": r.get("sep5.cond_pred_q.n_failure")}
-        gate = _gate(r) or (f"{int(n_ok)} successes < {MIN_COUNT}" if n_ok < MIN_COUNT else None)
-        if gate:
-            statuses.append("INCONCLUSIVE")
-            parts.append(f"{key}: INCONCLUSIVE ({gate}); p98 ok {p98}, p2 failed {p2}, AUROC {auc}")
-            continue
-        statuses.append("PASS" if p98 < p2 else "FAIL")
-        parts.append(f"{key}: cond(Q) successes p98 {p98:.4f} vs failures p2 {p2:.4f} (AUROC {auc:.3f})")
-    if not table:
-        return Verdict("INCONCLUSIVE", "no finished run", {})
-    return Verdict(_combine(statuses), "; ".join(parts), numbers)
+        return f"{int(n_ok)} successes < {MIN_COUNT}" if n_ok < MIN_COUNT else None
+    kept, gated = _gated(table, few_successes)
+    if not kept:
+        return not_testable("no run reaches the near-miss regime: " + "; ".join(
+            f"{k}: {v}" for k, v in gated.items()) if gated else "no finished run", numbers)
+    gaps = [r["sep5.cond_pred_q.failure_p2"] - r["sep5.cond_pred_q.success_p98"] for r in kept]
+    part = rules.compare_to_bar(gaps, 0.0, label="cond(Q) p2(failures) - p98(successes)",
+                                direction="greater")
+    return rules.verdict([part], {**numbers, "gated": gated})

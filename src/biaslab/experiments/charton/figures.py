@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import TOLERANCES, tol_name
+from .protocol import TOLERANCES, tol_name
 
 
 def _plt():

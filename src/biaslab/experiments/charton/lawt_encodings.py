@@ -15,7 +15,7 @@ from pydantic import Field
 
 from ..base import Experiment, register_experiment
 from ..outcomes import member_outcomes
-from .common import (LinalgEntry, LinalgSpec, accuracy_metrics, measure_group, plan_entries,
+from .protocol import (LinalgEntry, LinalgSpec, accuracy_metrics, measure_group, plan_entries,
                      test_arrays, train_metrics)
 
 ENCODINGS = ["p10", "p1000", "b1999", "fp15"]

@@ -1,6 +1,6 @@
 """Hahn & Rofin, "Why are sensitive functions hard for transformers?" (sheet:
 sensitivity-hardness.md): one file per experiment; the measurement protocol they share is
-``experiments/protocol.py``, their figures ``figures.py``."""
+``protocol.py``, their figures ``figures.py``."""
 
 #: The paper this folder reproduces, as the report titles its section (and its place there).
 PAPER = 'Hahn & Rofin, "Why are Sensitive Functions Hard for Transformers?"'

@@ -10,7 +10,8 @@ import math
 import numpy as np
 
 from ...plots.figures import PALETTE, plt, strip_with_means
-from .dynamics_after import aligned_curve
+from .protocol import aligned_curve, low_degrees, outward_cells, post_changes
+from ..stats import stderr
 
 TARGET_COLORS = {"parity": PALETTE[1], "majority": PALETTE[0], "first": PALETTE[2],
                  "mean": PALETTE[3], "scratchpad": PALETTE[5], "learned": PALETTE[0],
@@ -239,5 +240,159 @@ def lowsens_figure(table: list[dict]):
     ax.set_title("Completions of partial random tables (fitted runs)")
     ax.legend(frameon=False, fontsize=8, loc="lower right")
     ax.set_ylim(bottom=0)
+    fig.tight_layout()
+    return fig
+
+
+def _panel(ax, table, norm_key, title):
+    cells = outward_cells(table, norm_key)
+    targets = sorted({t for t, _ in cells})
+    for i, t in enumerate(targets):
+        ns = sorted(n for tt, n in cells if tt == t)
+        for n in ns:
+            v = cells[(t, n)]
+            ax.scatter([n] * len(v), v, s=10, alpha=0.45, color=target_color(t, i))
+        m = [float(np.mean(cells[(t, n)])) for n in ns]
+        se = [stderr(cells[(t, n)]) if len(cells[(t, n)]) > 1 else 0.0 for n in ns]
+        ax.errorbar(ns, m, yerr=2 * np.asarray(se), color=target_color(t, i), lw=1.5, capsize=3, label=t)
+    if targets:
+        ax.legend(frameon=False, fontsize=8)
+    else:
+        empty_panel(ax)
+    ax.set_xlabel("n")
+    ax.set_title(title, fontsize=10)
+
+
+def outward_figure(table: list[dict]):
+    """Three panels: log(norm x blow-up) vs n; log(norm/init norm x blow-up) vs n (mean +- 2 se,
+    converged runs, the quantities of ``parity-further-out-in-norm-blowup-plane``); norm / init
+    norm against blow-up (log x), coloured by target."""
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4), squeeze=False)
+    _panel(axes[0][0], table, "param_norm", "log(norm x blow-up)")
+    _panel(axes[0][1], table, "norm_ratio", "log(norm / init norm x blow-up)")
+    ax = axes[0][2]
+    conv = [r for r in table if r.get("converged") == 1.0]
+    targets = sorted({r["target"] for r in conv})
+    for i, t in enumerate(targets):
+        pts = [(r["blowup"], r["norm_ratio"]) for r in conv if r["target"] == t
+               and finite(r.get("norm_ratio")) and finite(r.get("blowup")) and r["blowup"] > 0]
+        if pts:
+            ax.scatter(*zip(*pts), s=12, alpha=0.6, color=target_color(t, i), label=t)
+    if ax.get_legend_handles_labels()[0]:
+        ax.set_xscale("log")
+        ax.legend(frameon=False, fontsize=8)
+    else:
+        empty_panel(ax)
+    ax.set_xlabel("LayerNorm blow-up (log)")
+    ax.set_ylabel("norm / norm at init")
+    ax.set_title("norm relative to init vs blow-up", fontsize=10)
+    fig.suptitle("Converged runs (eval MSE < keep_mse); mean +- 2 se per n", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def trajectory_figure(table: list[dict]):
+    """Left: each run's path in the (norm, blow-up) plane from c + post_start to c + post_end
+    (circle = start, square = end), coloured by weight decay. Right: per run Δ log norm vs Δ log
+    blow-up between the two windows, with each weight decay's mean +- 2 se; the claim predicts
+    the upper-left quadrant for weight decay > 0."""
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2))
+    wds = sorted({r.get("weight_decay", 0.0) for r in table})
+    drew = False
+    for i, wd in enumerate(wds):
+        color = PALETTE[i % len(PALETTE)]
+        rows = [r for r in table if r.get("weight_decay", 0.0) == wd]
+        pts = []
+        for r in rows:
+            if post_changes(r) is None:
+                continue
+            a, b = int(r["post_start"]), int(r["post_end"])
+            n2, bu = aligned_curve(r, "norm_sq"), aligned_curve(r, "blowup")
+            offs = [o for o in sorted(n2) if a <= o < b and o in bu]
+            xs, ys = [math.sqrt(n2[o]) for o in offs], [bu[o] for o in offs]
+            ax.plot(xs, ys, color=color, alpha=0.5, lw=0.8)
+            ax.plot(xs[:1], ys[:1], "o", color=color, ms=3)
+            ax.plot(xs[-1:], ys[-1:], "s", color=color, ms=3)
+            pts.append(post_changes(r))
+        if not pts:
+            continue
+        drew = True
+        dn, db = np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
+        bx.scatter(dn, db, s=14, alpha=0.6, color=color, label=f"wd {wd} ({len(pts)} runs)")
+        if len(pts) > 1:
+            bx.errorbar(dn.mean(), db.mean(), xerr=2 * stderr(dn), yerr=2 * stderr(db),
+                        color=color, capsize=3, lw=1.5)
+    if drew:
+        ax.set_yscale("log")
+        bx.axhline(0, color="grey", lw=0.8)
+        bx.axvline(0, color="grey", lw=0.8)
+        bx.legend(frameon=False, fontsize=8)
+    else:
+        for a_ in (ax, bx):
+            empty_panel(a_, "no run covers the post-convergence windows")
+    w = {k: table[0].get(k) for k in ("post_start", "post_end")} if table else {}
+    ax.set_xlabel("parameter norm (without positions)")
+    ax.set_ylabel("LayerNorm blow-up")
+    ax.set_title(f"paths from c+{w.get('post_start')} to c+{w.get('post_end')} "
+                 "(o start, s end)", fontsize=10)
+    bx.set_xlabel("Δ log norm (last window - first)")
+    bx.set_ylabel("Δ log blow-up")
+    bx.set_title("per run; bars: mean ± 2 se", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def degree_profile_figure(table: list[dict]):
+    """Walsh degree profiles of learned vs random completions, one panel per m (fitted runs)."""
+    rows = [r for r in table if r.get("fitted") == 1.0 and "deg_learned_0" in r]
+    ms = sorted({int(r["train_size"]) for r in rows}) or [0]
+    fig, axes = plt.subplots(1, len(ms), figsize=(4.2 * len(ms), 3.6), squeeze=False, sharey=True)
+    for ax, m in zip(axes[0], ms):
+        rm = [r for r in rows if int(r["train_size"]) == m]
+        if not rm:
+            empty_panel(ax, "no fitted runs")
+            continue
+        n = int(rm[0]["n"])
+        ks = np.arange(n + 1)
+        for j, kind in enumerate(("learned", "random")):
+            w = np.array([[r[f"deg_{kind}_{k}"] for k in ks] for r in rm], dtype=float)
+            mu, se = w.mean(0), np.array([stderr(col) if len(w) > 1 else 0.0 for col in w.T])
+            ax.errorbar(ks + (j - 0.5) * 0.15, mu, yerr=2 * se, marker="o", ms=3.5, capsize=2,
+                        color=PALETTE[j], label=f"{kind} completion (mean ± 2 se)")
+        binom = [math.comb(n, k) / 2 ** n for k in ks]
+        ax.plot(ks, binom, ls="--", color="grey", lw=1, label="uniform random function")
+        ax.axvspan(-0.5, low_degrees(n) - 0.5, color="grey", alpha=0.08, lw=0)
+        ax.set_title(f"m = {m} ({len(rm)} fitted)", fontsize=10)
+        ax.set_xlabel("Walsh degree k")
+    axes[0][0].set_ylabel("weight W_k = sum of ĝ(S)² over |S| = k")
+    if rows:
+        axes[0][0].legend(frameon=False, fontsize=7, loc="upper left")
+    fig.suptitle("Degree profiles of completions (shaded: the low degrees k < n/2)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def refit_vs_train_sharpness_figure(table: list[dict]):
+    """E5 step 4, the reference's plot (``src/plotting/generalization.py``): each converged refit's
+    full-cube sharpness against its own sharpness on the m inputs its source was trained on.
+    The reference measures the latter for refits of learned completions only and plots random
+    completions with train sharpness = sharpness (on the diagonal); so does this figure."""
+    kept = [r for r in table if r.get("converged") == 1.0 and r.get("source_fitted") == 1.0]
+    learned = [(r["train_sharpness_x4"], r["sharpness_x4"]) for r in kept
+               if r["kind"] == "learned" and r.get("train_sharpness_x4") is not None]
+    random = [(r["sharpness_x4"], r["sharpness_x4"]) for r in kept if r["kind"] == "random"]
+    fig, ax = plt.subplots(figsize=(6.0, 4.2))
+    for j, (kind, pts) in enumerate((("learned", learned), ("random (train := full cube)", random))):
+        if pts:
+            ax.scatter(*zip(*pts), s=18, alpha=0.65, color=PALETTE[j], label=f"refit of {kind}")
+    if learned or random:
+        lo, hi = min(min(p) for p in learned + random), max(max(p) for p in learned + random)
+        ax.plot([lo, hi], [lo, hi], ls="--", color="grey", lw=0.8)
+        ax.legend(frameon=False, fontsize=8)
+    else:
+        empty_panel(ax, "no converged refits with train-subset sharpness")
+    ax.set_xlabel("refit's sharpness x4 on its source's m training inputs")
+    ax.set_ylabel("refit's sharpness x4 (full cube)")
+    ax.set_title("Full-cube vs train-subset sharpness of the refits (E5 step 4)", fontsize=10)
     fig.tight_layout()
     return fig

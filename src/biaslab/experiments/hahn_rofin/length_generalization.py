@@ -25,10 +25,10 @@ from ...execute.plan import shared_config
 from ...tasks import make_task
 from ...train import Stack, TrainConfig, train
 from ..base import Experiment, SpecBase, Verdict, register_claim, register_experiment
-from ..claims import combine
+from .. import rules
 from ..common import ModelChoice, planned_lr, members_of
 from ..outcomes import member_outcomes, train_metrics
-from ..protocol import reference_model, reference_train
+from .protocol import reference_model, reference_train
 from ..stats import mean_sd, rounded
 
 LENGTH_STREAM = 0x1E46
@@ -141,10 +141,6 @@ class LengthGeneralization(Experiment):
         return {"accuracy_vs_length": figures.lengthgen_figure(table)}
 
 
-LENGTH_MIN_FITTED = 2
-LENGTH_MARGIN = 0.2
-
-
 def lengthgen_stats(table) -> dict:
     out: dict = {}
     for pos in sorted({r["positions"] for r in table}):
@@ -164,28 +160,28 @@ def lengthgen_stats(table) -> dict:
 @register_claim(
     "majority-extends-parity-fails",
     "length-generalization",
-    "trained at length n, MAJORITY transformers extend to inputs of length about 2n far better "
-    "than PARITY ones: mean accuracy at the shortest test length >= 2n, MAJORITY minus PARITY, "
-    "exceeds 0.2 for every positional scheme (fitted runs only)",
+    "trained at length n, MAJORITY transformers extend to inputs of length about 2n better than "
+    "PARITY ones: mean accuracy at the shortest test length >= 2n, MAJORITY minus PARITY, above 0 "
+    "by more than 2 standard errors for every positional scheme (fitted runs only)",
     "Hahn & Rofin (abstract): the theory explains PARITY's length-generalization difficulty; "
     "no experiment or number is published in the released code or sheet (this setup is the lab's)",
+    statistic="per positional scheme: mean accuracy at length >= 2n of fitted MAJORITY and of "
+    "fitted PARITY runs",
+    comparison="mean(MAJORITY) - mean(PARITY) > 0 (Welch se), every positional scheme",
+    bars=[rules.TIE_BAR, rules.MIN_RUNS_BAR],
 )
 def check_lengthgen(table):
+    # Decision rule (issue 20: the issue-10 margin 0.2 had no source and no tie band;
+    # docs/results.md keeps its verdict): per positional scheme, fitted runs (accuracy >= fit_acc
+    # at length n); MAJORITY's mean acc_2n above PARITY's by more than 2 se PASS, below by more
+    # than 2 se FAIL, a tie otherwise; < 3 fitted runs per target INCONCLUSIVE.
     st = lengthgen_stats(table)
-    statuses, parts = [], []
-    for pos, cell in st.items():
-        # Decision rule, fixed before the runs: per positional scheme, >= LENGTH_MIN_FITTED runs
-        # fitted at length n (accuracy >= fit_acc) for each of PARITY and MAJORITY, else
-        # INCONCLUSIVE; PASS when mean acc_2n(MAJORITY) - mean acc_2n(PARITY) > 0.2, else FAIL.
-        p, m = cell.get("parity"), cell.get("majority")
-        if not p or not m or p["k"] < LENGTH_MIN_FITTED or m["k"] < LENGTH_MIN_FITTED:
-            statuses.append("INCONCLUSIVE")
-            parts.append(f"{pos}: too few fitted runs (parity {p and p['fitted']}, majority "
-                         f"{m and m['fitted']})")
-            continue
-        diff = m["acc_2n"] - p["acc_2n"]
-        statuses.append("PASS" if diff > LENGTH_MARGIN else "FAIL")
-        parts.append(f"{pos}: acc at L={m['len_2n']} majority {m['acc_2n']:.3f} vs parity "
-                     f"{p['acc_2n']:.3f} (diff {diff:+.3f})")
-    return Verdict(combine(statuses), "; ".join(parts) or "no runs", st)
-
+    parts = []
+    for pos in st:
+        acc = {t: [r["acc_2n"] for r in table if r["positions"] == pos and r["target"] == t
+                   and r.get("fitted") == 1.0] for t in ("majority", "parity")}
+        parts.append(rules.compare_means(acc["majority"], acc["parity"],
+                                         label=f"{pos}: acc_2n majority - parity"))
+    if not parts:
+        return Verdict("INCONCLUSIVE", "no runs", st)
+    return rules.verdict(parts, st)

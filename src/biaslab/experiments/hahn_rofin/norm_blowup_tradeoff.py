@@ -1,13 +1,14 @@
 """norm-blowup-tradeoff (Hahn & Rofin E2): parameter norm against LayerNorm blow-up, with weight
 decay and learning rate varied at n in {5, 10, 15, 20} (a grid, or the reference's random
-searches). Measured with ``experiments/protocol.py``; each run also stores the parameter norm at
+searches). Measured with ``hahn_rofin/protocol.py``; each run also stores the parameter norm at
 initialization (``init_norm``, same exclusions) and ``norm_ratio`` = param_norm / init_norm,
 because at small width LayerNorm gains and embeddings dominate the plain norm.
 
-Claims (issue 10 item 2): ``parity-further-out-in-norm-blowup-plane`` (the paper's comparison
-between targets and across n), ``layernorm-trades-norm-for-blowup`` (the within-n trade-off, for
-every target: a property of LayerNorm models, not evidence for PARITY), and the first rule kept as
-``parity-needs-norm-or-blowup-old-rule``.
+Claim: ``parity-further-out-in-norm-blowup-plane`` (the paper's comparison between targets,
+paired by weight decay and seed, and across n). Observation: ``layernorm-trades-norm-for-blowup``
+(the within-n trade-off, for every target: true by construction for a LayerNorm model trained
+with weight decay, so shown, never counted). The first rule (``parity-needs-norm-or-blowup-old-
+rule``) left the registry: tests/superseded/hahn_rofin.py, docs/results.md's history.
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ from ...execute.plan import shared_config
 from ...measure.norms import parameter_norm_stack
 from ...tasks import make_task
 from ...train import Stack, TrainConfig, train
+from .. import rules
 from ..base import Experiment, SpecBase, Verdict, register_claim, register_experiment
-from ..claims import combine
+from ..claims import Bar, combine, register_observation
 from ..common import ModelChoice, planned_lr, members_of
 from ..outcomes import member_outcomes, train_metrics
-from ..protocol import (MeasureSpec, measure_members, reference_model, reference_train,
-                        validate_boolean)
+from .protocol import (MeasureSpec, measure_members, outward, outward_cells, outward_runs,
+                       reference_model, reference_train, validate_boolean)
 from ..stats import jsonable, linfit, mean_sd, rounded, spearman
 
 
@@ -100,10 +102,9 @@ class NormBlowupTradeoff(Experiment):
 
     def figures(self, table, artifacts):
         from . import figures
-        from .norm_blowup_figures import outward_figure
 
         return {"blowup_vs_norm_by_n": figures.tradeoff_figure(table),
-                "outward_by_n": outward_figure(table)}
+                "outward_by_n": figures.outward_figure(table)}
 
 
 def fit_measure_with_init(plans, device, progress=False):
@@ -125,108 +126,22 @@ def fit_measure_with_init(plans, device, progress=False):
                            time.perf_counter() - t0, result=result, series=("train_loss", "mse"))
 
 
-TRADEOFF_MIN_PER_N = 4  # converged PARITY runs at one n for the within-n statistic
-
-
-def _median(vals):
-    vals = [v for v in vals if v is not None and math.isfinite(v)]
-    return float(np.median(vals)) if vals else float("nan")
-
-
-def tradeoff_stats(table) -> dict:
-    conv = [r for r in table if r.get("converged") == 1.0]
-    out: dict = {}
-    for t in sorted({r["target"] for r in table}):
-        rows = [r for r in conv if r["target"] == t]
-        prod = [r["param_norm"] * r["blowup"] for r in rows]
-        per_n = {}
-        for n in sorted({r["n"] for r in rows}):
-            at = [r for r in rows if r["n"] == n]
-            per_n[n] = {"runs": len(at),
-                        "median_norm": rounded(float(np.median([r["param_norm"] for r in at])), 3),
-                        "median_blowup": rounded(float(np.median([r["blowup"] for r in at])), 3),
-                        "median_product": rounded(float(np.median([r["param_norm"] * r["blowup"] for r in at])), 3),
-                        "median_norm_ratio": rounded(_median([r.get("norm_ratio") for r in at]), 4),
-                        "spearman_norm_blowup": rounded(spearman([r["param_norm"] for r in at],
-                                                            [r["blowup"] for r in at]), 3),
-                        "weight_decays": len({r["weight_decay"] for r in at})}
-        out[t] = {"converged": f"{len(rows)}/{sum(1 for r in table if r['target'] == t)}",
-                  "spearman_n_product": rounded(spearman([r["n"] for r in rows], prod), 3),
-                  "n_values": len(per_n), "per_n": per_n}
-    return out
-
-
-@register_claim(
-    "parity-needs-norm-or-blowup-old-rule",
-    "norm-blowup-tradeoff",
-    "(old rule, kept for the record; was 'parity-needs-norm-or-blowup': its part B holds for "
-    "MAJORITY as strongly as for PARITY, and part A is not the paper's between-target comparison) "
-    "converged PARITY transformers need a large parameter norm or a large LayerNorm blow-up, "
-    "more so as n grows (Spearman(n, norm x blow-up) > 0.3), and at fixed n a lower norm comes "
-    "with a higher blow-up (mean over n of Spearman(norm, blow-up) < -0.3)",
-    "Hahn & Rofin Figs 2, 9, 10 (E2; Corollary 5): PARITY sits further up and right in the "
-    "blow-up/norm plane and moves outward with n; weight decay trades norm for blow-up; figure "
-    "values not published in the sheet",
-)
-def check_tradeoff(table):
-    stats = tradeoff_stats(table)
-    par = stats.get("parity")
-    if par is None:
-        return Verdict("INCONCLUSIVE", "no PARITY runs", stats)
-    rows = [r for r in table if r["target"] == "parity" and r.get("converged") == 1.0]
-    # Decision rule, fixed before the runs. (A) Spearman rank correlation between n and
-    # norm x blow-up over converged PARITY runs > 0.3 (needs >= 6 runs over >= 2 n values).
-    # (B) at each n with >= TRADEOFF_MIN_PER_N converged PARITY runs spanning >= 2 weight decays,
-    # Spearman(norm, blow-up) across those runs; their mean < -0.3 (needs >= 1 such n).
-    # PASS: A and B. FAIL: either fails. INCONCLUSIVE: too few runs for A or B.
-    within = [v["spearman_norm_blowup"] for v in par["per_n"].values()
-              if v["runs"] >= TRADEOFF_MIN_PER_N and v["weight_decays"] >= 2
-              and v["spearman_norm_blowup"] is not None]
-    rho_a = par["spearman_n_product"]
-    rho_b = float(np.mean(within)) if within else None
-    numbers = {"rho_n_product_parity": rho_a, "mean_rho_norm_blowup_parity": rounded(rho_b, 3),
-               "n_values_used_for_B": len(within), "per_target": stats}
-    if len(rows) < 6 or par["n_values"] < 2 or rho_a is None or rho_b is None:
-        return Verdict("INCONCLUSIVE", f"too few converged PARITY runs ({par['converged']}, "
-                       f"{par['n_values']} n values, {len(within)} n values for the within-n "
-                       "statistic)", numbers)
-    ok = rho_a > 0.3 and rho_b < -0.3
-    others = ", ".join(f"{t} {s['spearman_n_product']}" for t, s in stats.items() if t != "parity")
-    summary = (f"PARITY: Spearman(n, norm x blowup) = {rho_a}, mean within-n Spearman(norm, "
-               f"blowup) = {rho_b:.3f} over {len(within)} n; Spearman(n, product) of others: {others}")
-    return Verdict("PASS" if ok else "FAIL", summary, numbers)
-
+TRADEOFF_MIN_PER_N = 4  # converged runs at one n for the within-n statistic
 
 
 # --- The paper's comparison and the restated trade-off (issue 10 item 2) --------------------------
 # Both rules were written before any run of the presets that carry them; both are symmetric: a
 # difference within two standard errors of zero is a tie and gives INCONCLUSIVE, never FAIL.
-MIN_CELL = 2  # converged runs of one target at one n, for a mean and its standard error
+MIN_PAIRS = rules.MIN_RUNS  # house rule: a compared cell needs >= 3 runs (here: matched pairs)
 MIN_NS = 3  # n values the comparison and the slope need ("at each n" and "moves with n")
 
 
-def outward(row: dict, norm_key: str = "param_norm") -> float:
-    """How far out a run lies in the (norm, blow-up) plane: log(norm x blow-up) = log norm +
-    log blow-up, i.e. the position along the diagonal of the log-log plane. Why this measure:
-    the reference logs norm x blow-up beside the two (sheet §1, "Parameter norm"), and Corollary 5
-    says a sensitive function needs a large norm *or* a large blow-up, so the level sets of the
-    requirement are curves on which one is traded for the other, norm x blow-up = const;
-    "further out" is a higher level. nan when either is missing or not positive."""
-    a, b = row.get(norm_key), row.get("blowup")
-    if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)) or a <= 0 or b <= 0:
-        return float("nan")
-    return math.log(a) + math.log(b)
-
-
-def outward_cells(table, norm_key: str = "param_norm") -> dict:
-    """(target, n) -> outward values of its converged runs (non-finite dropped)."""
-    cells: dict = {}
-    for r in table:
-        if r.get("converged") == 1.0:
-            u = outward(r, norm_key)
-            if math.isfinite(u):
-                cells.setdefault((r["target"], r["n"]), []).append(u)
-    return cells
+def _paired(diffs: list[float], label: str) -> dict:
+    """``rules.compare_paired`` (greater than 0; 2-se tie band, >= 3 pairs) as a row of numbers."""
+    part = rules.compare_paired(diffs, label=label, direction="greater")
+    m, se, k = rules.mean_se(diffs)
+    return {"mean": rounded(m, 4), "se": rounded(se, 4), "pairs": k, "status": part.status,
+            "text": part.text}
 
 
 def _sign(diff: float, se: float) -> str:
@@ -237,42 +152,40 @@ def _sign(diff: float, se: float) -> str:
 
 
 def further_out_stats(table, norm_key: str = "param_norm") -> dict:
-    """Per n: PARITY's mean outward value minus each other target's (Welch standard error); the
-    least-squares slope of PARITY's outward value on n (its standard error); the parts' statuses."""
-    cells = outward_cells(table, norm_key)
-    par_ns = sorted(n for (t, n), v in cells.items() if t == "parity" and len(v) >= MIN_CELL)
+    """Paired by (weight decay, lr, seed): per n and other target, PARITY's outward value minus
+    the other target's, over the pairs where both converged; and per (weight decay, lr, seed) with
+    >= 2 n values, the least-squares slope of PARITY's outward value on n, compared with 0 over
+    those series. Weight decay moves the outward value by ~1-2 within a cell (results.md §2b), so
+    it is matched, not counted as noise."""
+    runs = outward_runs(table, norm_key)
     comps, compared_ns = [], set()
+    par_ns = sorted(n for (t, n) in runs if t == "parity")
     for n in par_ns:
-        mp, sp, kp = mean_sd(cells[("parity", n)])
-        for t in sorted({t for t, m in cells if m == n and t != "parity"}):
-            mo, so, ko = mean_sd(cells[(t, n)])
-            if ko < MIN_CELL:
-                continue
-            d, se = mp - mo, math.sqrt(sp ** 2 / kp + so ** 2 / ko)
-            comps.append({"n": n, "other": t, "diff": rounded(d, 4), "se": rounded(se, 4),
-                          "runs": f"{kp}/{ko}", "status": _sign(d, se)})
-            compared_ns.add(n)
-    xs = [n for n in par_ns for _ in cells[("parity", n)]]
-    ys = [u for n in par_ns for u in cells[("parity", n)]]
-    fit = linfit(xs, ys)
-    slope, se_slope = fit["slope"], float("nan")
-    if len(xs) > 2 and math.isfinite(slope):
-        x = np.asarray(xs, float)
-        resid = np.asarray(ys) - (fit["intercept"] + slope * x)
-        se_slope = math.sqrt(float((resid ** 2).sum()) / (len(xs) - 2) / float(((x - x.mean()) ** 2).sum()))
-    others = {}
-    for t in sorted({t for t, _ in cells if t != "parity"}):
-        o = [(n, u) for (tt, n), v in cells.items() if tt == t for u in v]
-        others[t] = rounded(linfit([a for a, _ in o], [b for _, b in o])["slope"], 4)
-    means = {f"{t} n={n}": rounded(mean_sd(v)[0], 4) for (t, n), v in sorted(cells.items())}
+        par = dict(runs[("parity", n)])
+        for t in sorted({t for t, m in runs if m == n and t != "parity"}):
+            other = dict(runs[(t, n)])
+            diffs = [par[k] - other[k] for k in sorted(set(par) & set(other), key=str)]
+            c = {"n": n, "other": t, **_paired(diffs, f"n={n} parity - {t}")}
+            comps.append(c)
+            if c["pairs"] >= MIN_PAIRS:
+                compared_ns.add(n)
+    series: dict = {}
+    for n in par_ns:
+        for pair, u in runs[("parity", n)]:
+            series.setdefault(pair, []).append((n, u))
+    slopes = [linfit([n for n, _ in v], [u for _, u in v])["slope"] for v in series.values()
+              if len({n for n, _ in v}) >= 2]
+    slope = _paired(slopes, "slope of parity on n")
+    means = {f"{t} n={n}": rounded(mean_sd([u for _, u in v])[0], 4)
+             for (t, n), v in sorted(runs.items())}
     return {"comparisons": comps, "compared_ns": sorted(compared_ns), "parity_ns": par_ns,
-            "slope": rounded(slope, 5), "slope_se": rounded(se_slope, 5),
-            "slope_status": _sign(slope, se_slope), "other_slopes": others, "mean_outward": means}
+            "slope": slope["mean"], "slope_se": slope["se"], "slope_series": slope["pairs"],
+            "slope_status": slope["status"], "mean_outward": means}
 
 
 def further_out_verdict(st: dict) -> str:
-    """The rule on ``further_out_stats``: INCONCLUSIVE with fewer than MIN_NS n values compared or
-    on the slope; else every comparison and the slope combined (any FAIL fails, all PASS pass)."""
+    """The rule on ``further_out_stats``: INCONCLUSIVE with fewer than MIN_NS n values compared;
+    else every comparison and the slope combined (any FAIL fails, all PASS pass)."""
     if len(st["compared_ns"]) < MIN_NS or len(st["parity_ns"]) < MIN_NS:
         return "INCONCLUSIVE"
     return combine([c["status"] for c in st["comparisons"]] + [st["slope_status"]])
@@ -282,23 +195,32 @@ def further_out_verdict(st: dict) -> str:
     "parity-further-out-in-norm-blowup-plane",
     "norm-blowup-tradeoff",
     "converged PARITY transformers lie further out in the (parameter norm, LayerNorm blow-up) "
-    "plane than every other target at each n (mean log(norm x blow-up) higher by more than 2 "
-    "standard errors), and move outward with n (slope of log(norm x blow-up) on n above 2 se); "
-    "a difference of the opposite sign beyond 2 se fails, a tie is INCONCLUSIVE; needs >= 3 n",
+    "plane than every other target at each n (log(norm x blow-up) higher, paired by weight "
+    "decay, lr and seed, by more than 2 standard errors), and move outward with n (per weight "
+    "decay, lr and seed the slope of log(norm x blow-up) on n, above 0 by 2 se); the opposite "
+    "beyond 2 se fails, a tie is INCONCLUSIVE; needs >= 3 n and >= 3 pairs per compared cell",
     "Hahn & Rofin Figs 2, 9, 10 (E2; sheet §4 E2, §7 target 3; Corollary 5): in the "
     "blow-up (log x) vs norm plane PARITY sits further up and right than MAJORITY, FIRST and "
     "MEAN and moves outward with n; figure values not published in the sheet",
+    statistic="u = log(norm) + log(blow-up) of converged runs; per n, u(PARITY) - u(other) paired "
+    "by (weight decay, lr, seed); per (weight decay, lr, seed) the slope of PARITY's u on n",
+    comparison="every paired difference > 0 and the slopes > 0, each over its pairs/series",
+    bars=[rules.TIE_BAR, rules.MIN_RUNS_BAR,
+          Bar("n values compared", f">= {MIN_NS}", "reason: 'at each n' and 'moves outward with "
+              "n' need more than two n"),
+          Bar("keep filter", "eval MSE < keep_mse (1e-3)", "reference plotting filter (sheet §4 E2)")],
 )
 def check_further_out(table):
-    # Decision rule, fixed before the runs (reference: Figs 2/9/10 of the paper, the reference's
-    # logged norm x blow-up; sheet §1 Corollary 5, §4 E2). Converged runs only (eval MSE <
-    # keep_mse, the reference's plotting filter). u = log(norm) + log(blow-up) per run. (1) At each
-    # n where PARITY and another target each have >= 2 converged runs: d = mean u(PARITY) - mean
-    # u(other), se = sqrt(s_p^2/k_p + s_o^2/k_o); "out" if d > 2 se, "in" if d < -2 se, a tie
-    # otherwise. (2) Least-squares slope of PARITY's u on n over its runs (n values with >= 2 runs),
-    # with its standard error; "out" / "in" / tie by the same 2-se band. PASS: every comparison and
-    # the slope "out". FAIL: any of them "in". INCONCLUSIVE: otherwise, or < 3 n values compared.
-    # The same rule on the norm relative to its init value (norm_ratio) is reported, not decided.
+    # Decision rule (issue 22 item 2; the issue-10 rule pooled the weight decays of a cell and
+    # used their spread as noise: see docs/results.md). Converged runs only (eval MSE < keep_mse,
+    # the reference's plotting filter). u = log(norm) + log(blow-up) per run. (1) At each n, for
+    # each other target: d = u(PARITY) - u(other) over the (weight decay, lr, seed) pairs where
+    # both converged; "out" if mean d > 2 se, "in" if < -2 se, a tie otherwise; < 3 pairs: too few
+    # runs. (2) Per (weight decay, lr, seed): the least-squares slope of PARITY's u on n; over those
+    # series "out" / "in" / tie by the same band. PASS: every comparison and the slope "out".
+    # FAIL: any "in". INCONCLUSIVE: otherwise, or < 3 n values compared. The same rule on the norm
+    # relative to its init value (norm_ratio) is reported, not decided. A random search (the paper
+    # preset) has no matched pairs: INCONCLUSIVE there; the sheet's 500-run grids pair.
     st = further_out_stats(table)
     status = further_out_verdict(st)
     rel = further_out_stats(table, "norm_ratio") if any("norm_ratio" in r for r in table) else None
@@ -306,13 +228,14 @@ def check_further_out(table):
         "status": further_out_verdict(rel), "comparisons": rel["comparisons"],
         "slope": rel["slope"], "slope_se": rel["slope_se"]}}
     if len(st["compared_ns"]) < MIN_NS or len(st["parity_ns"]) < MIN_NS:
-        return Verdict(status, f"too few n values with >= {MIN_CELL} converged runs: PARITY at "
+        return Verdict(status, f"too few n values with >= {MIN_PAIRS} matched pairs: PARITY at "
                        f"{st['parity_ns']}, compared at {st['compared_ns']} (need {MIN_NS})",
                        jsonable(numbers))
-    comps = "; ".join(f"n={c['n']} vs {c['other']}: {c['diff']:+.3g} (se {c['se']:.2g})"
-                      for c in st["comparisons"])
-    summary = (f"PARITY minus other targets in mean log(norm x blow-up): {comps}; PARITY's slope "
-               f"on n {st['slope']:+.4g} (se {st['slope_se']:.2g}); relative to init: "
+    comps = "; ".join(f"n={c['n']} vs {c['other']}: {c['mean']:+.3g} (se {c['se']:.2g}, "
+                      f"{c['pairs']} pairs)" for c in st["comparisons"])
+    summary = (f"PARITY minus other targets in log(norm x blow-up), paired: {comps}; PARITY's "
+               f"slope on n {st['slope']:+.4g} (se {st['slope_se']:.2g}, {st['slope_series']} "
+               f"series); relative to init: "
                f"{numbers['relative_to_init']['status'] if rel else 'not stored'}")
     return Verdict(status, summary, jsonable(numbers))
 
@@ -343,16 +266,21 @@ def within_n_tradeoff(table, norm_key: str = "param_norm") -> dict:
     return out
 
 
-@register_claim(
+@register_observation(
     "layernorm-trades-norm-for-blowup",
     "norm-blowup-tradeoff",
     "in post-LN transformers, at fixed n and across weight decay, a lower parameter norm comes "
     "with a higher LayerNorm blow-up for every target trained (mean within-n Spearman(norm, "
-    "blow-up) below -2 standard errors of the null for each target); a property of LayerNorm "
-    "models, not evidence that PARITY needs norm or blow-up",
+    "blow-up) below -2 standard errors of the null for each target); an observation, not a claim: "
+    "it holds by construction for any LayerNorm model trained with weight decay",
     "Hahn & Rofin Figs 3, 9, 10 (E2, E3: weight decay trades norm for blow-up); the paper "
     "states it for PARITY; with scale-invariant LayerNorms weight decay shrinks the weights "
     "before a LayerNorm and so raises its inverse std for any target",
+    statistic="per target and n: Spearman(norm, blow-up) over converged runs across weight decay; "
+    "its mean over n",
+    comparison="mean < 0 beyond 2 null standard errors (sqrt(sum 1/(k_n - 1)) / #n), every target",
+    bars=[rules.TIE_BAR, Bar("runs per n", f">= {TRADEOFF_MIN_PER_N} over >= 2 weight decays",
+                             "reason: a rank correlation needs several runs")],
 )
 def check_layernorm_tradeoff(table):
     # Decision rule, fixed before the runs (reference: sheet §4 E2/E3 "weight decay trades norm for

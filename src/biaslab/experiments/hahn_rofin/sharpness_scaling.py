@@ -6,7 +6,7 @@ model is d_model 4 with d_ff 4; q/k/v start as its MultiheadAttention starts the
 (``qkv_init: xavier``).
 
 Sheet: /work/shared/papers/sensitivity-hardness.md. How sharpness, blow-up and convergence are
-measured: ``experiments/protocol.py``.
+measured: ``hahn_rofin/protocol.py``.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from pydantic import Field
 
 from ...train import TrainConfig
 from ..base import Experiment, SpecBase, Verdict, register_claim, register_experiment
-from ..claims import combine
+from .. import rules
+from ..claims import Bar, combine
 from ..common import ModelChoice, planned_lr
-from ..protocol import (MeasureSpec, fit_measure_group, reference_model, reference_train,
+from .protocol import (MeasureSpec, fit_measure_group, reference_model, reference_train,
                         validate_boolean)
 from ..stats import linfit, rounded
 
@@ -92,6 +93,7 @@ def scaling_fits(table, value: str = "sharpness_x4") -> dict:
     out = {}
     for (sw, t), pts in sorted(cells.items()):
         fit = linfit([p[0] for p in pts], [p[1] for p in pts])
+        fit["se"] = rules.slope_fit([p[0] for p in pts], [p[1] for p in pts])["se"]
         fit["ns"] = len({p[0] for p in pts})
         out.setdefault(sw, {})[t] = fit
     return out
@@ -100,30 +102,40 @@ def scaling_fits(table, value: str = "sharpness_x4") -> dict:
 @register_claim(
     "sharpness-grows-for-parity",
     "sharpness-scaling",
-    "the perturbation sharpness of converged transformers grows with n for PARITY "
-    "(positive slope, Pearson r > 0.8) while MAJORITY's and FIRST's stay flat (|slope| under a "
-    "fifth of PARITY's), in the sweep that trains PARITY",
+    "the perturbation sharpness of converged transformers grows with n for PARITY (least-squares "
+    "slope on n above 0 by more than 2 standard errors) and faster than for MAJORITY and FIRST "
+    "(PARITY's slope minus each one's above 0 by more than 2 se), in the sweep that trains "
+    "PARITY; a slope difference of the opposite sign beyond 2 se fails, a tie is INCONCLUSIVE",
     "Hahn & Rofin Figs 1, 5-8 (E1): sharpness (x4) grows with n for PARITY; MAJORITY, FIRST, MEAN "
     "stay low and flat up to n = 512; slopes, r and p are plotted but their values are not "
     "published in the sheet",
+    statistic="least-squares slope of sharpness x4 on n over converged runs, per target, with its "
+    "standard error",
+    comparison="PARITY's slope > 0; PARITY's slope - MAJORITY's > 0; PARITY's - FIRST's > 0",
+    bars=[rules.TIE_BAR, rules.MIN_RUNS_BAR,
+          Bar("runs per target", f">= {SCALING_MIN_RUNS} over >= {SCALING_MIN_NS} n",
+              "reason: a slope with a standard error needs several n and runs")],
 )
 def check_sharpness_scaling(table):
+    # Decision rule (issue 22 item 4; the issue-10 rule's r > 0.8 and 1/5 had no source and no
+    # tie band: docs/results.md). Converged runs; each of PARITY, MAJORITY, FIRST needs
+    # SCALING_MIN_RUNS runs over SCALING_MIN_NS n, else INCONCLUSIVE. Parts: PARITY's slope > 0;
+    # slope(PARITY) - slope(MAJORITY) > 0; slope(PARITY) - slope(FIRST) > 0; each with its
+    # standard error (sqrt of the sum of squares for a difference), PASS beyond +2 se, FAIL beyond
+    # -2 se, a tie otherwise; all PASS -> PASS, any FAIL -> FAIL.
     fits = scaling_fits(table)
     total = {}
     for r in table:
         key = (r["sweep"], r["target"])
         total[key] = total.get(key, 0) + 1
-    numbers = {sw: {t: {"slope_x4": rounded(f["slope"], 5), "r": rounded(f["r"], 3),
-                        "converged": f"{f['k']}/{total.get((sw, t), 0)}", "n_values": f["ns"]}
+    numbers = {sw: {t: {"slope_x4": rounded(f["slope"], 5), "slope_se": rounded(f["se"], 5),
+                        "r": rounded(f["r"], 3), "converged": f"{f['k']}/{total.get((sw, t), 0)}",
+                        "n_values": f["ns"]}
                     for t, f in fs.items()} for sw, fs in fits.items()}
     statuses, parts = [], []
     parity_sweeps = sorted({r["sweep"] for r in table if r["target"] == "parity"})
     for sw in parity_sweeps:
         fs = fits.get(sw, {})
-        # Decision rule, fixed before the runs: every one of PARITY, MAJORITY, FIRST needs at
-        # least SCALING_MIN_RUNS converged runs over SCALING_MIN_NS distinct n, else INCONCLUSIVE.
-        # PASS: PARITY slope > 0 with r > 0.8, and |slope| of MAJORITY and of FIRST below a fifth
-        # of PARITY's. FAIL otherwise.
         enough = all(t in fs and fs[t]["k"] >= SCALING_MIN_RUNS and fs[t]["ns"] >= SCALING_MIN_NS
                      for t in ("parity", "majority", "first"))
         if not enough:
@@ -131,16 +143,19 @@ def check_sharpness_scaling(table):
             parts.append(f"sweep {sw}: too few converged runs / n values "
                          f"(need {SCALING_MIN_RUNS} runs over {SCALING_MIN_NS} n per target)")
             continue
-        p, mj, fi = fs["parity"], fs["majority"], fs["first"]
-        ok = (p["slope"] > 0 and p["r"] > 0.8 and abs(mj["slope"]) < p["slope"] / 5
-              and abs(fi["slope"]) < p["slope"] / 5)
-        statuses.append("PASS" if ok else "FAIL")
-        parts.append(f"sweep {sw}: slope x4 parity {p['slope']:.4g} (r {p['r']:.2f}), majority "
-                     f"{mj['slope']:.3g}, first {fi['slope']:.3g}")
+        pts = {t: [(r["n"], r.get("sharpness_x4")) for r in table if r.get("converged") == 1.0
+                   and r["sweep"] == sw and r["target"] == t] for t in ("parity", "majority", "first")}
+        xs = {t: [p[0] for p in v] for t, v in pts.items()}
+        ys = {t: [p[1] for p in v] for t, v in pts.items()}
+        comps = [rules.slope_vs(xs["parity"], ys["parity"], 0.0, label="parity slope")] + [
+            rules.compare_slopes(xs["parity"], ys["parity"], xs[t], ys[t], label=f"parity vs {t}")
+            for t in ("majority", "first")]
+        numbers[sw]["parts"] = [dict(c.numbers, text=c.text, status=c.status) for c in comps]
+        statuses += [c.status for c in comps]
+        parts.append(f"sweep {sw}: " + "; ".join(f"{c.text} {c.status}" for c in comps))
     for sw in sorted(set(fits) - set(parity_sweeps)):
         parts.append(f"sweep {sw} (no parity; reported only): " + ", ".join(
             f"{t} {f['slope']:.3g}" for t, f in fits[sw].items()))
     if not parity_sweeps:
         parts.append("no PARITY runs")
     return Verdict(combine(statuses), "; ".join(parts), numbers)
-

@@ -1,6 +1,6 @@
 """training-dynamics (Hahn & Rofin E3): sharpness, LayerNorm blow-up, squared norm and loss probed
 along PARITY training, aligned at each run's convergence step, and compared in windows before
-and after it. Measured with ``experiments/protocol.py`` on one fixed probe batch.
+and after it. Measured with ``hahn_rofin/protocol.py``; its claims are in ``training_dynamics_claims.py`` on one fixed probe batch.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from ...tasks import make_task
 from ...train import Stack, TrainConfig, train
 from ...train.losses import get_loss
 from ..base import Experiment, SpecBase, Verdict, register_claim, register_experiment
-from ..claims import FAIL, INCONCLUSIVE, PASS, combine
+from .. import rules
+from ..claims import INCONCLUSIVE, Bar
 from ..common import ModelChoice, planned_lr, members_of
 from ..outcomes import member_outcomes
-from ..protocol import (MeasureSpec, blowup_of, measurement_batches, reference_model, sharpness_of,
+from .protocol import (MeasureSpec, blowup_of, measurement_batches, reference_model, sharpness_of,
                         validate_boolean)
-from ..stats import jsonable, rounded, stderr
-from .dynamics_after import aligned_curve
+from ..stats import jsonable, rounded
 
 PROBE_STREAM = 0x7B0B  # rng stream of the fixed probe batch
 
@@ -60,7 +60,7 @@ class DynamicsSpec(SpecBase):
     span: int = Field(default=5000, gt=0, description="aligned curves stored from -span to "
                       "max(span, post_end)")
     # Sheet E3: the reference draws norm-vs-blow-up paths 3k-10k steps after convergence
-    # (claim ``norm-falls-blowup-rises-after-convergence``, module dynamics_after.py).
+    # (claim ``norm-falls-blowup-rises-after-convergence``, training_dynamics_claims.py).
     post_start: int = Field(default=3000, ge=0, description="post-convergence path: first window "
                             "[c+post_start, c+post_start+window)")
     post_end: int = Field(default=10000, gt=0, description="post-convergence path: last window "
@@ -167,153 +167,7 @@ class TrainingDynamics(Experiment):
             (s, k, per[i][k][s]) for k in DYN_NAMES for s in sorted(per[i][k])])
 
     def figures(self, table, artifacts):
-        from . import dynamics_after, figures
+        from . import figures
 
         return {"aligned_at_convergence": figures.dynamics_figure(table),
-                "norm_blowup_after_convergence": dynamics_after.trajectory_figure(table)}
-
-
-DYN_MIN_RUNS = 3
-# A priori: the window is short (the reference's plots mark -800..-1200 steps around convergence,
-# a few percent of a 20k-step run), so a two-fold change of the mean across it is abrupt on the
-# run's time scale; the control ratio (the window before vs the one before that) must be at most
-# half as large in log terms, so that a steady drift does not count as a change at convergence.
-DYN_FACTOR = 2.0
-
-
-def dynamics_ratios(table) -> dict:
-    rows = [r for r in table if r.get("windows_ok") == 1.0]
-    out = {"runs": len(rows), "total": len(table)}
-    for k in ("sharpness_x4", "blowup", "norm_sq"):
-        before = [r[f"{k}_before"] for r in rows]
-        after = [r[f"{k}_after"] for r in rows]
-        ctrl = [r[f"{k}_ctrl"] for r in rows]
-        mb, ma, mc = (float(np.mean(v)) if v else float("nan") for v in (before, after, ctrl))
-
-        def ratio(num, den):
-            if not (math.isfinite(num) and math.isfinite(den)):
-                return float("nan")
-            if den <= 0:
-                return float("inf") if num > 0 else float("nan")
-            return num / den
-
-        out[k] = {"before": rounded(mb, 5), "after": rounded(ma, 5), "ctrl": rounded(mc, 5),
-                  "ratio": ratio(ma, mb), "ctrl_ratio": ratio(mb, mc)}
-    return out
-
-
-@register_claim(
-    "abrupt-change-at-convergence-old-rule",
-    "training-dynamics",
-    "(old rule, kept for the record; was 'abrupt-change-at-convergence': its 'before' window "
-    "[c-W, c) lies inside the transition) along PARITY training, sharpness and LayerNorm blow-up "
-    "change abruptly at convergence: the "
-    "mean over runs in a window after convergence differs from the window before by a factor "
-    ">= 2, and by at least twice as much (in log) as between the two windows before",
-    "Hahn & Rofin Figs 3, 12-14 (E3): abrupt changes in sharpness and blow-up at convergence "
-    "(n = 25, seeds 0-100, wd 0-0.3); curve values not published in the sheet",
-)
-def check_dynamics(table):
-    st = dynamics_ratios(table)
-    if st["runs"] < DYN_MIN_RUNS:
-        return Verdict("INCONCLUSIVE", f"{st['runs']}/{st['total']} runs converged with full "
-                       f"windows (need {DYN_MIN_RUNS})", jsonable(st))
-    statuses, parts = [], []
-    for k in ("sharpness_x4", "blowup"):
-        R, Rc = st[k]["ratio"], st[k]["ctrl_ratio"]
-        if not math.isfinite(R) and R != float("inf"):
-            statuses.append("INCONCLUSIVE")
-            parts.append(f"{k}: undefined ratio")
-            continue
-        lr = abs(math.log(R)) if R != float("inf") else float("inf")
-        lc = abs(math.log(Rc)) if math.isfinite(Rc) and Rc > 0 else float("inf")
-        ok = lr >= math.log(DYN_FACTOR) and lr >= 2 * lc
-        statuses.append("PASS" if ok else "FAIL")
-        parts.append(f"{k}: after/before {R:.3g} (control {Rc:.3g})")
-    return Verdict(combine(statuses), f"{st['runs']} runs; " + "; ".join(parts), jsonable(st))
-
-
-
-# --- The rule as the reference places its windows (issue 10 item 1) -----------------------------
-# Reference (lacoco-lab/sensitivity-hardness plotting code, sheet §4 E3 "dashed marks at -800,
-# -900, -1100, -1200"): the transition is shaded at roughly [c-1200, c-800] before the convergence
-# step c, with curves logged every 100 steps, i.e. it starts 12 logging intervals before c. The
-# old rule's "before" window [c-W, c) lies inside that change. Here, scaled to the preset's
-# logging: before = [c - 12*every - W, c - 12*every) (ends where the reference's shading begins),
-# after = [c, c + W). Computed from the stored aligned curves (``aligned.<measure>.<offset>``),
-# so the rule is a function of the stored table. Sharpness and blow-up are two claims.
-TRANSITION_PROBES = 12  # 1200 steps / 100-step logging in the reference
-ABRUPT_FACTOR = DYN_FACTOR  # a two-fold change, as in the old rule
-
-
-def aligned_windows(row: dict, measure: str) -> Optional[tuple[float, float]]:
-    """(mean before the transition, mean after convergence) of one run, or None when the run's
-    aligned curve does not cover both windows."""
-    curve = aligned_curve(row, measure)
-    offs = sorted(curve)
-    if len(offs) < 2:
-        return None
-    every = min(b - a for a, b in zip(offs, offs[1:]))
-    W = int(row.get("window") or every)
-    hi = -TRANSITION_PROBES * every
-    lo = hi - W
-    before = [v for o, v in curve.items() if lo <= o < hi]
-    after = [v for o, v in curve.items() if 0 <= o < W]
-    if offs[0] > lo or offs[-1] < W - every or not before or not after:
-        return None
-    return float(np.mean(before)), float(np.mean(after))
-
-
-def abrupt_change(table, measure: str) -> Verdict:
-    """Per run r = log(mean after / mean before); over runs m = mean(r), se = its standard error.
-    PASS when |m| - 2 se >= log 2 (a two-fold change beyond noise), FAIL when |m| + 2 se < log 2
-    (surely less than two-fold), INCONCLUSIVE otherwise or with fewer than DYN_MIN_RUNS runs whose
-    curves cover both windows (or a non-positive window mean)."""
-    logs, pairs = [], []
-    for r in table:
-        w = aligned_windows(r, measure)
-        if w is None:
-            continue
-        pairs.append(w)
-        if w[0] > 0 and w[1] > 0:
-            logs.append(math.log(w[1] / w[0]))
-    numbers = {"runs_with_windows": len(pairs), "runs": len(table),
-               "transition_probes": TRANSITION_PROBES,
-               "before_mean": rounded(float(np.mean([b for b, _ in pairs])) if pairs else None, 5),
-               "after_mean": rounded(float(np.mean([a for _, a in pairs])) if pairs else None, 5)}
-    if len(logs) < DYN_MIN_RUNS or len(logs) < len(pairs):
-        return Verdict(INCONCLUSIVE, f"{len(logs)}/{len(table)} runs cover both windows with "
-                       f"positive means (need {DYN_MIN_RUNS})", jsonable(numbers))
-    m = float(np.mean(logs))
-    se = stderr(logs)
-    numbers.update({"mean_log_ratio": rounded(m, 4), "se": rounded(se, 4),
-                    "geo_mean_ratio": rounded(math.exp(m), 4)})
-    bar = math.log(ABRUPT_FACTOR)
-    status = PASS if abs(m) - 2 * se >= bar else FAIL if abs(m) + 2 * se < bar else INCONCLUSIVE
-    return Verdict(status, f"{len(logs)} runs; after/before (geometric mean) {math.exp(m):.3g}, "
-                   f"log ratio {m:.3f} +- {2 * se:.3f} (2 se) vs bar log 2", jsonable(numbers))
-
-
-@register_claim(
-    "abrupt-sharpness-change-at-convergence",
-    "training-dynamics",
-    "along PARITY training, sharpness changes at least two-fold between a window before the "
-    "transition (ending 12 logging intervals before convergence, as the reference shades it) and "
-    "the window after convergence, beyond 2 standard errors over runs",
-    "Hahn & Rofin Figs 3, 12-14 (E3): abrupt change in sharpness at convergence; reference plots "
-    "shade ~[c-1200, c-800] at 100-step logging; values not published",
-)
-def check_sharpness_change(table):
-    return abrupt_change(table, "sharpness_x4")
-
-
-@register_claim(
-    "abrupt-blowup-change-at-convergence",
-    "training-dynamics",
-    "along PARITY training, LayerNorm blow-up changes at least two-fold between a window before "
-    "the transition (ending 12 logging intervals before convergence) and the window after "
-    "convergence, beyond 2 standard errors over runs",
-    "Hahn & Rofin Figs 3, 12-14 (E3): abrupt change in blow-up at convergence; values not published",
-)
-def check_blowup_change(table):
-    return abrupt_change(table, "blowup")
+                "norm_blowup_after_convergence": figures.trajectory_figure(table)}

@@ -50,6 +50,10 @@ class LinalgEntry(SpecBase):
     model: dict = Field(default_factory=dict, description="lawt fields over the spec's model")
     train: dict = Field(default_factory=dict, description="train fields over the spec's train")
     lr: Optional[float] = Field(default=None, gt=0, description="learning rate (None: the spec's)")
+    patience: Optional[int] = Field(default=None, ge=1, description="this cell's patience "
+                                    "(None: the spec's; the sweeps differ per task)")
+    decides: bool = Field(default=False, description="a reduced-scale cell that a recorded pilot "
+                          "sized to reach the claim's bar: a miss is then a FAIL, as at paper scale")
 
 
 class LinalgCommon(SpecBase):
@@ -57,7 +61,8 @@ class LinalgCommon(SpecBase):
 
     seeds: list[int] = Field(default=[0], min_length=1, description="model seeds per cell")
     model: dict = Field(default_factory=lambda: {"d_model": 64, "n_heads": 4, "n_enc_layers": 1,
-                                                 "n_dec_layers": 1}, description="lawt fields")
+                                                 "n_dec_layers": 1, "parallel_cross": True},
+                        description="lawt fields (parallel_cross: the reference's decoder)")
     lr: float = Field(default=1e-4, gt=0, description="learning rate unless an entry sets one")
     clip_norm: Optional[float] = Field(default=5.0, gt=0, description="gradient clip (sweeps: 5)")
     train: TrainConfig = Field(default_factory=lawt_train, description="training recipe")
@@ -67,8 +72,18 @@ class LinalgCommon(SpecBase):
                                     description="relative tolerances the checks are scored at")
     beam: int = Field(default=1, ge=1, description="beam width of the decode (sweeps: 1)")
     decode_batch: int = Field(default=500, gt=0, description="test examples decoded at once")
+    valid_size: int = Field(default=0, ge=0, description="problems of a fixed validation set "
+                            "scored (greedy, acc at the first tolerance) at every evaluation; each "
+                            "member's best checkpoint is then the one tested, as LAWT reloads "
+                            "best-valid_numeric_beam_acc (0 = no validation: the last model)")
+    valid_seed: int = Field(default=20211204, description="seed of the fixed validation set")
+    patience: Optional[int] = Field(default=None, ge=1, description="with valid_size: a member "
+                                    "stops after this many evaluations without a better "
+                                    "validation accuracy (LAWT's stopping_criterion "
+                                    "valid_numeric_beam_acc,N); None = the whole step budget")
     paper_scale: bool = Field(default=False, description="True only for settings at the "
-                              "reference's scale: a miss is then a FAIL, else INCONCLUSIVE")
+                              "reference's scale: a miss is then a FAIL (below that scale only "
+                              "in a pilot-sized cell, `decides`)")
 
 
 class LinalgSpec(LinalgCommon):
@@ -119,6 +134,8 @@ def plan_entries(experiment, spec: LinalgCommon, entries: list[LinalgEntry] | No
                    "test_size": spec.test_size, "test_seed": spec.test_seed,
                    "tolerances": list(spec.tolerances), "beam": spec.beam,
                    "decode_batch": spec.decode_batch, "paper_scale": spec.paper_scale,
+                   "decides": e.decides or spec.paper_scale, "valid_size": spec.valid_size,
+                   "valid_seed": spec.valid_seed, "patience": e.patience or spec.patience,
                    **(extra or {})}
             plans.append(experiment._plan(cfg, (f"entry{i}", repr(sorted(values.items())),
                                                 repr(sorted(model.items())), repr(train_cfg))))
@@ -126,14 +143,67 @@ def plan_entries(experiment, spec: LinalgCommon, entries: list[LinalgEntry] | No
 
 
 def train_group(plans, device, progress=False):
-    """Train the plans of one group as one stack: (stack, task, TrainResult)."""
+    """Train the plans of one group as one stack: (stack, task, TrainResult). With a validation
+    set, every member ends at its best validation checkpoint (``BestCheckpoint``)."""
     c0 = shared_config(plans)
     task = make_linalg_task(c0["task"], c0["task_params"])
     members = [Member(seed=p.config["seed"], lr=p.config["lr"], clip_norm=p.config["clip_norm"])
                for p in plans]
     stack = Stack("lawt", c0["model"], task, members, device=device)
-    result = train(stack, TrainConfig(**c0["train"]), progress=progress)
+    cfg = TrainConfig(**c0["train"])
+    if not c0.get("valid_size"):
+        return stack, task, train(stack, cfg, progress=progress)
+    best = BestCheckpoint(stack, task, c0)
+    if c0.get("patience"):  # a member whose patience is spent is frozen; all spent: stop
+        cfg = cfg.model_copy(update={"stop_on_converge": True, "after_convergence": None})
+    result = train(stack, cfg, progress=progress, probe=best.probe, check=best.check)
+    best.restore()
+    result.best = best
     return stack, task, result
+
+
+class BestCheckpoint:
+    """LAWT's model selection (``src/trainer.py``: ``save_best_model``, ``end_epoch``): at every
+    evaluation each member is scored on a fixed validation set (greedy decode, accuracy at the
+    first tolerance); a better score keeps a copy of its weights and resets its count, a score
+    that is not better adds one; past ``patience`` the member is done. ``restore`` puts every
+    member's best weights back, so the test set scores the best checkpoint."""
+
+    def __init__(self, stack, task, c0: dict):
+        self.stack, self.task, self.c0 = stack, task, c0
+        self.valid = task.test_set(c0["valid_seed"], c0["valid_size"])
+        M = stack.M
+        self.best = torch.full((M,), -1.0)
+        self.best_step = torch.zeros(M, dtype=torch.long)
+        self.waited = torch.zeros(M, dtype=torch.long)
+        self.params = {k: v.clone() for k, v in stack.params.items()}
+        self.step = 0
+
+    def probe(self, step: int):
+        self.step = step
+
+    def check(self) -> torch.Tensor:
+        evs = evaluate_stack(self.stack, self.task, self.valid, self.c0["tolerances"][:1],
+                             self.c0["beam"], self.c0["decode_batch"])
+        acc = torch.tensor([float(ev.correct[0].float().mean()) for ev in evs])
+        better = acc > self.best
+        keep = better.to(self.stack.device)
+        for k, v in self.stack.params.items():
+            self.params[k][keep] = v[keep]
+        self.best = torch.where(better, acc, self.best)
+        self.best_step = torch.where(better, self.step, self.best_step)
+        self.waited = torch.where(better, 0, self.waited + 1)
+        patience = self.c0.get("patience")
+        return self.waited > patience if patience else torch.zeros_like(better)
+
+    def restore(self):
+        self.stack.params = {k: v.clone() for k, v in self.params.items()}
+
+    def metrics(self, i: int) -> dict:
+        out = {"best_valid_acc": float(self.best[i]), "best_step": int(self.best_step[i])}
+        if self.c0.get("patience"):
+            out["patience_spent"] = float(self.waited[i] > self.c0["patience"])
+        return out
 
 
 def decode_tokens(stack, x, enc_len: int, dec_len: int, beam: int) -> torch.Tensor:
@@ -197,7 +267,8 @@ def train_metrics(task, result, plans, i: int) -> dict:
             "examples_per_s": examples * len(plans) / max(result.seconds, 1e-9),
             "diverged": float(result.diverged[i]), "encoder_len": task.encoder_len,
             "decoder_len": task.decoder_len, "vocab_size": task.vocab_size,
-            "final_loss": float(result.final["loss"][i]) if "loss" in result.final else float("nan")}
+            "final_loss": float(result.final["loss"][i]) if "loss" in result.final else float("nan"),
+            **(result.best.metrics(i) if getattr(result, "best", None) else {})}
 
 
 def test_arrays(test, ev) -> dict:

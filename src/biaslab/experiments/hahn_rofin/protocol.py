@@ -1,5 +1,5 @@
-"""The sharpness measurement protocol (Hahn & Rofin; sheet: sensitivity-hardness.md), shared by
-every experiment that measures trained transformers' landscapes: the reference model and
+"""What the Hahn & Rofin experiments share (sheet: sensitivity-hardness.md): the sharpness
+measurement protocol used by every experiment that measures trained transformers' landscapes: the reference model and
 training recipe, measurement batches, perturbation sharpness, LayerNorm blow-up, evaluation of
 members, and "train one stack, then measure it".
 
@@ -17,24 +17,27 @@ reference's plotting filter); claims use converged runs only.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Optional
+
+import numpy as np
 
 import torch
 from pydantic import Field
 from torch.func import vmap
 
-from .. import rng
-from ..errors import InputError
-from ..execute.plan import shared_config
-from ..measure.landscape import perturbation_sharpness_stack
-from ..measure.norms import blowup_from_acts, layernorm_blowup_stack, parameter_norm_stack
-from ..tasks import make_task
-from ..train import Stack, TrainConfig, train
-from ..train.losses import get_loss
-from .base import SpecBase
-from .common import ModelChoice, members_of
-from .outcomes import member_outcomes, train_metrics
+from ... import rng
+from ...errors import InputError
+from ...execute.plan import shared_config
+from ...measure.landscape import perturbation_sharpness_stack
+from ...measure.norms import blowup_from_acts, layernorm_blowup_stack, parameter_norm_stack
+from ...tasks import make_task
+from ...train import Stack, TrainConfig, train
+from ...train.losses import get_loss
+from ..base import SpecBase
+from ..common import ModelChoice, members_of
+from ..outcomes import member_outcomes, train_metrics
 
 MEASURE_STREAM = 0x5A4E  # rng stream of the measurement batches
 NOISE_STREAM = 0x401E  # rng stream of the sharpness noise
@@ -58,7 +61,7 @@ def reference_train() -> TrainConfig:
 
 def validate_boolean(target: str, n: int) -> None:
     """Fail now (one line) if ``target`` is not a Boolean task accepting length ``n``."""
-    from ..tasks.boolean import BooleanTask
+    from ...tasks.boolean import BooleanTask
 
     task = make_task(target, {"n": n})
     if not isinstance(task, BooleanTask):
@@ -205,3 +208,77 @@ def fit_measure_group(plans, device, progress=False):
     return member_outcomes(plans, lambda i: {**{k: v[i] for k, v in met.items()},
                                              **train_metrics(result, train_cfg, i)},
                            seconds, result=result, series=("train_loss", "mse"))
+
+
+# --- Readers of stored tables, shared by the claims and the figures ----------------------------
+def aligned_curve(row: dict, measure: str) -> dict[int, float]:
+    """A training-dynamics run's stored curve of ``measure`` keyed by steps from convergence
+    (``aligned.<measure>.<offset>``; finite values)."""
+    prefix = f"aligned.{measure}."
+    return {int(k[len(prefix):]): float(v) for k, v in row.items()
+            if k.startswith(prefix) and v is not None and math.isfinite(v)}
+
+
+def post_windows(row: dict, measure: str) -> Optional[tuple[float, float]]:
+    """(mean over [c + a, c + a + W), mean over [c + b - W, c + b)) of one run, with a, b the
+    run's ``post_start``, ``post_end`` and W its ``window``; None when the stored curve does not
+    reach c + b - W .. c + b (the run converged too late for the window) or lacks a key."""
+    a, b, W = (row.get(k) for k in ("post_start", "post_end", "window"))
+    if a is None or b is None or W is None:
+        return None
+    a, b, W = int(a), int(b), int(W)
+    curve = aligned_curve(row, measure)
+    if len(curve) < 2:
+        return None
+    offs = sorted(curve)
+    every = min(q - p for p, q in zip(offs, offs[1:]))
+    first = [v for o, v in curve.items() if a <= o < a + W]
+    last = [v for o, v in curve.items() if b - W <= o < b]
+    if offs[0] > a or offs[-1] < b - every or not first or not last:
+        return None
+    return float(np.mean(first)), float(np.mean(last))
+
+
+def post_changes(row: dict) -> Optional[tuple[float, float]]:
+    """(Δ log norm, Δ log blow-up) of one run between its two post-convergence windows, or None.
+    The norm is sqrt of the stored squared norm (all parameters but the positional table)."""
+    n2 = post_windows(row, "norm_sq")
+    bu = post_windows(row, "blowup")
+    if n2 is None or bu is None or min(n2 + bu) <= 0:
+        return None
+    return 0.5 * math.log(n2[1] / n2[0]), math.log(bu[1] / bu[0])
+
+
+def outward(row: dict, norm_key: str = "param_norm") -> float:
+    """How far out a run lies in the (norm, blow-up) plane: log(norm x blow-up) = log norm +
+    log blow-up, i.e. the position along the diagonal of the log-log plane. Why this measure:
+    the reference logs norm x blow-up beside the two (sheet §1, "Parameter norm"), and Corollary 5
+    says a sensitive function needs a large norm *or* a large blow-up, so the level sets of the
+    requirement are curves on which one is traded for the other, norm x blow-up = const;
+    "further out" is a higher level. nan when either is missing or not positive."""
+    a, b = row.get(norm_key), row.get("blowup")
+    if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)) or a <= 0 or b <= 0:
+        return float("nan")
+    return math.log(a) + math.log(b)
+
+
+def outward_cells(table, norm_key: str = "param_norm") -> dict:
+    """(target, n) -> outward values of its converged runs (non-finite dropped)."""
+    return {key: [u for _, u in v] for key, v in outward_runs(table, norm_key).items()}
+
+
+def outward_runs(table, norm_key: str = "param_norm") -> dict:
+    """(target, n) -> [((weight decay, lr, seed), outward value)] of its converged runs."""
+    cells: dict = {}
+    for r in table:
+        if r.get("converged") == 1.0:
+            u = outward(r, norm_key)
+            if math.isfinite(u):
+                pair = (r.get("weight_decay"), r.get("lr"), r.get("seed"))
+                cells.setdefault((r["target"], r["n"]), []).append((pair, u))
+    return cells
+
+
+def low_degrees(n: int) -> int:
+    """How many degrees count as low: k = 0 .. ceil(n/2) - 1, i.e. k < n/2."""
+    return (n + 1) // 2
