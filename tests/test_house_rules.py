@@ -26,10 +26,10 @@ FLOORS = [
     {"registry", "spec"},
     {"tasks", "models"},
     {"train"},
-    {"measure", "store", "plots"},
+    {"measure", "store", "plots", "hf"},  # hf: measures of Hugging Face models
     {"execute", "limits"},  # limits: sizes checked before a command allocates (cli uses it)
     {"experiments"},
-    {"report", "doctor"},
+    {"report", "doctor", "study"},  # study: a user study, reported like an experiment
     {"cli", "__main__"},
 ]
 FLOOR_OF = {room: i for i, rooms in enumerate(FLOORS) for room in rooms}
