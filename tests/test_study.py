@@ -13,7 +13,8 @@ import yaml
 from biaslab.cli import main
 from biaslab.experiments.claims import FAIL, INCONCLUSIVE, PASS
 from biaslab.study.claims import study_claims
-from biaslab.study.spec import StudySpec, load_study
+from biaslab.study.checks import load_study
+from biaslab.study.spec import StudySpec
 
 EXAMPLES = sorted(Path(__file__).resolve().parents[1].glob("examples/*.yaml"))
 

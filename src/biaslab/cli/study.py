@@ -28,7 +28,7 @@ def cmd_study(args) -> int:
     from ..study.claims import study_claims
     from ..study.experiment import Study
     from ..study.report import write_study_page
-    from ..study.spec import load_study
+    from ..study.checks import load_study
 
     set_threads(args.threads)
     spec = load_study(args.file)  # every check of the file, before anything is written

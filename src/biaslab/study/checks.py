@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 
 from .. import rng
-from ..errors import InputError
+from ..errors import InputError, pydantic_to_input_error
 from ..registry import CLAIMS
+from ..spec import load_yaml
 from .spec import AXES, NAME, SETTINGS, STUDY_MEASURES, StudySpec
 
 MAX_SENSITIVITY_N = 16  # the exact sensitivity reads the whole cube: 2^16 inputs per member
@@ -113,3 +114,15 @@ def check_study(spec: StudySpec) -> None:
             model, x, out = _probe(task, tlabel, mlabel, choice, spec.settings.gamma[0])
             _check_measures(spec, task, tlabel, model, mlabel, x, out)
     _check_claims(spec, f"study-{spec.name}")
+
+
+def load_study(path: str) -> StudySpec:
+    """Read and validate a study file; every mistake is one InputError before any training."""
+    from pydantic import ValidationError
+
+    try:
+        spec = StudySpec(**load_yaml(path, "study"))
+    except ValidationError as exc:
+        raise pydantic_to_input_error(exc, model_cls=StudySpec) from None
+    check_study(spec)
+    return spec

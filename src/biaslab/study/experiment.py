@@ -15,7 +15,7 @@ from .. import rng
 from ..experiments.base import Experiment
 from ..experiments.common import ModelChoice, learned_tables, members_of
 from ..experiments.outcomes import member_outcomes, train_metrics
-from ..experiments.protocol import (NOISE_STREAM, MeasureSpec, blowup_of, forward_measures,
+from ..experiments.hahn_rofin.protocol import (NOISE_STREAM, MeasureSpec, blowup_of, forward_measures,
                                     measurement_batches)
 from ..measure.landscape import perturbation_sharpness_stack
 from ..measure.norms import parameter_norm_stack

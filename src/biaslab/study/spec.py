@@ -10,9 +10,7 @@ from pydantic import Field
 
 from ..experiments.base import SpecBase
 from ..experiments.common import ModelChoice
-from ..experiments.protocol import MeasureSpec
-from ..errors import pydantic_to_input_error
-from ..spec import load_yaml
+from ..experiments.hahn_rofin.protocol import MeasureSpec
 from ..train import TrainConfig
 
 #: What a study can measure on every trained member (the columns its figures and claims read).
@@ -105,17 +103,3 @@ class StudySpec(SpecBase):
         values = {"task": list(self.tasks), "model": list(self.models),
                   **{k: getattr(self.settings, k) for k in SETTINGS}}
         return [a for a in AXES if len(values[a]) > 1]
-
-
-def load_study(path: str) -> StudySpec:
-    """Read and validate a study file; every mistake is one InputError before any training."""
-    from .checks import check_study
-
-    from pydantic import ValidationError
-
-    try:
-        spec = StudySpec(**load_yaml(path, "study"))
-    except ValidationError as exc:
-        raise pydantic_to_input_error(exc, model_cls=StudySpec) from None
-    check_study(spec)
-    return spec
