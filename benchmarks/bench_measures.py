@@ -20,7 +20,7 @@ import torch
 from biaslab import rng
 from biaslab.measure.landscape import (hessian_trace, hessian_trace_stack, perturbation_sharpness,
                                        perturbation_sharpness_stack)
-from biaslab.measure.norms import layernorm_blowup, layernorm_blowup_stack
+from biaslab.measure.norms import layernorm_blowup
 from biaslab.tasks import make_task
 from biaslab.train import Member, Stack
 from biaslab.train.losses import get_loss
@@ -95,7 +95,7 @@ def main(argv=None):
             lambda: torch.stack([hessian_trace(m, mse, (xs[i], ys[i]), probes=args.probes, key=0,
                                                chunk=pc) for i, m in enumerate(mods)])),
         "layernorm_blowup": (
-            lambda: layernorm_blowup_stack(stack, xs, member_chunk=args.member_chunk)["blowup"],
+            lambda: layernorm_blowup(stack, xs, member_chunk=args.member_chunk)["blowup"],
             lambda: torch.stack([layernorm_blowup(m, xs[i])["blowup"]
                                  for i, m in enumerate(mods)])),
     }

@@ -52,8 +52,8 @@ def main() -> None:
     key = rng.key_of(MEASURE_SEED, "cpu")
 
     def probe(step: int) -> None:
-        ho = A.heldout_accuracy_stack(stack, key, pair=HELDOUT, batch=1024)
-        seen = A.seen_accuracy_stack(stack, key, batch=1024)
+        ho = A.heldout_accuracy(stack, stack.task, key, pair=HELDOUT, batch=1024)
+        seen = A.seen_accuracy(stack, stack.task, key, batch=1024)
         for i, p in enumerate(plans):
             print(json.dumps({"d_model": d, "step": step, "of": a.steps, "lr": a.lr, "train_size": a.train_size,
                               "gamma": p.config["gamma"], "seed": p.config["seed"],

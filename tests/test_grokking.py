@@ -8,9 +8,9 @@ import torch
 
 from biaslab import rng
 from biaslab.errors import InputError
-from biaslab.measure.grokking import (embedding_noise_flips_stack, fourier_share,
+from biaslab.measure.grokking import (embedding_noise_flips, fourier_share,
                                       frequency_energy, key_frequencies,
-                                      token_replacement_flips_stack)
+                                      token_replacement_flips)
 from biaslab.measure.tokenwise import EMBED_STREAM, TOKEN_STREAM, EmbeddingNoise, tokenwise_flip_sensitivity
 from biaslab.models import build_model
 from biaslab.tasks import make_task
@@ -87,7 +87,7 @@ def test_embedding_sensitivity_equals_a_brute_force_loop():
     t = _task(p=7, frac=0.5)
     stack = Stack("grokking", LOUD, t, [Member(seed=s) for s in (0, 1, 2)])
     x = stack.task_states["subset"]  # each member its own split: [M, B, 3]
-    got = embedding_noise_flips_stack(stack, x, sigma=1.0, key=11)
+    got = embedding_noise_flips(stack, x, sigma=1.0, key=11)
     want = [_brute_force_embedding_flips(stack.member(i), x[i], 1.0, 11) for i in range(3)]
     assert got.tolist() == pytest.approx(want)
     assert 0 < max(want) < 1  # the noise is large enough to flip some labels, not all
@@ -97,7 +97,7 @@ def test_embedding_sensitivity_agrees_with_the_shared_measure():
     t = _task(p=7, frac=0.5)
     stack = Stack("grokking", LOUD, t, [Member(seed=s) for s in (0, 1)])
     x = stack.task_states["subset"][0]
-    mine = embedding_noise_flips_stack(stack, x.expand(2, -1, -1), sigma=0.7, key=5)
+    mine = embedding_noise_flips(stack, x.expand(2, -1, -1), sigma=0.7, key=5)
     shared = tokenwise_flip_sensitivity(stack, x, EmbeddingNoise(0.7), key=5, positions=[[0, 1]])
     assert mine.double().tolist() == pytest.approx(shared["mean"].tolist())
 
@@ -106,7 +106,7 @@ def test_token_replacement_sensitivity_equals_a_brute_force_loop():
     t = _task(p=7, frac=0.5)
     stack = Stack("grokking", LOUD, t, [Member(seed=s) for s in (0, 1)])
     x = stack.task_states["subset"]
-    got = token_replacement_flips_stack(stack, x, t.vocab_size, key=3)
+    got = token_replacement_flips(stack, x, t.vocab_size, key=3)
     B = x.shape[1]
     new = rng.randint(rng.derive(torch.tensor(3), TOKEN_STREAM, 0), (B, 1, 2), t.vocab_size)
     for i in range(2):

@@ -82,7 +82,7 @@ def test_attention_flow_stack(task):
     stack = Stack("decoder", SMALL, task, [Member(seed=s, gamma=0.5) for s in range(2)])
     x = M.probe_sequences(task, [99], ["4,3"])
     assert x.tolist()[0][3:6] == [99, 4, 3]
-    r = M.attention_flow_stack(stack, x)
+    r = M.attention_flow(stack, x)
     assert r["attn"].shape == (2, 2, 1, 1, 9, 9) and r["rollout"].shape == (2, 1, 9, 9)
     assert torch.allclose(r["rollout"].sum(-1), torch.ones(2, 1, 9), atol=1e-5)
     assert float(r["rollout"].triu(1).abs().max()) == 0.0  # causal flow
@@ -109,7 +109,7 @@ def test_fused_similarity_by_hand(task):
 def test_fused_similarity_stack(task):
     stack = Stack("decoder", SMALL, task, [Member(seed=s) for s in range(2)])
     x = M.probe_sequences(task, range(30, 34), task.train_pairs)
-    r = M.fused_similarity_stack(stack, x)
+    r = M.fused_similarity(stack, task, x)
     assert r["cos"].shape == (2, 60, 60) and r["same"].shape == (2,)
     assert torch.allclose(r["cos"].diagonal(dim1=-2, dim2=-1), torch.ones(2, 60), atol=1e-5)
 
@@ -137,15 +137,15 @@ def test_stable_rank():
 
 def test_weight_measures_on_stack(task):
     stack = Stack("decoder", SMALL, task, [Member(seed=s, gamma=g) for s, g in [(0, 0.5), (1, 0.8)]])
-    ranks = M.stable_ranks_stack(stack)
+    ranks = M.stable_ranks(stack)
     assert "layers.0.attn.q.weight" in ranks and "layers.0.ln1.weight" not in ranks
     assert all(v.shape == (2,) for v in ranks.values())
     member0 = M.stable_ranks(stack.member_state(0))
     assert torch.isclose(member0["token_embed.weight"], ranks["token_embed.weight"][0].cpu())
     assert M.query_condensation(stack.params).shape == (2,)
     q = stack.params["layers.0.attn.q.weight"]
-    assert torch.equal(M.query_condensation_stack(stack), torch.stack([M.condensation(w) for w in q]))
-    assert M.embedding_order_stack(stack)["rho"].shape == (2, 2)
+    assert torch.equal(M.query_condensation(stack), torch.stack([M.condensation(w) for w in q]))
+    assert M.embedding_order(stack)["rho"].shape == (2, 2)
 
 
 def test_embedding_order():
@@ -166,9 +166,9 @@ def test_embedding_order():
 def test_stack_heldout_equals_member_loop(task):
     stack = Stack("decoder", SMALL, task, [Member(seed=s, gamma=0.5) for s in range(2)])
     key = rng.key_of(9)
-    r = M.heldout_accuracy_stack(stack, key, batch=256, radius=200)
+    r = M.heldout_accuracy(stack, task, key, batch=256, radius=200)
     assert r["inferential"].shape == (2,)
-    s = M.seen_accuracy_stack(stack, key, batch=256)
+    s = M.seen_accuracy(stack, task, key, batch=256)
     for i in range(2):
         one = M.heldout_accuracy(stack.member(i), task, key, batch=256, radius=200)
         assert torch.equal(one["hist"], r["hist"][i])
@@ -181,4 +181,4 @@ def test_registered():
     for name in ("anchor_heldout", "anchor_seen", "attention_flow", "anchor_fused_similarity",
                  "query_condensation", "stable_rank", "embedding_order"):
         assert name in MEASURES
-        assert MEASURES.get(name).stacked is not None
+        assert MEASURES.get(name).lifts_stacks

@@ -7,6 +7,7 @@ import torch
 
 from biaslab import rng
 from biaslab.measure import norms as N
+from biaslab.measure.lift import over_stack
 from biaslab.models import POSITION_PREFIX, build_model
 from biaslab.tasks import make_task
 from biaslab.train import Member, Stack
@@ -142,18 +143,18 @@ def test_stacked_equal_per_member(task, x):
     xs = torch.vmap(lambda k: task.sample({}, k, 16)[0])(keys)
     for xx, per in [(x, [x] * 3), (xs, list(xs))]:  # shared and per-member inputs
         for reduce in ["max", "mean"]:
-            out = N.layernorm_blowup_stack(st, xx, reduce=reduce)
+            out = N.layernorm_blowup(st, xx, reduce=reduce)
             ref = [N.layernorm_blowup(m, per[i], reduce=reduce) for i, m in enumerate(mods)]
             assert out["blowup"].shape == (3,)
             torch.testing.assert_close(out["blowup"], torch.stack([r["blowup"] for r in ref]))
             for name in ref[0]["per_ln"]:
                 torch.testing.assert_close(out["per_ln"][name],
                                            torch.stack([r["per_ln"][name] for r in ref]))
-    torch.testing.assert_close(N.parameter_norm_stack(st),
+    torch.testing.assert_close(N.parameter_norm(st),
                                torch.stack([N.parameter_norm(m) for m in mods]))
-    torch.testing.assert_close(N.parameter_norm_stack(st.params, exclude=()),
+    torch.testing.assert_close(over_stack(N.parameter_norm, st.params, exclude=()),
                                torch.stack([N.parameter_norm(m, exclude=()) for m in mods]))
-    sr = N.stable_ranks_stack(st)
+    sr = N.stable_ranks(st)
     ref = [N.stable_ranks(m) for m in mods]
     assert list(sr) == list(ref[0])
     for name in sr:
@@ -165,4 +166,4 @@ def test_registered():
 
     for name in ["layernorm_blowup", "parameter_norm", "stable_rank"]:
         assert name in MEASURES
-        assert MEASURES.get(name).stacked is not None
+        assert MEASURES.get(name).lifts_stacks

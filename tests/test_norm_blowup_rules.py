@@ -11,7 +11,7 @@ from biaslab.execute import run_experiment
 from biaslab.experiments.base import get_experiment
 from biaslab.experiments.hahn_rofin import norm_blowup_tradeoff as nb
 from biaslab.experiments.common import members_of
-from biaslab.measure.norms import parameter_norm_stack
+from biaslab.measure.norms import parameter_norm
 from biaslab.registry import CLAIMS
 from biaslab.spec import resolve
 from biaslab.store import Store
@@ -130,7 +130,7 @@ def test_init_norm_is_the_norm_before_training(tmp_path):
     # the spec's model: the override merges into the preset's params (qkv_init among them)
     fresh = Stack("transformer", dict(spec.model.params), make_task("parity", {"n": 4}), members_of(plans),
                   torch.device("cpu"))
-    want = parameter_norm_stack(fresh)
+    want = parameter_norm(fresh)
     for p, w in zip(plans, want):
         r = rows[p.config["weight_decay"]]
         assert r["init_norm"] == pytest.approx(float(w), rel=1e-6)

@@ -141,11 +141,12 @@ def test_a_class_task_study_runs_its_image_measures(tmp_path, capsys):
     assert "error: measures: mse does not apply" in capsys.readouterr().err
 
 
-def test_parameter_norm_stack_takes_scalar_parameters():
+def test_parameter_norm_over_stack_takes_scalar_parameters():
     # a ViT's attention temperature is one number per member: [M] in a stack
     import torch
 
-    from biaslab.measure.norms import parameter_norm_stack
+    from biaslab.measure.lift import over_stack
+    from biaslab.measure.norms import parameter_norm
 
-    norms = parameter_norm_stack({"w": torch.ones(2, 3), "t": torch.tensor([3.0, 4.0])}, exclude=())
+    norms = over_stack(parameter_norm, {"w": torch.ones(2, 3), "t": torch.tensor([3.0, 4.0])}, exclude=())
     assert torch.allclose(norms, torch.tensor([12.0, 19.0]).sqrt())

@@ -1,10 +1,13 @@
 """Measures of Zhang et al.'s anchor-function study: which solution a model found, and how.
 
-Every measure is a pure tensor function. Those that run a model take ``fn``, a callable from
-tokens [B, L] to logits [..., B, V] -- an ``nn.Module``, or ``stack.forward`` which returns
-[M, B, V] for all members in one vmapped call -- and broadcast over the leading member dims, so
-the ``*_stack`` variants are thin wrappers and every member sees the same inputs (differences
-between members are never sampling noise). Those that need activations call ``fn(x, acts=True)``.
+Every measure is a pure tensor function, written once. Those that run a model take ``fn``, a
+callable from tokens [B, L] to logits [..., B, V] -- an ``nn.Module``, or a ``Stack``, whose
+``forward`` returns [M, B, V] for all members in one ``Stack.map`` (``lift.forward_of``) -- and
+broadcast over the leading member dims, so a stack needs no second function and every member
+sees the same inputs (differences between members are never sampling noise). Those that need
+activations call ``fn(x, acts=True)``. The weight measures take a stack in place of a model
+(``query_condensation``, ``embedding_order``, ``used_embedding_stable_rank``, ``stable_ranks``)
+and broadcast over its [M, ...] parameters.
 
 * ``heldout_accuracy``: on the held-out pair (4,3), accuracy against the inferential target
   (x-10) and the symmetric target (x-6), the share of other answers, and a histogram of
@@ -30,7 +33,8 @@ from .. import rng
 from ..errors import InputError
 from ..models.roles import query_keys
 from ..tasks.anchor import AnchorTask, pair_tuple
-from .norms import stable_rank, stable_ranks, stable_ranks_stack  # noqa: F401  (re-exported)
+from .lift import forward_of, is_stack
+from .norms import stable_rank, stable_ranks  # noqa: F401  (re-exported)
 
 HELDOUT_STREAM = 0xA4C3  # rng stream of heldout_accuracy's inputs
 SEEN_STREAM = 0xA4C4  # rng stream of seen_accuracy's inputs
@@ -72,23 +76,17 @@ def heldout_accuracy(fn: Callable, task: AnchorTask, key, pair=None, batch: int 
     """``solution_scores`` on ``batch`` sequences of ``pair`` (default: the first held-out pair).
 
     Keys come from ``key_split`` ("train" keys, as the authors' code scores (4,3), or "test").
-    The same inputs for every member: ``fn = stack.forward`` gives [M]-shaped results.
+    The same inputs for every member: ``fn`` a Stack gives [M]-shaped results.
     """
     task = _anchor_task(task)
+    fn, device = forward_of(fn)
     if pair is None:
         if not task.params.held_out:
             raise InputError("pair", "the task holds out no pair; name one", "e.g. '4,3'")
         pair = task.params.held_out[0]
-    key = torch.as_tensor(key, dtype=torch.int64)
+    key = torch.as_tensor(key, dtype=torch.int64, device=device)
     x, _ = task.sample_pair(rng.derive(key, HELDOUT_STREAM), batch, pair, key_split)
     return solution_scores(task, x, _pred(fn(x)), radius)
-
-
-def heldout_accuracy_stack(stack, key, pair=None, batch: int = 1024, key_split: str = "train",
-                           radius: int = 16) -> dict:
-    """``heldout_accuracy`` of every member of a Stack in one vmapped forward: [M] results."""
-    key = torch.as_tensor(key, dtype=torch.int64, device=stack.device)
-    return heldout_accuracy(stack.forward, stack.task, key, pair, batch, key_split, radius)
 
 
 # -- generalization on data: seen pairs, test keys ----------------------------------------------------
@@ -101,7 +99,8 @@ def seen_accuracy(fn: Callable, task: AnchorTask, key, batch: int = 1024,
     order; NaN for pairs not trained or not drawn).
     """
     task = _anchor_task(task)
-    key = torch.as_tensor(key, dtype=torch.int64)
+    fn, device = forward_of(fn)
+    key = torch.as_tensor(key, dtype=torch.int64, device=device)
     x, y = task.sample({}, rng.derive(key, SEEN_STREAM), batch, key_split)
     correct = (_pred(fn(x)) == y).float()
     t, loc = task.tables(x.device), task.locate(x)
@@ -110,11 +109,6 @@ def seen_accuracy(fn: Callable, task: AnchorTask, key, batch: int = 1024,
     member = (pair_id[:, None] == torch.arange(A * A, device=x.device)).float()  # [B, A*A]
     per_pair = (correct[..., None] * member).sum(-2) / member.sum(-2)  # 0/0 -> NaN if absent
     return {"acc": correct.mean(-1), "per_pair": per_pair.unflatten(-1, (A, A))}
-
-
-def seen_accuracy_stack(stack, key, batch: int = 1024, key_split: str = "test") -> dict:
-    key = torch.as_tensor(key, dtype=torch.int64, device=stack.device)
-    return seen_accuracy(stack.forward, stack.task, key, batch, key_split)
 
 
 # -- probes --------------------------------------------------------------------------------------------
@@ -153,6 +147,8 @@ def attention_flow(fn: Callable, x: torch.Tensor, residual: float = 0.5) -> dict
     [..., layers, B, H, L, L], ``rollout`` [..., B, L, L] and ``last`` = rollout's last row
     [..., B, L] (the flow into the read-out token).
     """
+    fn, device = forward_of(fn)
+    x = x if device is None else x.to(device)
     _, acts = fn(x, acts=True)
     attn = [acts[f"layers.{i}.attn"] for i in range(_layer_count(acts))]
     L = x.shape[-1]
@@ -162,10 +158,6 @@ def attention_flow(fn: Callable, x: torch.Tensor, residual: float = 0.5) -> dict
         step = (1 - residual) * a.mean(-3) + residual * eye
         rollout = step @ rollout
     return {"attn": torch.stack(attn, -5), "rollout": rollout, "last": rollout[..., -1, :]}
-
-
-def attention_flow_stack(stack, x: torch.Tensor, residual: float = 0.5) -> dict:
-    return attention_flow(stack.forward, x.to(stack.device), residual)
 
 
 # -- fused representations ------------------------------------------------------------------------------
@@ -188,6 +180,8 @@ def fused_similarity(fn: Callable, task: AnchorTask, x: torch.Tensor, act: Optio
     the paper's (3,3)/(2,2) triangles, Fig 4), with ``gap_other`` = same_other - different.
     """
     task = _anchor_task(task)
+    fn, device = forward_of(fn)
+    x = x if device is None else x.to(device)
     _, acts = fn(x, acts=True)
     name = act or f"layers.{_layer_count(acts) - 1}.ao"
     if name not in acts:
@@ -214,11 +208,6 @@ def fused_similarity(fn: Callable, task: AnchorTask, x: torch.Tensor, act: Optio
             "same_mirror": over(same & mirror), "same_other": so, "gap_other": so - d}
 
 
-def fused_similarity_stack(stack, x: torch.Tensor, act: Optional[str] = None,
-                           center: bool = False) -> dict:
-    return fused_similarity(stack.forward, stack.task, x.to(stack.device), act, center)
-
-
 # -- complexity of the weights ------------------------------------------------------------------------
 def condensation(w: torch.Tensor, threshold: float = 0.7, signed: bool = True) -> torch.Tensor:
     """Share of row pairs i < j of w [..., n, d] with cos(w_i, w_j) > threshold; [...].
@@ -239,27 +228,27 @@ def condensation(w: torch.Tensor, threshold: float = 0.7, signed: bool = True) -
 def query_condensation(params: dict, layer: int = 0, threshold: float = 0.7,
                        signed: bool = True) -> torch.Tensor:
     """``condensation`` of the query weight of attention ``layer`` of a name -> tensor dict
-    (found by the models' naming convention; a Stack's by its roles)."""
+    (found by the models' naming convention), or of a Stack (by its roles; [M])."""
+    if is_stack(params):
+        return condensation(params.params[params.roles.query(layer)], threshold, signed)
     return condensation(params[query_keys(params)[layer]], threshold, signed)
-
-
-def query_condensation_stack(stack, layer: int = 0, threshold: float = 0.7,
-                             signed: bool = True) -> torch.Tensor:
-    return condensation(stack.params[stack.roles.query(layer)], threshold, signed)
 
 
 def _ranks(v: torch.Tensor) -> torch.Tensor:
     return v.argsort(-1).argsort(-1).float()
 
 
-def embedding_order(emb: torch.Tensor, tokens: torch.Tensor, k: int = 2) -> dict:
+def embedding_order(emb, tokens: torch.Tensor | None = None, k: int = 2) -> dict:
     """How well token value is ordered along the top principal components of embeddings.
 
-    emb [..., V, d]; tokens [N] (the item tokens). Centers the N rows, projects them onto the
+    emb [..., V, d]; tokens [N] (the item tokens). A Stack in place of emb: its members' token
+    embeddings [M, V, d] over its task's item tokens (``tokens`` None). Centers the N rows, projects them onto the
     top ``k`` principal components and returns ``rho`` [..., k], the |Spearman| correlation of
     each projection with the token value, and ``max`` [...] over components. 1 = a perfectly
     monotone order along a PC (the paper's small-init embeddings, Fig 5c); near 0 = no order.
     """
+    if is_stack(emb):
+        emb, tokens = _token_embedding(emb), item_tokens(emb.task, emb.device)
     e = emb[..., tokens, :].float()
     e = e - e.mean(-2, keepdim=True)
     u, s, _ = torch.linalg.svd(e, full_matrices=False)
@@ -281,38 +270,29 @@ def input_tokens(task: AnchorTask, device="cpu") -> torch.Tensor:
     return torch.cat([torch.tensor(task.anchor_tokens, device=device), item_tokens(task, device)])
 
 
-def used_embedding_stable_rank(emb: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """Stable rank of the embedding rows ``tokens`` of emb [..., V, d]; [...].
+def used_embedding_stable_rank(emb, tokens: torch.Tensor | None = None) -> torch.Tensor:
+    """Stable rank of the embedding rows ``tokens`` of emb [..., V, d]; [...]. A Stack in place
+    of emb: its members' token embeddings over the tokens its task's inputs contain -> [M].
 
     Rows of tokens no input contains (pad, target-only values) get no gradient and keep their
     random init (only weight decay shrinks them); in the full table they add a near-isotropic
     block that lifts the stable rank by an amount set by the init, not by training.
     """
+    if is_stack(emb):
+        emb, tokens = _token_embedding(emb), input_tokens(emb.task, emb.device)
     return stable_rank(emb[..., tokens, :])
 
 
-def used_embedding_stable_rank_stack(stack) -> torch.Tensor:
-    """``used_embedding_stable_rank`` of every member's token embedding: [M]."""
-    return used_embedding_stable_rank(stack.params[stack.roles.token_embedding],
-                                      input_tokens(stack.task, stack.device))
-
-
-def embedding_order_stack(stack, k: int = 2) -> dict:
-    """``embedding_order`` of every member's token embedding over the task's item tokens."""
-    return embedding_order(stack.params[stack.roles.token_embedding],
-                           item_tokens(stack.task, stack.device), k)
+def _token_embedding(stack) -> torch.Tensor:
+    return stack.params[stack.roles.token_embedding]
 
 
 def _register() -> None:
     from ..registry import MEASURES
 
-    for fn, stacked in [(heldout_accuracy, heldout_accuracy_stack),
-                        (seen_accuracy, seen_accuracy_stack),
-                        (attention_flow, attention_flow_stack),
-                        (fused_similarity, fused_similarity_stack),
-                        (query_condensation, query_condensation_stack),
-                        (embedding_order, embedding_order_stack)]:
-        fn.stacked = stacked  # the vmapped variant, for generic runners
+    for fn in (heldout_accuracy, seen_accuracy, attention_flow, fused_similarity,
+               query_condensation, embedding_order):
+        fn.lifts_stacks = True  # takes a Stack in place of the model (see the module doc)
     MEASURES.add("anchor_heldout", heldout_accuracy,
                  "held-out pair (4,3): inferential (x-10) / symmetric (x-6) / other shares, deviation histogram")
     MEASURES.add("anchor_seen", seen_accuracy,

@@ -8,12 +8,12 @@
   the total but is never a key frequency. A generalizing modular-addition network concentrates
   its embedding on a few key frequencies (Nanda et al. 2023): a pure cosine has share 1 with
   top_k = 1, an isotropic random embedding about top_k / floor(p/2) plus its spread.
-* ``embedding_noise_flips_stack``: the reference's sensitivity (0.1 N(0, 1) on the embeddings of
-  a and b together, one draw, argmax flips) for a stack whose members each have their own
-  inputs [M, B, L] (their own train splits). ``measure.tokenwise.tokenwise_flip_sensitivity``
+* ``embedding_noise_flips``: the reference's sensitivity (0.1 N(0, 1) on the embeddings of
+  a and b together, one draw, argmax flips), written for one model; a stack's members each
+  have their own inputs [M, B, L] (their own train splits), lifted by ``lift.over_stack``. ``measure.tokenwise.tokenwise_flip_sensitivity``
   takes one input batch shared by all members; this function uses the same perturbation
   (``EmbeddingNoise.delta`` with the same key derivation), so with shared inputs both agree.
-* ``token_replacement_flips_stack``: the same with a and b replaced by uniform vocabulary
+* ``token_replacement_flips``: the same with a and b replaced by uniform vocabulary
   tokens, for models without the embedding protocol.
 """
 
@@ -22,10 +22,10 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-from torch.func import vmap
 
 from .. import rng
-from .tokenwise import EmbeddingNoise, TokenReplacement, stack_method
+from .lift import is_stack, over_stack
+from .tokenwise import EmbeddingNoise, TokenReplacement
 
 
 def frequency_energy(emb: torch.Tensor) -> torch.Tensor:
@@ -59,34 +59,44 @@ def _labels(out: torch.Tensor) -> torch.Tensor:
     return out.argmax(-1)
 
 
+def _flip_rate(labels: torch.Tensor, B: int) -> torch.Tensor:
+    return (labels[:B] != labels[B:]).float().mean(-1)
+
+
+def _per_member_inputs(fn, model, x: torch.Tensor, *rest):
+    """``fn`` over a stack whose members each have their own inputs x [M, B, L]."""
+    return over_stack(fn, model, x, *rest, in_dims=(0,) + (None,) * len(rest),
+                      peak_bytes=lambda: model.forward_peak((2 * x.shape[1], *x.shape[2:]), x.dtype))
+
+
 @torch.no_grad()
-def embedding_noise_flips_stack(stack, x: torch.Tensor, sigma: float, key,
-                                positions: Sequence[int] = (0, 1)) -> torch.Tensor:
-    """Flip rate [M] under + sigma N(0, I) on the embeddings at ``positions`` (all at once, one
-    draw), members' inputs x [M, B, L]. The noise is the same for every member (common random
-    numbers) and equals draw 0 of ``tokenwise_flip_sensitivity(..., EmbeddingNoise(sigma),
-    positions=[list(positions)])``."""
+def embedding_noise_flips(model, x: torch.Tensor, sigma: float, key,
+                          positions: Sequence[int] = (0, 1)) -> torch.Tensor:
+    """Flip rate under + sigma N(0, I) on the embeddings at ``positions`` (all at once, one
+    draw) of inputs x [B, L]; a Stack with members' own inputs x [M, B, L] -> [M]. The noise is
+    the same for every member (common random numbers) and equals draw 0 of
+    ``tokenwise_flip_sensitivity(..., EmbeddingNoise(sigma), positions=[list(positions)])``."""
+    if is_stack(model):
+        return _per_member_inputs(embedding_noise_flips, model, x, sigma, key, positions)
     perturbation = EmbeddingNoise(sigma)
-    e = stack_method(stack, "embed", x, shared_input=False)  # [M, B, T, D]
+    e = model.embed(x)  # [B, T, D]
     pos = torch.tensor([list(positions)], dtype=torch.int64, device=e.device)  # one slot
     k = rng.derive(torch.as_tensor(key, dtype=torch.int64, device=e.device), perturbation.stream, 0)
-    delta = perturbation.delta(tuple(e.shape[1:]), pos, k, e.dtype, e.device)[:, 0]  # [B, T, D]
-    both = torch.cat([e, e + delta], dim=1)  # one forward: clean rows, then noisy rows
-    labels = _labels(stack_method(stack, "forward_embedded", both, shared_input=False))
-    B = x.shape[1]
-    return (labels[:, :B] != labels[:, B:]).float().mean(-1)
+    delta = perturbation.delta(tuple(e.shape), pos, k, e.dtype, e.device)[:, 0]  # [B, T, D]
+    both = torch.cat([e, e + delta])  # one forward: clean rows, then noisy rows
+    return _flip_rate(_labels(model.forward_embedded(both)), x.shape[0])
 
 
 @torch.no_grad()
-def token_replacement_flips_stack(stack, x: torch.Tensor, vocab_size: int, key,
-                                  positions: Sequence[int] = (0, 1)) -> torch.Tensor:
-    """Flip rate [M] when the tokens at ``positions`` are all replaced by uniform vocabulary
-    tokens (one draw; a draw may equal the original), members' inputs x [M, B, L]."""
+def token_replacement_flips(model, x: torch.Tensor, vocab_size: int, key,
+                            positions: Sequence[int] = (0, 1)) -> torch.Tensor:
+    """Flip rate when the tokens at ``positions`` of x [B, L] are all replaced by uniform
+    vocabulary tokens (one draw; a draw may equal the original); a Stack with members' own
+    inputs x [M, B, L] -> [M]."""
+    if is_stack(model):
+        return _per_member_inputs(token_replacement_flips, model, x, vocab_size, key, positions)
     perturbation = TokenReplacement(vocab_size)
     pos = torch.tensor([list(positions)], dtype=torch.int64, device=x.device)
     k = rng.derive(torch.as_tensor(key, dtype=torch.int64, device=x.device), perturbation.stream, 0)
-    noisy = vmap(lambda xm: perturbation.copies(xm, pos, k)[:, 0])(x)  # [M, B, L]
-    both = torch.cat([x, noisy], dim=1)
-    labels = _labels(stack.forward(both, shared_input=False))
-    B = x.shape[1]
-    return (labels[:, :B] != labels[:, B:]).float().mean(-1)
+    both = torch.cat([x, perturbation.copies(x, pos, k)[:, 0]])
+    return _flip_rate(_labels(model(both)), x.shape[0])

@@ -5,7 +5,8 @@ parameter norm or a large LayerNorm blow-up (inverse std of the LayerNorm inputs
 computed as in the reference code, from activations the model returns explicitly (never hooks:
 PyTorch's fused encoder path can skip LayerNorms, and hooks do not vmap).
 
-Each measure has a ``*_stack`` variant that runs all members of a ``Stack`` in one call.
+Each measure is written once, for one model, and takes a ``Stack`` in its place (``measure/lift.py``):
+then it returns one value per member ([M] tensors).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import torch
 from torch import nn
 
 from ..models.roles import parameter_roles, position_keys
+from ..train.members import AUTO
+from .lift import is_stack, over_stack, per_member
 
 LN_INPUTS = ("ln1_in", "ln2_in")
 
@@ -50,44 +53,35 @@ def blowup_from_acts(acts: dict, reduce: Literal["max", "mean"] = "max") -> dict
     return {"blowup": product.mean(), "per_ln": per_ln}
 
 
-def layernorm_blowup(model: nn.Module, x: torch.Tensor,
-                     reduce: Literal["max", "mean"] = "max") -> dict:
+def layernorm_blowup(model, x: torch.Tensor, reduce: Literal["max", "mean"] = "max",
+                     shared: bool | None = None, member_chunk=None) -> dict:
     """LayerNorm blow-up of Hahn & Rofin on inputs x [B, L].
 
     For the input of every LayerNorm (``*.ln1_in``, ``*.ln2_in``): per token 1/std over the
     hidden dim; in the last layer only the final (read-out) position; per example the max (or
     mean) over positions; the product over all LayerNorms; the mean over the batch.
     Returns {"blowup": scalar, "per_ln": {name: batch mean of that LayerNorm's factor}}.
+
+    ``model`` a Stack: every member, x [B, L] shared or [M, B, L] per member (``shared``
+    None: inferred from x's dims) -> [M] tensors; ``member_chunk`` is ``Stack.map``'s chunk
+    (None: the automatic rule).
+    The reduction runs inside the map, so only scalars (not every activation) leave it.
     """
     with torch.no_grad():
-        _, acts = model(x, acts=True)
-        return blowup_from_acts(acts, reduce)
-
-
-def layernorm_blowup_stack(stack, x: torch.Tensor, reduce: Literal["max", "mean"] = "max",
-                           shared: bool | None = None, member_chunk: int | None = None) -> dict:
-    """``layernorm_blowup`` of every member: x [B, L] shared or [M, B, L] -> [M] tensors."""
-    per_member = x.dim() == 3 if shared is None else not shared
-
-    def member(p, b, xx):
-        # Reduce inside the vmap, so only scalars (not every activation) leave it.
-        return blowup_from_acts(stack.apply(p, b, xx, acts=True)[1], reduce)
-
-    from ..train.members import AUTO
-
-    with torch.no_grad():
+        if not is_stack(model):
+            return blowup_from_acts(model(x, acts=True)[1], reduce)
+        per_member = x.dim() == 3 if shared is None else not shared
         shape = tuple(x.shape[1:] if per_member else x.shape)
-        return stack.map(member, stack.params, stack.buffers, x,
-                         in_dims=(0, 0, 0 if per_member else None),
-                         chunk=AUTO if member_chunk is None else member_chunk,
-                         peak_bytes=lambda: stack.forward_peak(shape, x.dtype))
+        return over_stack(layernorm_blowup, model, x, reduce, in_dims=(0 if per_member else None,
+                          None), chunk=AUTO if member_chunk is None else member_chunk,
+                          peak_bytes=lambda: model.forward_peak(shape, x.dtype))
 
 
 # -- parameter norm -----------------------------------------------------------------------------
 def _params_of(model_or_params) -> dict:
     if isinstance(model_or_params, nn.Module):
         return {n: p.detach() for n, p in model_or_params.named_parameters()}
-    return dict(model_or_params)
+    return dict(getattr(model_or_params, "params", model_or_params))  # a stack member: its params
 
 
 def _positions(owner, names) -> tuple:
@@ -99,21 +93,14 @@ def _positions(owner, names) -> tuple:
     return roles.position_embeddings if roles is not None else tuple(position_keys(names))
 
 
+@per_member
 def parameter_norm(model_or_params, exclude: Sequence[str] | None = None) -> torch.Tensor:
     """L2 norm over all parameters except names starting with a prefix in ``exclude``
-    (the positional embeddings by default, as in the paper). A module or a name->tensor dict."""
+    (the positional embeddings by default, as in the paper). A module or a name->tensor dict;
+    a Stack gives [M] (``over_stack(parameter_norm, stacked_params)`` for a dict of [M, ...])."""
     p = _params_of(model_or_params)
     skip = tuple(exclude) if exclude is not None else _positions(model_or_params, p)
     return torch.sqrt(sum(t.pow(2).sum() for n, t in p.items() if not n.startswith(skip)))
-
-
-def parameter_norm_stack(stack_or_params, exclude: Sequence[str] | None = None) -> torch.Tensor:
-    """``parameter_norm`` of every member, from a Stack or its [M, ...] params dict -> [M]."""
-    p = getattr(stack_or_params, "params", stack_or_params)
-    skip = tuple(exclude) if exclude is not None else _positions(stack_or_params, p)
-    # reshape, not flatten(1): a scalar parameter (a ViT's attention temperature) is [M] here
-    return torch.sqrt(sum(t.reshape(t.shape[0], -1).pow(2).sum(1) for n, t in p.items()
-                          if not n.startswith(skip)))
 
 
 # -- stable rank --------------------------------------------------------------------------------
@@ -127,27 +114,19 @@ def stable_rank(weight: torch.Tensor) -> torch.Tensor:
     return fro2 / torch.linalg.matrix_norm(weight, ord=2).pow(2)
 
 
+@per_member
 def stable_ranks(model_or_params, exclude: Sequence[str] = ()) -> dict[str, torch.Tensor]:
-    """Stable rank of every 2-D parameter (Linear weights, embedding tables): name -> scalar."""
+    """Stable rank of every 2-D parameter (Linear weights, embedding tables): name -> scalar
+    (a Stack: name -> [M])."""
     p = _params_of(model_or_params)
     return {n: stable_rank(t) for n, t in p.items()
             if t.dim() == 2 and not n.startswith(tuple(exclude))}
 
 
-def stable_ranks_stack(stack_or_params, exclude: Sequence[str] = ()) -> dict[str, torch.Tensor]:
-    """``stable_ranks`` of every member: name -> [M] (stable_rank is already batched)."""
-    p = getattr(stack_or_params, "params", stack_or_params)
-    return {n: stable_rank(t) for n, t in p.items()
-            if t.dim() == 3 and not n.startswith(tuple(exclude))}
-
-
 def _register() -> None:
     from ..registry import MEASURES
 
-    for fn, stacked in [(layernorm_blowup, layernorm_blowup_stack),
-                        (parameter_norm, parameter_norm_stack),
-                        (stable_ranks, stable_ranks_stack)]:
-        fn.stacked = stacked  # the vmapped variant, for generic runners
+    layernorm_blowup.lifts_stacks = True  # its stack branch is inside (inputs per member)
     MEASURES.add("layernorm_blowup", layernorm_blowup,
                  "product over LayerNorms of the max inverse std of their inputs (Hahn & Rofin)")
     MEASURES.add("parameter_norm", parameter_norm,

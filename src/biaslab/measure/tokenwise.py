@@ -54,6 +54,7 @@ from torch.func import functional_call, vmap
 
 from .. import rng
 from ..errors import InputError
+from .lift import MethodCall, is_stack
 from .sensitivity import default_predict
 
 TOKEN_STREAM = 0x70CE  # rng stream of TokenReplacement's tokens
@@ -179,26 +180,9 @@ Perturbation = Union[TokenReplacement, EmbeddingNoise, PatchNoise, ScatteredPixe
 
 
 # -- model access ----------------------------------------------------------------------------------
-def is_stack(obj) -> bool:
-    """Duck-typed so this module does not import the trainer."""
-    return all(hasattr(obj, a) for a in ("params", "buffers", "base", "forward", "members"))
-
-
-class _Method(nn.Module):
-    """Calls another method of a module through ``functional_call`` (which only calls forward)."""
-
-    def __init__(self, base: nn.Module, method: str):
-        super().__init__()
-        self.base = base
-        self.method = method
-
-    def forward(self, *args):
-        return getattr(self.base, self.method)(*args)
-
-
 def stack_method(stack, method: str, x: torch.Tensor, shared_input: bool = True) -> torch.Tensor:
     """``member.method(x)`` for every member of a stack, vmapped: [M, ...]."""
-    wrapper = _Method(stack.base, method)
+    wrapper = MethodCall(stack.base, method)
 
     def one(p, b, xx):
         return functional_call(wrapper, ({"base." + k: v for k, v in p.items()},

@@ -22,7 +22,7 @@ from torch.func import functional_call, vmap
 
 from .. import rng
 from ..errors import InputError
-from .tokenwise import is_stack
+from .lift import is_stack
 
 WEIGHT_NOISE_STREAM = 0x3E16
 

@@ -18,7 +18,7 @@ from ..experiments.outcomes import member_outcomes, train_metrics
 from ..experiments.hahn_rofin.protocol import (NOISE_STREAM, MeasureSpec, blowup_of, forward_measures,
                                     measurement_batches)
 from ..measure.landscape import perturbation_sharpness_stack
-from ..measure.norms import parameter_norm_stack
+from ..measure.norms import parameter_norm
 from ..tasks import make_task
 from ..train import Stack, TrainConfig, train
 from ..train.losses import get_loss
@@ -92,7 +92,7 @@ def measure_stack(stack: Stack, loss: str, m: MeasureSpec, measures: set, task_p
             same_noise=m.same_noise, shared=False, chunk=m.draw_chunk,
             member_chunk=m.member_chunk, clean=clean)
     if "param_norm" in measures:
-        out["param_norm"] = parameter_norm_stack(stack)
+        out["param_norm"] = parameter_norm(stack)
     if "sensitivity" in measures:
         from ..measure.sensitivity import average_sensitivity
 

@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import Field
 
 from ...execute.plan import shared_config
-from ...measure.norms import parameter_norm_stack
+from ...measure.norms import parameter_norm
 from ...tasks import make_task
 from ...train import Stack, TrainConfig, train
 from .. import rules
@@ -116,7 +116,7 @@ def fit_measure_with_init(plans, device, progress=False):
     cfg, model = TrainConfig(**c0["train"]), ModelChoice(**c0["model"])
     stack = Stack(model.name, model.params, make_task(c0["target"], {"n": c0["n"]}),
                   members_of(plans), device)
-    init = [float(v) for v in parameter_norm_stack(stack).detach().cpu()]
+    init = [float(v) for v in parameter_norm(stack).detach().cpu()]
     result = train(stack, cfg, progress=progress)
     met = measure_members(stack, cfg.loss, MeasureSpec(**c0["measure"]), c0["keep_mse"])
     met["init_norm"] = init

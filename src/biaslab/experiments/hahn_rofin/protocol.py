@@ -31,7 +31,7 @@ from ... import rng
 from ...errors import InputError
 from ...execute.plan import shared_config
 from ...measure.landscape import perturbation_sharpness_stack
-from ...measure.norms import blowup_from_acts, layernorm_blowup_stack, parameter_norm_stack
+from ...measure.norms import blowup_from_acts, layernorm_blowup, parameter_norm
 from ...tasks import make_task
 from ...train import Stack, TrainConfig, train
 from ...train.losses import get_loss
@@ -148,7 +148,7 @@ def blowup_of(stack: Stack, batches, member_chunk=None) -> torch.Tensor:
     """LayerNorm blow-up of every member averaged over the batches, [M]; nan without LayerNorm."""
     if not stack.roles.layer_norms:  # a model without LayerNorm has no blow-up
         return torch.full((stack.M,), float("nan"))
-    vals = [layernorm_blowup_stack(stack, x, member_chunk=member_chunk)["blowup"]
+    vals = [layernorm_blowup(stack, x, member_chunk=member_chunk)["blowup"]
             for x, _ in batches]
     return torch.stack(vals).mean(0)
 
@@ -172,7 +172,7 @@ def measure_members(stack: Stack, loss: str, m: MeasureSpec, keep_mse: float) ->
         "sharpness": sharp,
         "sharpness_x4": 4 * sharp,
         "blowup": ev.pop("blowup"),
-        "param_norm": parameter_norm_stack(stack),
+        "param_norm": parameter_norm(stack),
         **ev,
     }
     out["converged"] = (ev["eval_mse"] < keep_mse).float()

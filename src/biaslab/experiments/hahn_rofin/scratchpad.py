@@ -30,7 +30,7 @@ import torch
 from pydantic import Field
 
 from ...execute.plan import shared_config
-from ...measure.norms import parameter_norm_stack
+from ...measure.norms import parameter_norm
 from ...tasks import make_task
 from ...tasks.prefix_parity import BOS
 from ...train import Stack, TrainConfig, train
@@ -188,7 +188,7 @@ class Scratchpad(Experiment):
         greedy = torch.stack([greedy_accuracy(stack, x, y)
                               for x, y in batches[:c0["greedy_batches"]]]).mean(0)
         blow = seq2seq_blowups(stack, batches, m.member_chunk)
-        norm = parameter_norm_stack(stack)
+        norm = parameter_norm(stack)
         seconds = time.perf_counter() - t0
 
         def member(i):

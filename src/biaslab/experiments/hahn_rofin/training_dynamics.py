@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 from torch.func import vmap
 
 from ...execute.plan import shared_config
-from ...measure.norms import parameter_norm_stack
+from ...measure.norms import parameter_norm
 from ...tasks import make_task
 from ...train import Stack, TrainConfig, train
 from ...train.losses import get_loss
@@ -135,7 +135,7 @@ class TrainingDynamics(Experiment):
             # Reseeded at every probe: fresh noise, keyed by the probe's step.
             logs["sharpness_x4"][step] = (4 * sharpness_of(stack, cfg.loss, fixed, pm, step)).cpu().tolist()
             logs["blowup"][step] = blowup_of(stack, fixed, pm.member_chunk).cpu().tolist()
-            logs["norm_sq"][step] = parameter_norm_stack(stack).pow(2).cpu().tolist()
+            logs["norm_sq"][step] = parameter_norm(stack).pow(2).cpu().tolist()
 
         result = train(stack, cfg, progress=progress, probe=probe)
         seconds = time.perf_counter() - t0

@@ -30,10 +30,11 @@ from torch.func import vmap
 from ... import rng
 from ...errors import InputError
 from ...execute.plan import shared_config
-from ...measure.grokking import (embedding_noise_flips_stack, fourier_share,
-                                 token_replacement_flips_stack)
+from ...measure.grokking import (embedding_noise_flips, fourier_share,
+                                 token_replacement_flips)
 from ...measure.landscape import perturbation_sharpness_stack
-from ...measure.norms import parameter_norm_stack
+from ...measure.lift import over_stack
+from ...measure.norms import parameter_norm
 from ...measure.tokenwise import supports_embedding
 from ...models import build_model
 from ...tasks import make_task
@@ -216,14 +217,14 @@ class Recorder:
         # claims' numbers come from); "sensitivity_one_token": the paper's definition, a or b
         # alone, averaged over the two (independent draws per position)
         if spec.sensitivity_kind == "embedding":
-            flips = partial(embedding_noise_flips_stack, stack, self.x_train, spec.noise_std)
+            flips = partial(embedding_noise_flips, stack, self.x_train, spec.noise_std)
         else:
-            flips = partial(token_replacement_flips_stack, stack, self.x_train,
+            flips = partial(token_replacement_flips, stack, self.x_train,
                             stack.task.vocab_size)
         sens = flips(key)
         one = (flips(rng.derive(key, 1), positions=(0,)) +
                flips(rng.derive(key, 2), positions=(1,))) / 2
-        wnorm = parameter_norm_stack(stack.params, exclude=())
+        wnorm = over_stack(parameter_norm, stack.params, exclude=())
         if self.n_probes % spec.sharpness_every == 0:
             sharp = perturbation_sharpness_stack(
                 stack, "ce", (self.x_train, self.y_train), sigma=spec.sharpness_sigma,

@@ -16,7 +16,7 @@ from ... import rng
 from ...execute.plan import shared_config
 from ...measure import anchor as A
 from ...measure.landscape import perturbation_sharpness
-from ...measure.norms import stable_ranks_stack
+from ...measure.norms import stable_ranks
 from ...measure.tokenwise import tokenwise_sensitivity
 from .. import rules
 from ..base import Experiment, Verdict, register_claim, register_experiment
@@ -80,29 +80,29 @@ class AnchorMechanisms(Experiment):
         task, _ = stack.task, stack.M
         p = task.params
         # Complexity (Fig 5, D.3): stable ranks, condensation of W_Q(1), embedding order.
-        ranks = stable_ranks_stack(stack)
-        cond = A.query_condensation_stack(stack)  # signed cos > 0.7, as Fig 5a,b (issue 22)
-        cond_abs = A.query_condensation_stack(stack, signed=False)  # issue 10's |cos| reading
+        ranks = stable_ranks(stack)
+        cond = A.query_condensation(stack)  # signed cos > 0.7, as Fig 5a,b (issue 22)
+        cond_abs = A.query_condensation(stack, signed=False)  # issue 10's |cos| reading
         wq = stack.params[stack.roles.query(0)]
         u = wq / wq.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         qcos = u @ u.transpose(-1, -2)  # [M, rows, rows]: Fig 5a,b
-        order = A.embedding_order_stack(stack)
+        order = A.embedding_order(stack)
         items = A.item_tokens(task, stack.device)
         embed = stack.roles.token_embedding
         e = stack.params[embed][:, items]
         e = e - e.mean(-2, keepdim=True)
         uu, ss, _ = torch.linalg.svd(e, full_matrices=False)
         pca = uu[..., :2] * ss[..., None, :2]  # [M, items, 2]: Fig 5c,d (PCA for t-SNE)
-        em_used = A.used_embedding_stable_rank_stack(stack)  # rows of anchors and items only
+        em_used = A.used_embedding_stable_rank(stack)  # rows of anchors and items only
         # Fused vectors (Fig 4): keys item_min+10..+20 (30..40), the pairs trained to their
         # composition, so a sequence's value is both its target and its composite value.
         clean = [f"{a},{b}" for a, b in task.train_pairs if f"{a},{b}" not in p.perturbed]
         probe = A.probe_sequences(task, range(p.item_min + 10, p.item_min + 21), clean,
                                   device=stack.device)
-        fused = A.fused_similarity_stack(stack, probe)  # raw cosines (the old columns)
-        fc = A.fused_similarity_stack(stack, probe, center=True)  # issue 10: centred, mirrors apart
+        fused = A.fused_similarity(stack, task, probe)  # raw cosines (the old columns)
+        fc = A.fused_similarity(stack, task, probe, center=True)  # issue 10: centred, mirrors apart
         # Attention flow (Fig 3): key = the largest item (99), pair (4,3).
-        flow = A.attention_flow_stack(stack, A.probe_sequences(task, [p.item_max], [HELDOUT],
+        flow = A.attention_flow(stack, A.probe_sequences(task, [p.item_max], [HELDOUT],
                                                                device=stack.device))
         # Cross-paper: sharpness and token-wise sensitivity on training-distribution inputs.
         key = rng.key_of(MEASURE_SEED, stack.device)

@@ -115,7 +115,7 @@ class ComplexityAlongTraining:
     def __call__(self, stack):
         def probe(step: int) -> None:
             wq = stack.params[stack.roles.query(0)]
-            values = {"sr_wq1": A.stable_rank(wq), "sr_wem_used": A.used_embedding_stable_rank_stack(stack),
+            values = {"sr_wq1": A.stable_rank(wq), "sr_wem_used": A.used_embedding_stable_rank(stack),
                       "cond_wq1": A.condensation(wq)}
             for name, v in values.items():
                 for i, x in enumerate(v.tolist()):
@@ -130,8 +130,8 @@ def solution_metrics(stack, result, batch: int) -> tuple[list[dict], torch.Tenso
     ("generalization on data"). Returns the metric dicts and the histograms [M, 33].
     """
     key = rng.key_of(MEASURE_SEED, stack.device)
-    ho = A.heldout_accuracy_stack(stack, key, pair=HELDOUT, batch=batch)
-    seen = A.seen_accuracy_stack(stack, key, batch=batch)
+    ho = A.heldout_accuracy(stack, stack.task, key, pair=HELDOUT, batch=batch)
+    seen = A.seen_accuracy(stack, stack.task, key, batch=batch)
     last = result.history[-1]
     rows = []
     for i in range(stack.M):
