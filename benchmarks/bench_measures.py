@@ -18,8 +18,7 @@ import time
 import torch
 
 from biaslab import rng
-from biaslab.measure.landscape import (hessian_trace, hessian_trace_stack, perturbation_sharpness,
-                                       perturbation_sharpness_stack)
+from biaslab.measure.landscape import hessian_trace, perturbation_sharpness
 from biaslab.measure.norms import layernorm_blowup
 from biaslab.tasks import make_task
 from biaslab.train import Member, Stack
@@ -85,13 +84,13 @@ def main(argv=None):
 
     cases = {
         "perturbation_sharpness": (
-            lambda: perturbation_sharpness_stack(stack, mse, (xs, ys), draws=args.draws, key=0,
-                                                 member_chunk=args.member_chunk),
+            lambda: perturbation_sharpness(stack, mse, (xs, ys), draws=args.draws, key=0,
+                                           member_chunk=args.member_chunk),
             lambda: torch.stack([perturbation_sharpness(m, mse, (xs[i], ys[i]), draws=args.draws,
                                                         key=0) for i, m in enumerate(mods)])),
         "hessian_trace": (
-            lambda: hessian_trace_stack(stack, mse, (xs, ys), probes=args.probes, key=0, chunk=pc,
-                                        member_chunk=args.member_chunk),
+            lambda: hessian_trace(stack, mse, (xs, ys), probes=args.probes, key=0, chunk=pc,
+                                  member_chunk=args.member_chunk),
             lambda: torch.stack([hessian_trace(m, mse, (xs[i], ys[i]), probes=args.probes, key=0,
                                                chunk=pc) for i, m in enumerate(mods)])),
         "layernorm_blowup": (

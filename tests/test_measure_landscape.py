@@ -307,7 +307,7 @@ def test_stacked_equal_per_member(stack, task, batch):
     per = [(xs[i], ys[i]) for i in range(stack.M)]
     mods = members(stack)
 
-    s = L.perturbation_sharpness_stack(stack, mse, [(xs, ys), batch], key=2, label_scale=4)
+    s = L.perturbation_sharpness(stack, mse, [(xs, ys), batch], key=2, label_scale=4)
     ref = [L.perturbation_sharpness(m, mse, [per[i], batch], key=2, label_scale=4)
            for i, m in enumerate(mods)]
     assert s.shape == (3,)
@@ -315,29 +315,29 @@ def test_stacked_equal_per_member(stack, task, batch):
 
     # An [M] key tensor gives each member its own noise.
     mk = torch.tensor([4, 5, 6])
-    s = L.perturbation_sharpness_stack(stack, mse, batch, key=mk)
+    s = L.perturbation_sharpness(stack, mse, batch, key=mk)
     torch.testing.assert_close(
         s, torch.stack([L.perturbation_sharpness(m, mse, batch, key=int(mk[i]))
                         for i, m in enumerate(mods)]))
 
-    t = L.hessian_trace_stack(stack, mse, (xs, ys), probes=8, key=3)
+    t = L.hessian_trace(stack, mse, (xs, ys), probes=8, key=3)
     torch.testing.assert_close(
         t, torch.stack([L.hessian_trace(m, mse, per[i], probes=8, key=3)
                         for i, m in enumerate(mods)]))
 
-    e = L.hessian_top_eigenvalues_stack(stack, mse, batch, k=2, iters=10, key=1)
+    e = L.hessian_top_eigenvalues(stack, mse, batch, k=2, iters=10, key=1)
     assert e.shape == (3, 2)
     torch.testing.assert_close(
         e, torch.stack([L.hessian_top_eigenvalues(m, mse, batch, k=2, iters=10, key=1)
                         for m in mods]))
 
     alphas = torch.linspace(-0.5, 0.5, 5)
-    sl = L.loss_slice_stack(stack, mse, batch, alphas, key=8)
+    sl = L.loss_slice(stack, mse, batch, alphas, key=8)
     torch.testing.assert_close(
         sl, torch.stack([L.loss_slice(m, mse, batch, alphas, key=8) for m in mods]))
 
     v = {n: torch.ones_like(p) for n, p in stack.params.items() if "ff" in n}
-    hv = L.hvp_stack(stack, mse, batch, v)
+    hv = L.hvp(stack, mse, batch, v)
     for i, m in enumerate(mods):
         one = L.hvp(m, mse, batch, {n: t[i] for n, t in v.items()})
         for n in v:
@@ -350,4 +350,4 @@ def test_registered():
     for name in ["perturbation_sharpness", "hessian_trace", "hessian_top_eigenvalues",
                  "loss_slice"]:
         assert name in MEASURES
-        assert MEASURES.get(name).stacked is not None
+        assert MEASURES.get(name).lifts_stacks

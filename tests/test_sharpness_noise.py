@@ -45,9 +45,9 @@ def test_noise_drawn_once_for_the_stack_equals_each_member_drawing_it(member_chu
     batches = [torch.vmap(lambda s, k: task.sample(s, k, 16))(stack.task_states, rng.derive(keys, b))
                for b in range(2)]
     opts = dict(draws=3, chunk=draw_chunk, member_chunk=member_chunk)
-    once = L.perturbation_sharpness_stack(stack, "mse", batches, key=7, **opts)  # a scalar key
-    own = L.perturbation_sharpness_stack(stack, "mse", batches, key=torch.full((3,), 7), **opts)
+    once = L.perturbation_sharpness(stack, "mse", batches, key=7, **opts)  # a scalar key
+    own = L.perturbation_sharpness(stack, "mse", batches, key=torch.full((3,), 7), **opts)
     assert torch.equal(once, own)
-    other = L.perturbation_sharpness_stack(stack, "mse", batches, key=torch.tensor([7, 8, 7]),
-                                           **opts)
+    other = L.perturbation_sharpness(stack, "mse", batches, key=torch.tensor([7, 8, 7]),
+                                     **opts)
     assert torch.equal(other[[0, 2]], once[[0, 2]]) and other[1] != once[1]

@@ -148,8 +148,8 @@ def test_sharpness_with_given_clean_losses_equals_recomputing_them():
                for b in range(2)]
     clean = torch.stack([torch.stack([(stack.member(i)(x[i]) - y[i]).pow(2).mean() for x, y in batches])
                          for i in range(3)])
-    a = L.perturbation_sharpness_stack(stack, "mse", batches, key=1)
-    b = L.perturbation_sharpness_stack(stack, "mse", batches, key=1, clean=clean)
+    a = L.perturbation_sharpness(stack, "mse", batches, key=1)
+    b = L.perturbation_sharpness(stack, "mse", batches, key=1, clean=clean)
     torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
 
 

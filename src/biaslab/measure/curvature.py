@@ -1,6 +1,7 @@
 """Curvature of the loss landscape: Hessian-vector products (forward-over-reverse), the
 Hutchinson trace, Lanczos top eigenvalues, and 1-D loss slices. Conventions (member functions,
-stacked variants through ``Stack.map``, keys, batches) as in ``landscape.py``."""
+a Stack in place of the model lifted by ``lift.over_stack``, keys, batches) as in
+``landscape.py``."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from .. import rng
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
+from .lift import is_stack, over_stack
 from .param_tools import (as_key, as_loss_fn, batch_dim, chunk_rule, flatten_tree, included_names,
                           module_fn, name_salt, params_device, rademacher, stack_keys,
                           unflatten_tree)
@@ -71,26 +73,18 @@ def _hvp(f, theta, v):
     return jvp(grad(f), (theta,), (v,))[1]
 
 
-def hvp(model: nn.Module, loss_fn, batch: Batch, v: dict) -> dict:
+def hvp(model: nn.Module, loss_fn, batch: Batch, v: dict, shared: bool | None = None,
+        member_chunk: int | None = None) -> dict:
     """H v for the Hessian of the batch loss w.r.t. the parameters named in ``v`` (a dict
-    name -> tensor shaped like the parameter; the others are held fixed). Returns a dict."""
+    name -> tensor shaped like the parameter; the others are held fixed). Returns a dict.
+    A Stack: ``v`` holds [M, ...] tensors; returns a dict of [M, ...]."""
+    if is_stack(model):
+        return over_stack(hvp, model, loss_fn, tuple(batch), v,
+                          in_dims=(None, batch_dim(tuple(batch), shared), 0),
+                          chunk=chunk_rule(member_chunk))
     apply, params, buffers = module_fn(model)
     f, theta = _restricted_loss(apply, as_loss_fn(loss_fn), params, buffers, batch, list(v))
     return _hvp(f, theta, {n: v[n] for n in theta})
-
-
-def hvp_stack(stack, loss_fn, batch: Batch, v: dict, shared: bool | None = None,
-              member_chunk: int | None = None) -> dict:
-    """``hvp`` of every member: ``v`` holds [M, ...] tensors; returns a dict of [M, ...]."""
-    loss = as_loss_fn(loss_fn)
-    bd = batch_dim(tuple(batch), shared)
-
-    def member(p, b, bt, vv):
-        f, theta = _restricted_loss(stack.apply, loss, p, b, bt, list(vv))
-        return _hvp(f, theta, vv)
-
-    return stack.map(member, stack.params, stack.buffers, tuple(batch), v, in_dims=(0, 0, bd, 0),
-                     chunk=chunk_rule(member_chunk))
 
 
 # -- Hutchinson trace ---------------------------------------------------------------------------
@@ -109,38 +103,28 @@ def _trace_member(apply, loss_fn, params, buffers, batch, key, names, probes, ch
 
 def hessian_trace(model: nn.Module, loss_fn, batch: Batch, probes: int = 100, key=None,
                   exclude: Sequence[str] = (), chunk: int | None = 16,
-                  return_samples: bool = False) -> torch.Tensor:
+                  return_samples: bool = False, shared: bool | None = None,
+                  member_chunk: int | None = None) -> torch.Tensor:
     """Hutchinson estimate of tr(H) of the batch loss, H over all parameters except ``exclude``
     (pass the model's ``parameter_roles(...).position_embeddings`` to match the parameters
     perturbation sharpness perturbs).
 
     Rademacher probes minimise the estimator's variance, 2 (||H||_F^2 - sum_i H_ii^2) / probes.
     ``return_samples`` gives the [probes] values z^T H z (for a standard error) instead.
+    A Stack: every member -> [M] (or [M, probes]); a scalar key is shared by the members.
     """
+    if is_stack(model):
+        s = over_stack(hessian_trace, model, loss_fn, tuple(batch), probes, stack_keys(model, key),
+                       exclude, chunk, True, in_dims=(None, batch_dim(tuple(batch), shared), None,
+                                                      0, None, None, None),
+                       chunk=chunk_rule(member_chunk))
+        return s if return_samples else s.mean(-1)
     apply, params, buffers = module_fn(model)
     k = as_key(key, params_device(params))
     with torch.no_grad():
         s = _trace_member(apply, as_loss_fn(loss_fn), params, buffers, tuple(batch), k,
                           included_names(params, exclude), probes, chunk)
     return s if return_samples else s.mean()
-
-
-def hessian_trace_stack(stack, loss_fn, batch: Batch, probes: int = 100, key=None,
-                        exclude: Sequence[str] = (), chunk: int | None = 16,
-                        return_samples: bool = False, shared: bool | None = None,
-                        member_chunk: int | None = None) -> torch.Tensor:
-    """``hessian_trace`` of every member in one vmapped call -> [M] (or [M, probes])."""
-    loss = as_loss_fn(loss_fn)
-    names = included_names(stack.params, exclude)
-    bd = batch_dim(tuple(batch), shared)
-
-    def member(p, b, bt, k):
-        return _trace_member(stack.apply, loss, p, b, bt, k, names, probes, chunk)
-
-    with torch.no_grad():
-        s = stack.map(member, stack.params, stack.buffers, tuple(batch), stack_keys(stack, key),
-                      in_dims=(0, 0, bd, 0), chunk=chunk_rule(member_chunk))
-    return s if return_samples else s.mean(-1)
 
 
 # -- Lanczos top eigenvalues --------------------------------------------------------------------
@@ -191,34 +175,24 @@ def _lanczos_member(apply, loss_fn, params, buffers, batch, key, names, k, iters
 
 
 def hessian_top_eigenvalues(model: nn.Module, loss_fn, batch: Batch, k: int = 1, iters: int = 32,
-                            key=None, exclude: Sequence[str] = ()) -> torch.Tensor:
+                            key=None, exclude: Sequence[str] = (), shared: bool | None = None,
+                            member_chunk: int | None = None) -> torch.Tensor:
     """The k largest (algebraic) eigenvalues of the batch-loss Hessian, descending, [k].
 
     Lanczos with ``iters`` Hessian-vector products (clipped to the parameter count). Extremal
     eigenvalues converge first; raise ``iters`` when the top of the spectrum is clustered.
+    A Stack: every member -> [M, k].
     """
+    if is_stack(model):
+        return over_stack(hessian_top_eigenvalues, model, loss_fn, tuple(batch), k, iters,
+                          stack_keys(model, key), exclude,
+                          in_dims=(None, batch_dim(tuple(batch), shared), None, None, 0, None),
+                          chunk=chunk_rule(member_chunk))
     apply, params, buffers = module_fn(model)
     kk = as_key(key, params_device(params))
     with torch.no_grad():
         return _lanczos_member(apply, as_loss_fn(loss_fn), params, buffers, tuple(batch), kk,
                                included_names(params, exclude), k, iters)
-
-
-def hessian_top_eigenvalues_stack(stack, loss_fn, batch: Batch, k: int = 1, iters: int = 32,
-                                  key=None, exclude: Sequence[str] = (),
-                                  shared: bool | None = None,
-                                  member_chunk: int | None = None) -> torch.Tensor:
-    """``hessian_top_eigenvalues`` of every member in one vmapped call -> [M, k]."""
-    loss = as_loss_fn(loss_fn)
-    names = included_names(stack.params, exclude)
-    bd = batch_dim(tuple(batch), shared)
-
-    def member(p, b, bt, kk):
-        return _lanczos_member(stack.apply, loss, p, b, bt, kk, names, k, iters)
-
-    with torch.no_grad():
-        return stack.map(member, stack.params, stack.buffers, tuple(batch),
-                         stack_keys(stack, key), in_dims=(0, 0, bd, 0), chunk=chunk_rule(member_chunk))
 
 
 # -- 1-D loss slices ----------------------------------------------------------------------------
@@ -264,8 +238,15 @@ def _slice_member(apply, loss_fn, params, buffers, batch, key, alphas, names, fi
 
 def loss_slice(model: nn.Module, loss_fn, batch: Batch, alphas, key=None,
                filter_normalize: bool = True, exclude: Sequence[str] = (),
-               chunk: int | None = None) -> torch.Tensor:
-    """Loss along theta + alpha d for a random (filter-normalised) direction d -> [len(alphas)]."""
+               chunk: int | None = None, shared: bool | None = None,
+               member_chunk: int | None = None) -> torch.Tensor:
+    """Loss along theta + alpha d for a random (filter-normalised) direction d -> [len(alphas)];
+    a Stack: every member -> [M, len(alphas)]."""
+    if is_stack(model):
+        return over_stack(loss_slice, model, loss_fn, tuple(batch), alphas, stack_keys(model, key),
+                          filter_normalize, exclude, chunk,
+                          in_dims=(None, batch_dim(tuple(batch), shared), None, 0, None, None, None),
+                          chunk=chunk_rule(member_chunk))
     apply, params, buffers = module_fn(model)
     dev = params_device(params)
     dtype = next(iter(params.values())).dtype
@@ -273,21 +254,3 @@ def loss_slice(model: nn.Module, loss_fn, batch: Batch, alphas, key=None,
     with torch.no_grad():
         return _slice_member(apply, as_loss_fn(loss_fn), params, buffers, tuple(batch), as_key(key, dev),
                              a, included_names(params, exclude), filter_normalize, chunk)
-
-
-def loss_slice_stack(stack, loss_fn, batch: Batch, alphas, key=None, filter_normalize: bool = True,
-                     exclude: Sequence[str] = (), shared: bool | None = None,
-                     chunk: int | None = None, member_chunk: int | None = None) -> torch.Tensor:
-    """``loss_slice`` of every member in one vmapped call -> [M, len(alphas)]."""
-    loss = as_loss_fn(loss_fn)
-    names = included_names(stack.params, exclude)
-    dtype = next(iter(stack.params.values())).dtype
-    a = torch.as_tensor(alphas, dtype=dtype, device=stack.device)
-    bd = batch_dim(tuple(batch), shared)
-
-    def member(p, b, bt, k):
-        return _slice_member(stack.apply, loss, p, b, bt, k, a, names, filter_normalize, chunk)
-
-    with torch.no_grad():
-        return stack.map(member, stack.params, stack.buffers, tuple(batch),
-                         stack_keys(stack, key), in_dims=(0, 0, bd, 0), chunk=chunk_rule(member_chunk))

@@ -6,14 +6,17 @@ and run two ways:
 
 * on one plain ``nn.Module`` -- its parameters are pulled out into a dict and the forward runs
   through ``torch.func.functional_call``;
-* on a ``Stack`` -- the same member function is mapped over the M members in ONE call
-  (``*_stack`` variants, through ``Stack.map``), returning [M] (or [M, k]) tensors.
+* on a ``Stack``, passed in place of the model -- the same member function is mapped over the
+  M members in ONE call (``lift.over_stack``, through ``Stack.map``), returning [M] (or
+  [M, k]) tensors. Perturbation sharpness keeps a batched stack branch inside itself: with a
+  scalar key it draws the shared noise once for the whole stack (bit-identical to, and faster
+  than, a per-member map; tests/test_sharpness_noise.py).
 
 Randomness comes from :mod:`biaslab.rng` (counter-based, vmappable): the noise of parameter
 ``name`` is keyed by (key, draw, crc32(name)), so it does not depend on which other parameters
 are included, on the number of members, or on the device. A stacked call with a scalar key gives
 every member the same noise (common random numbers, as the other stacked measures do): member i
-of ``f_stack(stack, ..., key=k)`` equals ``f(stack.member(i), ..., key=k)``. Pass an [M] key
+of ``f(stack, ..., key=k)`` equals ``f(stack.member(i), ..., key=k)``. Pass an [M] key
 tensor to give members their own noise.
 
 Conventions: ``loss_fn(outputs, targets) -> scalar`` (a ``biaslab.train.losses`` name or
@@ -34,6 +37,7 @@ from torch import nn
 from torch.func import vmap
 
 from .. import rng
+from .lift import is_stack
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -171,7 +175,8 @@ def _batch_key(key: torch.Tensor, b: int, same_noise: bool) -> torch.Tensor:
 def perturbation_sharpness(model: nn.Module, loss_fn, batch, sigma: float = 0.02,
                            draws: int = 10, key=None, label_scale: float = 1.0,
                            exclude: Sequence[str] | None = None, same_noise: bool = False,
-                           chunk: int | None = None) -> torch.Tensor:
+                           chunk: int | None = None, shared: bool | None = None,
+                           member_chunk=None, clean: torch.Tensor | None = None) -> torch.Tensor:
     """Hahn & Rofin's sharpness: mean_r L(theta + eps_r) - L(theta), eps_r ~ N(0, sigma^2 I).
 
     Every parameter is perturbed except those whose name starts with a prefix in ``exclude``
@@ -180,8 +185,12 @@ def perturbation_sharpness(model: nn.Module, loss_fn, batch, sigma: float = 0.02
     (``same_noise=True`` reuses one set of draws for every batch, the reference code's quirk).
     ``label_scale`` multiplies the result: 4.0 turns MSE on {0,1} targets into MSE on {-1,+1}
     labels, the paper's plotted scale. Near a minimum the expectation is sigma^2/2 tr(H) over
-    the perturbed parameters. Returns a scalar.
+    the perturbed parameters. Returns a scalar; a Stack: every member -> [M] (see
+    ``_stack_sharpness`` for ``shared``, ``member_chunk`` and ``clean``).
     """
+    if is_stack(model):
+        return _stack_sharpness(model, loss_fn, batch, sigma, draws, key, label_scale, exclude,
+                                same_noise, shared, chunk, member_chunk, clean)
     apply, params, buffers = module_fn(model)
     k = as_key(key, params_device(params))
     names = included_names(params, exclusions(model, exclude))
@@ -217,12 +226,8 @@ def _draw_chunk(chunk, device: torch.device, draws: int, forward_peak) -> int | 
                          backward=False)
 
 
-def perturbation_sharpness_stack(stack, loss_fn, batches, sigma: float = 0.02, draws: int = 10,
-                                 key=None, label_scale: float = 1.0,
-                                 exclude: Sequence[str] | None = None,
-                                 same_noise: bool = False, shared: bool | None = None,
-                                 chunk: int | None = None, member_chunk=None,
-                                 clean: torch.Tensor | None = None) -> torch.Tensor:
+def _stack_sharpness(stack, loss_fn, batches, sigma, draws, key, label_scale, exclude, same_noise,
+                     shared, chunk, member_chunk, clean) -> torch.Tensor:
     """``perturbation_sharpness`` of every member of ``stack`` -> [M] (``Stack.map``;
     ``member_chunk`` and ``chunk`` None = the automatic chunking rule over members and over
     draws). ``clean`` [M, len(batches)]: the members' clean losses on the batches, when the
@@ -231,7 +236,8 @@ def perturbation_sharpness_stack(stack, loss_fn, batches, sigma: float = 0.02, d
     The noise of a batch is drawn once for all perturbed parameters (``flat_normal``): once for
     the whole stack when the key is a scalar (common random numbers), else inside each member's
     call from its own key. The members are mapped once per batch, so that shared noise is one
-    [draws, P] tensor at a time.
+    [draws, P] tensor at a time. This batching (one draw of the noise for all members) is
+    what a per-member ``over_stack`` cannot express, so it is the measure's stack branch.
     """
     bs = as_batches(batches)
     names = included_names(stack.params, exclusions(stack, exclude))
@@ -269,18 +275,14 @@ def perturbation_sharpness_stack(stack, loss_fn, batches, sigma: float = 0.02, d
 # The curvature measures live in curvature.py; re-exported so ``measure.landscape`` stays the
 # one name for the whole family.
 from .curvature import (composite_layer_norm, random_direction, hessian_top_eigenvalues,  # noqa: E402,F401
-                        hessian_top_eigenvalues_stack, hessian_trace, hessian_trace_stack, hvp,
-                        hvp_stack, loss_slice, loss_slice_stack)  # noqa: F401
+                        hessian_trace, hvp, loss_slice)  # noqa: F401
 
 
 def _register() -> None:
     from ..registry import MEASURES
 
-    for fn, stacked in [(perturbation_sharpness, perturbation_sharpness_stack),
-                        (hessian_trace, hessian_trace_stack),
-                        (hessian_top_eigenvalues, hessian_top_eigenvalues_stack),
-                        (loss_slice, loss_slice_stack)]:
-        fn.stacked = stacked  # the vmapped variant, for generic runners
+    for fn in (perturbation_sharpness, hessian_trace, hessian_top_eigenvalues, loss_slice):
+        fn.lifts_stacks = True  # takes a Stack in place of the model
     MEASURES.add("perturbation_sharpness", perturbation_sharpness,
                  "mean loss increase under N(0, sigma^2) weight noise (Hahn & Rofin sharpness)")
     MEASURES.add("hessian_trace", hessian_trace,

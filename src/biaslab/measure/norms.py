@@ -114,19 +114,21 @@ def stable_rank(weight: torch.Tensor) -> torch.Tensor:
     return fro2 / torch.linalg.matrix_norm(weight, ord=2).pow(2)
 
 
-@per_member
 def stable_ranks(model_or_params, exclude: Sequence[str] = ()) -> dict[str, torch.Tensor]:
-    """Stable rank of every 2-D parameter (Linear weights, embedding tables): name -> scalar
-    (a Stack: name -> [M])."""
+    """Stable rank of every 2-D parameter (Linear weights, embedding tables): name -> scalar.
+    A Stack: name -> [M], ``stable_rank`` batched over the members' [M, ...] weights (one
+    batched SVD: a per-member map would round differently)."""
+    lead = 1 if is_stack(model_or_params) else 0
     p = _params_of(model_or_params)
     return {n: stable_rank(t) for n, t in p.items()
-            if t.dim() == 2 and not n.startswith(tuple(exclude))}
+            if t.dim() == 2 + lead and not n.startswith(tuple(exclude))}
 
 
 def _register() -> None:
     from ..registry import MEASURES
 
-    layernorm_blowup.lifts_stacks = True  # its stack branch is inside (inputs per member)
+    layernorm_blowup.lifts_stacks = True  # stack branches inside (inputs per member; batched SVD)
+    stable_ranks.lifts_stacks = True
     MEASURES.add("layernorm_blowup", layernorm_blowup,
                  "product over LayerNorms of the max inverse std of their inputs (Hahn & Rofin)")
     MEASURES.add("parameter_norm", parameter_norm,

@@ -28,7 +28,10 @@ def as_loss_fn(loss_fn) -> Callable:
 
 
 def module_fn(model: nn.Module):
-    """A plain module as (apply(params, buffers, x), params, buffers) with detached tensors."""
+    """A plain module as (apply(params, buffers, x), params, buffers) with detached tensors; a
+    stack's member (``lift.StackMember``) as its stack's ``apply`` and its tensors."""
+    if hasattr(model, "stack") and not isinstance(model, nn.Module):
+        return model.stack.apply, model.params, model.buffers
     params = {n: p.detach() for n, p in model.named_parameters()}
     buffers = {n: b.detach() for n, b in model.named_buffers()}
 

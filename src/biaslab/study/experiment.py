@@ -17,7 +17,7 @@ from ..experiments.common import ModelChoice, learned_tables, members_of
 from ..experiments.outcomes import member_outcomes, train_metrics
 from ..experiments.hahn_rofin.protocol import (NOISE_STREAM, MeasureSpec, blowup_of, forward_measures,
                                     measurement_batches)
-from ..measure.landscape import perturbation_sharpness_stack
+from ..measure.landscape import perturbation_sharpness
 from ..measure.norms import parameter_norm
 from ..tasks import make_task
 from ..train import Stack, TrainConfig, train
@@ -86,7 +86,7 @@ def measure_stack(stack: Stack, loss: str, m: MeasureSpec, measures: set, task_p
             del out["blowup"]
     if "sharpness" in measures:
         # protocol.sharpness_of's call, with the batches said to be per member (images are 5-D)
-        out["sharpness"] = perturbation_sharpness_stack(
+        out["sharpness"] = perturbation_sharpness(
             stack, loss, batches, sigma=m.sigma, draws=m.draws,
             key=rng.derive(rng.key_of(m.seed, stack.device), NOISE_STREAM, 0),
             same_noise=m.same_noise, shared=False, chunk=m.draw_chunk,

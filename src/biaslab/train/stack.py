@@ -161,8 +161,9 @@ class Stack:
         """``fn(*member_args)`` for every member, results stacked along a new dim 0.
 
         The one way to run a per-member function over a stack (the trainer's step and
-        evaluation, and every ``*_stack`` measure): ``args`` are trees of tensors with the member
-        dim first (``in_dims`` 0) or shared by all members (None), e.g.
+        evaluation, and every measure lifted over a stack by ``measure/lift.py``): ``args`` are
+        trees of tensors with the member dim first (``in_dims`` 0) or shared by all members
+        (None), e.g.
         ``stack.map(f, stack.params, stack.buffers, x, in_dims=(0, 0, None))``. ``chunk`` picks
         how (``train/members.py``): ``"auto"`` (default: one vmap on an accelerator; on a CPU
         cache-sized vmapped chunks, or a plain loop for members with large buffers), None (one

@@ -30,7 +30,7 @@ from torch.func import vmap
 from ... import rng
 from ...errors import InputError
 from ...execute.plan import shared_config
-from ...measure.landscape import perturbation_sharpness_stack
+from ...measure.landscape import perturbation_sharpness
 from ...measure.norms import blowup_from_acts, layernorm_blowup, parameter_norm
 from ...tasks import make_task
 from ...train import Stack, TrainConfig, train
@@ -102,7 +102,7 @@ def sharpness_of(stack: Stack, loss: str, batches, m: MeasureSpec, key_salt: int
                  clean: torch.Tensor | None = None):
     """Raw perturbation sharpness of every member, [M] (the {0,1}-target MSE scale); ``clean``
     [M, batches]: the clean losses, when a forward already gave them."""
-    return perturbation_sharpness_stack(
+    return perturbation_sharpness(
         stack, loss, batches, sigma=m.sigma, draws=m.draws,
         key=rng.derive(rng.key_of(m.seed, stack.device), NOISE_STREAM, key_salt),
         same_noise=m.same_noise, chunk=m.draw_chunk, member_chunk=m.member_chunk, clean=clean)

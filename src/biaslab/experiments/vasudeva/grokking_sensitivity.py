@@ -32,8 +32,7 @@ from ...errors import InputError
 from ...execute.plan import shared_config
 from ...measure.grokking import (embedding_noise_flips, fourier_share,
                                  token_replacement_flips)
-from ...measure.landscape import perturbation_sharpness_stack
-from ...measure.lift import over_stack
+from ...measure.landscape import perturbation_sharpness
 from ...measure.norms import parameter_norm
 from ...measure.tokenwise import supports_embedding
 from ...models import build_model
@@ -224,9 +223,9 @@ class Recorder:
         sens = flips(key)
         one = (flips(rng.derive(key, 1), positions=(0,)) +
                flips(rng.derive(key, 2), positions=(1,))) / 2
-        wnorm = over_stack(parameter_norm, stack.params, exclude=())
+        wnorm = parameter_norm(stack, exclude=())
         if self.n_probes % spec.sharpness_every == 0:
-            sharp = perturbation_sharpness_stack(
+            sharp = perturbation_sharpness(
                 stack, "ce", (self.x_train, self.y_train), sigma=spec.sharpness_sigma,
                 draws=spec.sharpness_draws, key=rng.derive(self.sharp_key, step), shared=False)
         else:

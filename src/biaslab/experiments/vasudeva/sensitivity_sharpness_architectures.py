@@ -16,7 +16,7 @@ from pydantic import Field
 
 from ... import rng
 from ...execute.plan import shared_config
-from ...measure.landscape import perturbation_sharpness_stack
+from ...measure.landscape import perturbation_sharpness
 from ...measure.weight_noise import weight_noise_sharpness
 from .. import rules
 from ..base import Experiment, SpecBase, Verdict, register_claim, register_experiment
@@ -55,9 +55,9 @@ class SensitivitySharpnessArchitectures(Experiment):
         def sharpness(stack, task, x, y, xt, yt):
             key = rng.key_of(SHARP_STREAM)
             wn = weight_noise_sharpness(stack, x, key, sigma=sh.sigma, draws=sh.draws)
-            loss = perturbation_sharpness_stack(stack, "ce", (x, y), sigma=sh.lab_sigma,
-                                                draws=sh.lab_draws, key=key, exclude=(),
-                                                shared=True, chunk=1)  # one draw at a time
+            loss = perturbation_sharpness(stack, "ce", (x, y), sigma=sh.lab_sigma,
+                                          draws=sh.lab_draws, key=key, exclude=(),
+                                          shared=True, chunk=1)  # one draw at a time
             return {"sharp_l1": wn["l1"], "sharp_flip": wn["flip"], "sharp_loss": loss}
 
         return measure_architecture(plans, device, progress, extra_measures=sharpness)
