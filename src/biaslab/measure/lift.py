@@ -105,7 +105,8 @@ def over_stack(fn, stack, *args, in_dims=None, chunk=AUTO, peak_bytes=None, **kw
 
 def per_member(fn):
     """``fn(model, ...)`` that also takes a stack: ``fn(stack, ...)`` = ``over_stack(fn, stack,
-    ...)`` with every other argument shared. ``fn.lifts_stacks`` marks it for generic runners."""
+    ...)`` with every other argument shared (the keywords ``in_dims``, ``chunk`` and
+    ``peak_bytes`` go to ``over_stack``). ``fn.lifts_stacks`` marks it for generic runners."""
     @functools.wraps(fn)
     def either(model_or_stack, *args, **kwargs):
         if is_stack(model_or_stack):
