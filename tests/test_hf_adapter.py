@@ -20,7 +20,7 @@ from biaslab.cli import main  # noqa: E402
 from biaslab.hf.data import encode, read_texts  # noqa: E402
 from biaslab.hf.measures import measure_model  # noqa: E402
 from biaslab.hf.model import load  # noqa: E402
-from biaslab.measure.sensitivity import TOKEN_STREAM  # noqa: E402
+from biaslab.measure.tokenwise import TOKEN_STREAM  # noqa: E402
 from biaslab.measure.tokenwise import EMBED_STREAM  # noqa: E402
 from biaslab.measure.weight_noise import WEIGHT_NOISE_STREAM  # noqa: E402
 
