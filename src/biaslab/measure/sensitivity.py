@@ -27,6 +27,7 @@ from ..errors import InputError
 from ..tasks.boolean import all_inputs
 from .fourier import (_log2_length, fourier_spectrum, pm1_coefficient_sums, subset_size_tensor,
                       to_pm1)
+from .lift import is_stack
 
 SAMPLE_STREAM = 0x5E45  # rng stream of sampled_sensitivity's inputs
 
@@ -130,14 +131,8 @@ def sampled_sensitivity(fn: Callable[[torch.Tensor], torch.Tensor], n: int, samp
 
 
 # -- trained models --------------------------------------------------------------------------------
-def _is_stack(obj) -> bool:
-    # Duck-typed so this module does not import the trainer.
-    return hasattr(obj, "params") and hasattr(obj, "apply") and hasattr(obj, "forward") and \
-        hasattr(obj, "members")
-
-
 def _model_device(model) -> torch.device:
-    if _is_stack(model):
+    if is_stack(model):
         return model.device
     for p in model.parameters():
         return p.device
@@ -173,7 +168,7 @@ def learned_table(model, n: int, threshold: Optional[float] = 0.5,
     """
     predict = predict or default_predict(threshold)
     x = all_inputs(n, _model_device(model))
-    if _is_stack(model):
+    if is_stack(model):
         run = lambda xs: vmap(predict)(model.forward(xs))  # noqa: E731
     else:
         run = lambda xs: predict(model(xs))  # noqa: E731
