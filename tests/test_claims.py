@@ -21,9 +21,9 @@ CASES = {
         ["n=4", "train_sizes=[4]", "function_seeds=[2,3,4]", "random_completions=1",
          "train.steps=20", "train.batch=8", "train.eval_every=10", *TINY_MODEL]),
     "majority-extends-parity-fails": (
-        ["n=3", "seeds=[0]", "test_lengths=[3,7]", "positions=[none]", "train.steps=20",
+        ["n=3", "seeds=[0,1,2]", "test_lengths=[3,7]", "positions=[none]", "train.steps=20",
          "train.batch=32", "train.eval_every=10", "eval_batches=1", "eval_batch=32", *TINY_MODEL],
-        ["n=3", "seeds=[1,2]", "test_lengths=[3,7]", "positions=[none]", "train.steps=20",
+        ["n=3", "seeds=[3,4]", "test_lengths=[3,7]", "positions=[none]", "train.steps=20",
          "train.batch=32", "train.eval_every=10", "eval_batches=1", "eval_batch=32", *TINY_MODEL]),
 }
 

@@ -20,7 +20,7 @@ def test_lowsens_claim_rules():
     assert check_lowsens(noisy).status == "INCONCLUSIVE"
     unfitted = _rows([3.0, 3.1], [5.0, 5.0], fitted=0.0)
     assert check_lowsens(unfitted).status == "INCONCLUSIVE"
-    mixed = _rows([3.0, 3.1, 3.2], [5.0, 5.0, 5.0]) + _rows([5.5, 5.6], [5.0, 5.0], m=512)
+    mixed = _rows([3.0, 3.1, 3.2], [5.0, 5.0, 5.0]) + _rows([5.5, 5.6, 5.7], [5.0, 5.0, 4.9], m=512)
     v = check_lowsens(mixed)
     assert v.status == "FAIL" and "m=512" in v.numbers
 
