@@ -180,8 +180,11 @@ def check_lengthgen(table):
     for pos in st:
         acc = {t: [r["acc_2n"] for r in table if r["positions"] == pos and r["target"] == t
                    and r.get("fitted") == 1.0] for t in ("majority", "parity")}
-        parts.append(rules.compare_means(acc["majority"], acc["parity"],
-                                         label=f"{pos}: acc_2n majority - parity"))
+        # the fitted share of each target in the label: how many runs the comparison reads
+        share = {t: st[pos].get(t, {}).get("fitted", "0/0") for t in ("majority", "parity")}
+        label = (f"{pos} (fitted: majority {share['majority']}, parity {share['parity']}): "
+                 "acc_2n majority - parity")
+        parts.append(rules.compare_means(acc["majority"], acc["parity"], label=label))
     if not parts:
         return Verdict("INCONCLUSIVE", "no runs", st)
     return rules.verdict(parts, st)
