@@ -18,8 +18,8 @@ from typing import Callable, Optional
 import torch
 
 from ..store.db import Store
-from .local import (_store_outcomes, _worker_init, completed, pending_groups, record_failure,
-                    resolve_device, run_experiment, submit_group)
+from .local import (_worker_init, pending_groups, resolve_device, run_experiment,
+                    store_as_completed, submit_group)
 
 
 def run_experiments(items, store: Store, device="auto", progress=True,
@@ -49,7 +49,7 @@ def run_experiments(items, store: Store, device="auto", progress=True,
     with (ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
                               initializer=_worker_init, initargs=(1,))
           if own else contextlib.nullcontext(pool)) as pool:
-        futures, left, failure = {}, {}, None
+        futures, left = {}, {}
         for exp, spec in free:
             plans, done, groups = pending_groups(exp, spec, store, max_members, log)
             results[exp.name] = {"planned": len(plans), "skipped": len(done), "trained": 0,
@@ -60,23 +60,13 @@ def run_experiments(items, store: Store, device="auto", progress=True,
                 futures[submit_group(pool, store, exp, spec, members, dev)] = (exp, label, members)
             if not groups:
                 on_done(exp, results[exp.name])
-        for fut in completed(futures, log, t0):
-            exp, label, members = futures[fut]
-            try:
-                outcomes = fut.result()
-            except Exception as exc:  # noqa: BLE001 - stored as failed, raised after the rest
-                failure = failure or record_failure(store, exp, members, exc)
-                continue
-            _store_outcomes(store, exp, outcomes, dev)
+        for exp, members in store_as_completed(futures, store, dev, log, t0):
             counts = results[exp.name]
             counts["trained"] += len(members)
             left[exp.name] -= 1
-            log(f"{label}: {len(members)} runs stored ({time.perf_counter() - t0:.0f}s elapsed)")
             if left[exp.name] == 0:
                 counts["seconds"] = time.perf_counter() - t0
                 on_done(exp, counts)
-        if failure is not None:
-            raise failure
         for exp, spec in later:  # their upstream experiments are stored by now
             results[exp.name] = run_experiment(exp, spec, store, dev, progress=False,
                                                max_members=max_members, log=log,

@@ -94,6 +94,25 @@ def record_failure(store: Store, experiment, members, exc: BaseException) -> Exc
 HEARTBEAT_S = 20.0
 
 
+def store_as_completed(futures, store: Store, dev, log, t0: float):
+    """Store each stack's outcomes as its future completes and yield (experiment, members);
+    ``futures`` maps a future to (experiment, label, members). A stack that raised is stored as
+    failed; the first failure is raised once every other stack has been stored."""
+    failure = None
+    for fut in completed(futures, log, t0):
+        exp, label, members = futures[fut]
+        try:
+            outcomes = fut.result()
+        except Exception as exc:  # noqa: BLE001 - stored as failed, raised after the rest
+            failure = failure or record_failure(store, exp, members, exc)
+            continue
+        _store_outcomes(store, exp, outcomes, dev)
+        log(f"{label}: {len(members)} runs stored ({time.perf_counter() - t0:.0f}s elapsed)")
+        yield exp, members
+    if failure is not None:
+        raise failure
+
+
 def completed(futures, log, t0: float, every: float = HEARTBEAT_S):
     """``as_completed`` that logs how far the pool is whenever ``every`` seconds pass without
     a stack finishing."""
@@ -173,22 +192,12 @@ def run_experiment(experiment, spec, store: Store, device="auto", progress=True,
         with (contextlib.nullcontext(pool) if pool is not None else ProcessPoolExecutor(
                 max_workers=workers, mp_context=mp.get_context("spawn"),
                 initializer=_worker_init, initargs=(1,))) as pool:
-            futures, failure = {}, None
+            futures = {}
             for label, (key, members) in zip(labels, groups):
                 futures[submit_group(pool, store, experiment, spec, members, dev, upstream)] = \
-                    (label, members)
-            for fut in completed(futures, log, t0):
-                label, members = futures[fut]
-                try:
-                    outcomes = fut.result()
-                except Exception as exc:  # noqa: BLE001 - stored as failed, raised after the rest
-                    failure = failure or record_failure(store, experiment, members, exc)
-                    continue
-                _store_outcomes(store, experiment, outcomes, dev)
+                    (experiment, label, members)
+            for _, members in store_as_completed(futures, store, dev, log, t0):
                 trained += len(members)
-                log(f"{label}: {len(members)} runs stored ({time.perf_counter() - t0:.0f}s elapsed)")
-            if failure is not None:
-                raise failure
     else:
         for label, (key, members) in zip(labels, groups):
             store.mark_running(experiment.name, [(p.id, p.config) for p in members], dev.type)
