@@ -181,22 +181,24 @@ def check_claims(store, claims: list[Claim], runs: Optional[dict[str, set[str]]]
     """
     from .provenance import provenance, scale_of, stability
 
-    tables: dict[str, list[dict]] = {}
+    # what depends only on the experiment (its table, cost and scale) is read once per experiment
+    tables: dict[str, tuple[list[dict], float, list[str]]] = {}
     out = []
     where = provenance()
     for claim in claims:
         if claim.experiment not in tables:
             rows = store.table(claim.experiment)
             ids = (runs or {}).get(claim.experiment)
-            tables[claim.experiment] = rows if ids is None else [r for r in rows if r["run_id"] in ids]
-        table = tables[claim.experiment]
+            rows = rows if ids is None else [r for r in rows if r["run_id"] in ids]
+            spec = (specs or {}).get(claim.experiment)
+            tables[claim.experiment] = (rows, _cost(store, claim.experiment, rows),
+                                        scale_of(claim.experiment, spec) if spec is not None else [])
+        table, cost, scale = tables[claim.experiment]
         verdict = claim.check(table)
-        spec = (specs or {}).get(claim.experiment)
         detail = {"kind": claim.kind, "bars": [b.as_dict() for b in claim.bars],
                   "statistic": claim.statistic, "comparison": claim.comparison,
                   "not_testable": verdict.not_testable, "provenance": where,
-                  "cost_seconds": _cost(store, claim.experiment, table),
-                  "scale": scale_of(claim.experiment, spec) if spec is not None else []}
+                  "cost_seconds": cost, "scale": scale}
         reps = (replicates or {}).get(claim.name)
         if reps is not None:
             detail["replicates"] = [verdict.status] + list(reps)
