@@ -257,6 +257,7 @@ def all_rows(ev) -> LinalgEvaluation:
 
     def joined(name: str, dim: int = 0) -> torch.Tensor:
         return torch.cat([getattr(e, name) for e in parts], dim)
+
     return LinalgEvaluation("cotraining", joined("error"), joined("valid"), joined("exact"),
                             joined("correct", 1), parts[0].tolerances)
 
