@@ -18,6 +18,8 @@ from torch.func import grad_and_value, vmap
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from .optim import unflatten
+
 #: Largest buffer a CPU chunk may make. glibc serves allocations above its mmap threshold
 #: (at most 32 MiB) with fresh mappings; half of that leaves room for fused temporaries.
 CPU_CHUNK_BYTES = 16 * 2**20
@@ -68,6 +70,18 @@ def _joined(trees: list, join):
     return type(first)(_joined([t[j] for t in trees], join) for j in range(len(first)))
 
 
+def _flat_rows(grads: list[dict]) -> dict:
+    """Per-member gradient dicts -> [M, ...] tensors that are ``optim.unflatten``'s views of
+    one [M, P] buffer, member i's gradients concatenated into row i (one copy, the values of
+    ``torch.stack``)."""
+    first = grads[0]
+    flat = torch.empty((len(grads), sum(g.numel() for g in first.values())),
+                       dtype=next(iter(first.values())).dtype, device=next(iter(first.values())).device)
+    for i, g in enumerate(grads):
+        torch.cat([t.reshape(-1) for t in g.values()], out=flat[i])
+    return unflatten(flat, {k: v.expand(len(grads), *v.shape) for k, v in first.items()})
+
+
 def _dims(in_dims, n_args: int) -> tuple:
     dims = (in_dims,) * n_args if in_dims is None or isinstance(in_dims, int) else tuple(in_dims)
     if any(d not in (0, None) for d in dims):
@@ -99,8 +113,10 @@ def map_members(fn, chunk: int | None, in_dims=0, grad: bool = False, wrap=None)
 
         def looped(*args):
             dims = _dims(in_dims, len(args))
-            return _joined([one(*_pick(args, dims, i)) for i in range(_n_members(args, dims))],
-                           torch.stack)
+            outs = [one(*_pick(args, dims, i)) for i in range(_n_members(args, dims))]
+            if grad:  # gradients straight into one [M, P] buffer: the flat update reads it as is
+                return _flat_rows([g for g, _ in outs]), torch.stack([v for _, v in outs])
+            return _joined(outs, torch.stack)
         return looped
     whole = vmap(grad_and_value(fn) if grad else fn, in_dims=in_dims)
     whole = wrap(whole) if wrap else whole
