@@ -155,7 +155,7 @@ def main(argv=None):
         rounds, calls, p, epochs = 2, {"train1": 4, "train8": 1, "grokking": 1}, 7, 2
     else:
         size = {"d": 128, "heads": 2, "layers": 2, "n": 20, "batch": 1024}
-        rounds, calls, p, epochs = args.rounds, {"train1": 8, "train8": 1, "grokking": 1}, 31, 20
+        rounds, calls, p, epochs = args.rounds, {"train1": 8, "train8": 1, "grokking": 1}, 31, 60
     build = {
         "train1": lambda: (lab_steps(size, 1), reference_steps(size, 1)),
         "train8": lambda: (lab_steps(size, 8), reference_steps(size, 8)),
