@@ -29,7 +29,7 @@ ORDER=(bench measure-speed
   vision exp-sensitivity-regularization exp-sensitivity-sharpness-architectures
   exp-text-sensitivity exp-synthetic-vocabulary exp-architecture-sensitivity grokking
   lawt-speed exp-lawt-accuracy exp-lawt-encodings exp-failure-anatomy exp-ood-eigen-distributions
-  exp-inversion-conditioning
+  exp-inversion-conditioning exp-lawt-cotraining
   exp-sharpness-scaling exp-scratchpad exp-length-generalization lawt-eigen paper text-qqp)
 stage=${1:?stage: next | ${ORDER[*]} | exp-EXPERIMENT}
 mkdir -p gpu-store/done

@@ -125,8 +125,9 @@ def test_conditioning_metrics_on_failures_placed_by_hand():
 
 
 # -- the reference's decoder in every preset --------------------------------------------------
-@pytest.mark.parametrize("name", ["lawt-accuracy", "lawt-encodings", "failure-anatomy",
-                                  "ood-eigen-distributions", "inversion-conditioning"])
+@pytest.mark.parametrize("name", ["lawt-accuracy", "lawt-cotraining", "lawt-encodings",
+                                  "failure-anatomy", "ood-eigen-distributions",
+                                  "inversion-conditioning"])
 def test_presets_use_the_reference_cross_attention(name):
     """LAWT's decoder queries cross-attention with the layer input (issue 24 item 1)."""
     from biaslab.experiments import get_experiment

@@ -138,3 +138,12 @@ def test_results_markdown_reads_the_stored_verdicts(tmp_path, capsys):
     assert "commit `" in out and "torch" in out and "Cost of each experiment" in out
     assert main(["results", "--store", str(path), "--preset", "gpu"]) == 2
     assert "preset" in capsys.readouterr().err
+
+
+def test_scale_diff_matches_entries_of_a_list_by_their_task():
+    ours = {"entries": [{"task": "transpose", "dim": 3}, {"task": "matrix_sum", "dim": 2}]}
+    paper = {"entries": [{"task": "matrix_sum", "dim": 10}, {"task": "transpose", "dim": 10},
+                         {"task": "eigenvalues", "dim": 5}]}
+    assert scale_diff(ours, paper) == [
+        "entries[eigenvalues] - vs an entry", "entries[matrix_sum].dim 2 vs 10",
+        "entries[transpose].dim 3 vs 10"]

@@ -52,6 +52,7 @@ MEASURES = [
 ]
 
 EXPERIMENTS = [
+    "biaslab.experiments.charton.cotraining",
     "biaslab.experiments.charton.failure_anatomy",
     "biaslab.experiments.charton.inversion_conditioning",
     "biaslab.experiments.charton.lawt_accuracy",

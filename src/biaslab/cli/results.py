@@ -3,8 +3,10 @@
 Claims are grouped by paper and counted; observations (true by construction) are listed apart
 and never counted; every row names its bars with their sources, the scale of its preset against
 the paper's, and (after ``reproduce --replicates``) whether it held on every seed set. The header
-says where the verdicts were computed: commit, machine, torch version, date; a last table gives
-the cost of each experiment's checked runs."""
+says where the verdicts were computed: commit, machine, torch version, date. Bars every claim
+shares (the house rules) are named once in the header, not on every row; the scale of a preset
+against the paper's and the cost of its checked runs belong to an experiment, so a last table gives
+them once per experiment instead of repeating them on each of its claims' rows."""
 
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ def results_rows(checked) -> list[dict]:
             "observation": c.claim.kind == OBSERVATION, "status": _status(c),
             "stability": f"{d.get('stability')} ({' '.join(reps)})" if reps else "not rerun",
             "measured": c.verdict.summary,
-            "bars": "; ".join(f"{b.what} {b.value} ({b.source})" for b in c.claim.bars) or "-",
+            "bars": [f"{b.what} {b.value} ({b.source})" for b in c.claim.bars],
             "scale": ", ".join(d.get("scale") or []) or ("the paper's setup" if "scale" in d else "-"),
             "preset": c.preset or "all stored runs", "runs": c.runs,
             "cost": d.get("cost_seconds"), "provenance": d.get("provenance") or {}})
@@ -52,6 +54,10 @@ def markdown(rows: list[dict], store_path: str) -> str:
         lines.append(f"- commit `{commit}`, machine: {mach}, torch {torch}")
     if dates:
         lines.append(f"- checked {dates[0]}" + (f" to {dates[-1]}" if dates[-1] != dates[0] else ""))
+    shared = _house_bars(rows)
+    if shared:
+        lines.append("- house bars, written \"house\" in the rows of the claims that use them: "
+                     + "; ".join(shared))
     claims = [r for r in rows if not r["observation"]]
     counts = {}
     for r in claims:
@@ -72,19 +78,33 @@ def markdown(rows: list[dict], store_path: str) -> str:
             if r["paper"] != paper:
                 paper = r["paper"]
                 lines += ["", f"**{paper[1]}**", "",
-                          "| claim | verdict | stability | measured | bars (source) | scale vs paper | preset, runs |",
-                          "|---|---|---|---|---|---|---|"]
+                          "| claim | verdict | stability | measured | its own bars (source) | experiment (preset, runs) |",
+                          "|---|---|---|---|---|---|"]
+            own = (["house"] if any(b in shared for b in r["bars"]) else []) + [
+                b for b in r["bars"] if b not in shared]
             lines.append("| " + " | ".join(_cell(x) for x in (
-                f"`{r['claim']}`", r["status"], r["stability"], r["measured"], r["bars"], r["scale"],
-                f"{r['preset']}, {r['runs']}")) + " |")
-    cost: dict = {}
+                f"`{r['claim']}`", r["status"], r["stability"], r["measured"], "; ".join(own) or "-",
+                f"`{r['experiment']}` ({r['preset']}, {r['runs']})")) + " |")
+    per_exp: dict = {}
     for r in rows:
-        cost.setdefault(r["experiment"], (r["preset"], r["runs"], r["cost"]))
-    lines += ["", "### Cost of each experiment's checked runs", "",
-              "| experiment | preset | runs | training seconds (sum over runs) |", "|---|---|---|---|"]
-    for e, (preset, runs, sec) in sorted(cost.items()):
-        lines.append(f"| `{e}` | {preset} | {runs} | {sec if sec is not None else '-'} |")
+        per_exp.setdefault((r["experiment"], r["preset"]), r)
+    lines += ["", "### Cost of each experiment's checked runs, and its scale against the paper's setup", "",
+              "| experiment | preset | runs | training seconds (sum over runs) | scale vs paper (resolved fields that differ) |",
+              "|---|---|---|---|---|"]
+    for (e, preset), r in sorted(per_exp.items()):
+        sec = r["cost"]
+        lines.append("| " + " | ".join(_cell(x) for x in (
+            f"`{e}`", preset, r["runs"], sec if sec is not None else "-", r["scale"])) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _house_bars(rows: list[dict]) -> list[str]:
+    """The house rules' bars (``rules.TIE_BAR``, ``rules.MIN_RUNS_BAR``) that some row carries:
+    the same text on most rows, so the table names them once."""
+    from ..experiments import rules
+
+    house = [f"{b.what} {b.value} ({b.source})" for b in (rules.TIE_BAR, rules.MIN_RUNS_BAR)]
+    return [b for b in house if any(b in r["bars"] for r in rows)]
 
 
 def cmd_results(args) -> int:

@@ -132,6 +132,31 @@ def _worker_init(threads: int) -> None:
 
     torch.set_num_threads(threads)
     tune_malloc()
+    _exit_with_parent()
+
+
+#: How often a worker checks that the driver that spawned it is still alive (seconds).
+PARENT_POLL_SECONDS = 1.0
+
+
+def _exit_with_parent() -> None:
+    """End this worker when the driver dies. A driver killed with SIGKILL (or by the OOM killer)
+    cannot shut its pool down, and its spawned workers would go on training stacks whose results
+    no one stores, holding the CPU. An orphan is re-parented, so a changed parent pid means the
+    driver is gone; polling works on every platform and for workers spawned from any thread
+    (Linux's PR_SET_PDEATHSIG fires when the spawning *thread* exits)."""
+    import os
+    import threading
+
+    parent = os.getppid()
+
+    def watch():
+        while True:
+            time.sleep(PARENT_POLL_SECONDS)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="biaslab-parent-watch", daemon=True).start()
 
 
 def _worker_run(experiment, spec, members, dev, upstream):

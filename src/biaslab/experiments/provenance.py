@@ -14,12 +14,31 @@ from pathlib import Path
 MAX_SCALE_ITEMS = 14
 
 
+#: Keys that name an entry of a list of settings (LAWT's per-task cells, a sweep's targets):
+#: entries are matched across presets by these, not by position.
+ENTRY_KEYS = ("task", "name")
+
+
+def _entry_label(entry: dict, index: int) -> str:
+    named = [str(entry[k]) for k in ENTRY_KEYS if isinstance(entry.get(k), (str, int))]
+    return named[0] if named else str(index)
+
+
 def _flat(d, prefix: str = "") -> dict:
     out = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict) and v:
             out.update(_flat(v, key + "."))
+        elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+            # a list of settings: one flat field per entry and key, so that a preset's 3x3 transposition
+            # cell reads "entries[transpose].dim 3 vs 10" rather than "entries [...] vs [...]"
+            labels = [_entry_label(x, i) for i, x in enumerate(v)]
+            seen: dict = {}
+            for x, label in zip(v, labels):
+                seen[label] = seen.get(label, 0) + 1
+                tag = label if labels.count(label) == 1 else f"{label}#{seen[label]}"
+                out.update(_flat(x, f"{key}[{tag}]."))
         else:
             out[key] = v
     return out
@@ -41,14 +60,28 @@ def _show(v) -> str:
 
 def scale_diff(ours: dict, paper: dict) -> list[str]:
     """The leaf fields whose values differ between two resolved specs, as
-    "field ours vs paper" (a field only one side has shows "-" on the other)."""
+    "field ours vs paper" (a field only one side has shows "-" on the other; an entry of a list
+    of settings that only one side has is one item, "entries[eigenvectors] - vs an entry")."""
     a, b = _flat(ours), _flat(paper)
+    entries_a, entries_b = _entries(a), _entries(b)
+    alone = (entries_a - entries_b) | (entries_b - entries_a)
     out = []
     for key in sorted(set(a) | set(b)):
+        owner = next((e for e in alone if key.startswith(e + ".")), None)
+        if owner is not None:
+            if key == min(k for k in set(a) | set(b) if k.startswith(owner + ".")):
+                out.append(f"{owner} {'an entry' if owner in entries_a else '-'} vs "
+                           f"{'an entry' if owner in entries_b else '-'}")
+            continue
         va, vb = a.get(key, "-"), b.get(key, "-")
         if va != vb:
             out.append(f"{key} {_show(va)} vs {_show(vb)}")
     return out
+
+
+def _entries(flat: dict) -> set:
+    """The entry prefixes (``entries[transpose]``) of a flattened spec."""
+    return {k[:k.index("].") + 1] for k in flat if "]." in k}
 
 
 def scale_of(experiment: str, spec) -> list[str]:

@@ -10,9 +10,7 @@ from __future__ import annotations
 from .. import rules
 from ..base import Experiment, register_experiment
 from ..claims import INCONCLUSIVE, Bar, not_testable, register_claim
-from ..outcomes import member_outcomes
-from .protocol import (LinalgSpec, accuracy_metrics, measure_group, plan_entries, test_arrays,
-                     train_metrics)
+from .protocol import LinalgSpec, accuracy_outcomes, plan_entries
 
 #: "High accuracy": the paper's abstract says all nine problems exceed 90% (sheet E1); the
 #: reference's main tolerance is 5% (sheet section 1).
@@ -38,13 +36,7 @@ class LawtAccuracy(Experiment):
         return plan_entries(self, spec)
 
     def run_group(self, spec, plans, device, progress=False):
-        stack, task, result, tests = measure_group(spec, plans, device, progress)
-        test, evs = tests[""]
-        return member_outcomes(
-            plans, lambda i: {**accuracy_metrics(evs[i]), **train_metrics(task, result, plans, i)},
-            result.seconds, result=result, series=("train_loss",),
-            tensors=lambda i: {"model": stack.member_state(i)},
-            arrays=lambda i: test_arrays(test, evs[i]))
+        return accuracy_outcomes(spec, plans, device, progress)
 
     def figures(self, table, artifacts=None):
         from .figures import accuracy_by_tolerance

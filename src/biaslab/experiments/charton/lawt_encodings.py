@@ -14,9 +14,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from ..base import Experiment, register_experiment
-from ..outcomes import member_outcomes
-from .protocol import (LinalgEntry, LinalgSpec, accuracy_metrics, measure_group, plan_entries,
-                     test_arrays, train_metrics)
+from .protocol import LinalgEntry, LinalgSpec, accuracy_outcomes, plan_entries
 
 ENCODINGS = ["p10", "p1000", "b1999", "fp15"]
 
@@ -38,12 +36,7 @@ class LawtEncodings(Experiment):
         return plan_entries(self, spec)
 
     def run_group(self, spec, plans, device, progress=False):
-        stack, task, result, tests = measure_group(spec, plans, device, progress)
-        test, evs = tests[""]
-        return member_outcomes(
-            plans, lambda i: {**accuracy_metrics(evs[i]), **train_metrics(task, result, plans, i)},
-            result.seconds, result=result, series=("train_loss",),
-            arrays=lambda i: test_arrays(test, evs[i]))
+        return accuracy_outcomes(spec, plans, device, progress, keep_model=False)
 
     def figures(self, table, artifacts=None):
         from .figures import accuracy_by_tolerance, encodings_side_by_side

@@ -10,6 +10,12 @@ Evaluation (sheet ``math-transformer.md`` section 3, "Evaluation"; reference ``s
 The test set is drawn once from a fixed seed (``test_seed``) with the task's ``test_set`` (the
 reference regenerates an unseeded one at every evaluation, sheet section 6.6) and stored with
 each run as artifacts, with every prediction and error.
+
+Co-training (task ``cotraining``, LAWT's ``--operation cotraining``) is scored per task code, as
+the reference logs ``valid_..._acc_<code>`` (``src/evaluator.py``, ``code_class``): a member's
+evaluation is then {code: LinalgEvaluation over that code's rows}, a row counting only when its
+first decoded token repeats its code; its rates carry the code in front ("T.acc_5") beside the
+rates over all rows.
 """
 
 from __future__ import annotations
@@ -21,12 +27,13 @@ from pydantic import Field
 
 from ...errors import InputError
 from ...execute.plan import shared_config
-from ...measure.linalg_checks import evaluate
+from ...measure.linalg_checks import LinalgEvaluation, evaluate
 from ...models.decoding import stack_beam, stack_greedy
 from ...registry import TASKS
 from ...train import Member, Stack, TrainConfig, train
 from ..base import SpecBase
 from ..common import planned_lr
+from ..outcomes import member_outcomes
 
 TOLERANCES = [0.05, 0.02, 0.01, 0.005]
 
@@ -98,11 +105,8 @@ def task_values(entry: LinalgEntry) -> dict:
 def make_linalg_task(name: str, values: dict, field: str = "entries.task"):
     """The registered linalg task ``name`` built from ``values`` (one-line error if bad)."""
     if name not in TASKS or not hasattr(TASKS.get(name), "test_set"):
-        names = [n for n in TASKS.names() if hasattr(TASKS.get(n), "test_set") and n != "cotraining"]
+        names = [n for n in TASKS.names() if hasattr(TASKS.get(n), "test_set")]
         raise InputError(field, f"unknown linalg task {name!r}", ", ".join(names))
-    if name == "cotraining":
-        raise InputError(field, "cotraining is scored per task code, not by these experiments",
-                         "one linalg task")
     prefix = field.rsplit(".", 1)[0]
     try:
         return TASKS.get(name).from_dict(values, prefix=prefix)
@@ -185,7 +189,7 @@ class BestCheckpoint:
     def check(self) -> torch.Tensor:
         evs = evaluate_stack(self.stack, self.task, self.valid, self.c0["tolerances"][:1],
                              self.c0["beam"], self.c0["decode_batch"])
-        acc = torch.tensor([float(ev.correct[0].float().mean()) for ev in evs])
+        acc = torch.tensor([float(all_rows(ev).correct[0].float().mean()) for ev in evs])
         better = acc > self.best
         keep = better.to(self.stack.device)
         for k, v in self.stack.params.items():
@@ -216,7 +220,8 @@ def decode_tokens(stack, x, enc_len: int, dec_len: int, beam: int) -> torch.Tens
 def evaluate_stack(stack, task, test, tolerances, beam: int = 1, decode_batch: int = 500) -> list:
     """Every member on the fixed test set ``test`` (a ``LinalgProblems`` from ``task.test_set``):
     one ``LinalgEvaluation`` per member (``measure/linalg_checks.py``), with the decoded tokens
-    attached as ``tokens`` [N, decoder_len] and the parsed predictions as ``pred``."""
+    attached as ``tokens`` [N, decoder_len] and the parsed predictions as ``pred`` (co-training:
+    one per task code, ``score_tokens``)."""
     x, y = test.x.to(stack.device), test.y.to(stack.device)
     enc_len, dec_len, pad = task.encoder_len, task.decoder_len, task.pad_id
     exact, tokens = [], []
@@ -228,18 +233,46 @@ def evaluate_stack(stack, task, test, tolerances, beam: int = 1, decode_batch: i
             tokens.append(decode_tokens(stack, xb, enc_len, dec_len, beam))
     # one host copy after the loop (a .cpu() per batch would sync the device every batch)
     exact_t, tokens_t = torch.cat(exact, 1).cpu(), torch.cat(tokens, 1).cpu()
-    out = []
-    for m in range(stack.M):
-        ev = evaluate(task, test, tokens_t[m], exact_t[m], tuple(tolerances))
-        ev.tokens = tokens_t[m]
-        ev.pred = task.decode_answers(tokens_t[m])[0]
-        out.append(ev)
-    return out
+    return [score_tokens(task, test, tokens_t[m], exact_t[m], tolerances) for m in range(stack.M)]
+
+
+def score_tokens(task, test, tokens: torch.Tensor, exact: torch.Tensor, tolerances):
+    """One member's decoded ``tokens`` [N, decoder_len] scored on ``test``: a LinalgEvaluation
+    with ``tokens`` and the parsed predictions ``pred`` attached; for co-training one per task
+    code, over that code's rows (``measure.linalg_checks.evaluate``)."""
+    ev = evaluate(task, test, tokens, exact, tuple(tolerances))
+    if not test.parts:
+        ev.tokens, ev.pred = tokens, task.decode_answers(tokens)[0]
+        return ev
+    for code, (rows, pred, _) in task.decode_answers(tokens, test.codes).items():
+        ev[code].tokens, ev[code].pred = tokens[rows], pred
+    return ev
+
+
+def all_rows(ev) -> LinalgEvaluation:
+    """A member's evaluation over all its rows (co-training: the codes' rows together)."""
+    if not isinstance(ev, dict):
+        return ev
+    parts = list(ev.values())
+
+    def joined(name: str, dim: int = 0) -> torch.Tensor:
+        return torch.cat([getattr(e, name) for e in parts], dim)
+
+    return LinalgEvaluation("cotraining", joined("error"), joined("valid"), joined("exact"),
+                            joined("correct", 1), parts[0].tolerances)
 
 
 def accuracy_metrics(ev, prefix: str = "") -> dict:
     """Rates of one member's evaluation: accuracy at every tolerance (exact OR valid and error
-    below tau), the exact-match (teacher-forced) and parse rates, and the malformed rate."""
+    below tau), the exact-match (teacher-forced) and parse rates, and the malformed rate.
+    Co-training: these rates over all rows, and each task code's with the code in front
+    ("T.acc_5", "T.exact_rate", ...) and its number of test rows ("T.n_test")."""
+    if isinstance(ev, dict):
+        out = accuracy_metrics(all_rows(ev), prefix)
+        for code, e in ev.items():
+            out[f"{prefix}{code}.n_test"] = e.error.numel()
+            out.update(accuracy_metrics(e, f"{prefix}{code}."))
+        return out
     n = max(ev.error.numel(), 1)
     out = {f"{prefix}exact_rate": float(ev.exact.sum()) / n,
            f"{prefix}valid_rate": float(ev.valid.sum()) / n,
@@ -272,7 +305,16 @@ def train_metrics(task, result, plans, i: int) -> dict:
 
 
 def test_arrays(test, ev) -> dict:
-    """A run's artifacts: its fixed test set and everything predicted on it."""
+    """A run's artifacts: its fixed test set and everything predicted on it (co-training: the
+    task code of every row, and per code its rows, matrices and predictions, "T_error")."""
+    if isinstance(ev, dict):
+        out = {"test_x": test.x.cpu().numpy(), "test_y": test.y.cpu().numpy(),
+               "test_codes": test.codes.cpu().numpy()}
+        for code, e in ev.items():
+            part = {"rows": test.parts[code].rows.cpu().numpy(),
+                    **test_arrays(test.parts[code], e)}
+            out.update({f"{code}_{k}": v for k, v in part.items() if k not in ("test_x", "test_y")})
+        return out
     return {"test_x": test.x.cpu().numpy(), "test_y": test.y.cpu().numpy(),
             "test_inputs": test.inputs_rounded.cpu().numpy(),
             "test_answers": test.answers_rounded.cpu().numpy(),
@@ -293,3 +335,16 @@ def measure_group(spec, plans, device, progress=False, tests: dict | None = None
         out[name] = (test, evaluate_stack(stack, t, test, c0["tolerances"], c0["beam"],
                                           c0["decode_batch"]))
     return stack, task, result, out
+
+
+def accuracy_outcomes(spec, plans, device, progress=False, keep_model: bool = True) -> list:
+    """Train one group, test it on its fixed test set, and return one RunOutcome per member:
+    accuracy rates (per task code for co-training), training cost, the loss curve, the test set
+    with every prediction, and (``keep_model``) the member's weights."""
+    stack, task, result, tests = measure_group(spec, plans, device, progress)
+    test, evs = tests[""]
+    return member_outcomes(
+        plans, lambda i: {**accuracy_metrics(evs[i]), **train_metrics(task, result, plans, i)},
+        result.seconds, result=result, series=("train_loss",),
+        tensors=(lambda i: {"model": stack.member_state(i)}) if keep_model else None,
+        arrays=lambda i: test_arrays(test, evs[i]))
