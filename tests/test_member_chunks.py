@@ -108,3 +108,23 @@ def test_compiling_many_stack_shapes_never_falls_back_to_eager():
     cfg = TrainConfig(steps=1, batch=4, eval_every=1, converge="none", compile=True)
     trainer.make_step(Stack("mlp", {"width": 4}, task, [Member(seed=0)]), cfg)
     assert dynamo_config.recompile_limit >= 1024
+
+
+def test_flat_update_reads_views_without_a_copy():
+    # The looped step writes gradients into one [M, P] buffer and the update returns views of
+    # one: ``flatten`` hands those buffers back as they are (issue 26), with the same values.
+    from biaslab.train.members import _autograd_value_and_grad
+    from biaslab.train.optim import flatten, unflatten
+
+    loss = lambda p, x: (p["w"] @ x).pow(2).sum() + p["b"].sum()  # noqa: E731
+    params, x = {"w": torch.randn(3, 4, 5), "b": torch.randn(3, 4)}, torch.randn(3, 5)
+    grads, _ = map_members(loss, 1, grad=True)(params, x)
+    one = _autograd_value_and_grad(loss)
+    alone = [one({k: v[i] for k, v in params.items()}, x[i])[0] for i in range(3)]
+    flat = flatten(grads)
+    assert flat.data_ptr() == grads["w"].data_ptr()  # no copy
+    assert torch.equal(flat, torch.stack([torch.cat([g["w"].flatten(), g["b"]]) for g in alone]))
+    views = unflatten(flatten(params), params)
+    assert flatten(views) is views["w"]._base
+    reordered = {"b": views["b"], "w": views["w"]}  # not the buffer's order: a copy, in order
+    assert torch.equal(flatten(reordered), torch.cat([params["b"], params["w"].flatten(1)], 1))

@@ -208,12 +208,10 @@ def perturbation_sharpness(model: nn.Module, loss_fn, batch, sigma: float = 0.02
 
 
 def _forward_peak(apply, params: dict, buffers: dict, x: torch.Tensor) -> int:
-    """Largest buffer of one forward of a plain module on x (probed on meta tensors)."""
+    """Largest buffer of one forward of a plain module on x (one probe call on x)."""
     from ..train.members import peak_buffer_bytes
 
-    meta = lambda t: t.to("meta")  # noqa: E731
-    return peak_buffer_bytes(apply, ({n: meta(t) for n, t in params.items()},
-                                     {n: meta(t) for n, t in buffers.items()}, meta(x)), grad=False)
+    return peak_buffer_bytes(apply, (params, buffers, x), grad=False)
 
 
 def _draw_chunk(chunk, device: torch.device, draws: int, forward_peak) -> int | None:

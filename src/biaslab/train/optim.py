@@ -28,9 +28,40 @@ class AdamWState:
 
 
 def flatten(tree: dict[str, torch.Tensor]) -> torch.Tensor:
-    """[M, ...] tensors -> one [M, P] tensor, in the dict's key order."""
+    """[M, ...] tensors -> one [M, P] tensor, in the dict's key order.
+
+    Tensors that are already ``unflatten``'s views of one [M, P] buffer (the parameters after
+    an update, the gradients of the looped step) give that buffer itself, without a copy: a
+    copy of every parameter and gradient was two of the update's ~16 passes over [M, P]. The
+    result may then share memory with ``tree``; callers treat it as read-only.
+    """
     values = list(tree.values())
+    base = _flat_base(values)
+    if base is not None:
+        return base
     return torch.cat([v.reshape(v.shape[0], -1) for v in values], 1)
+
+
+def _flat_base(values: list[torch.Tensor]) -> torch.Tensor | None:
+    """The [M, P] buffer whose consecutive column blocks ``values`` view, in order, or None."""
+    if not values or torch.compiler.is_compiling():
+        return None
+    base = values[0]._base
+    if base is None or base.dim() != 2 or not base.is_contiguous():
+        return None
+    m, width = base.shape
+    offset = base.storage_offset()
+    for v in values:
+        if v._base is not base or v.dim() < 1 or v.shape[0] != m or v.storage_offset() != offset:
+            return None
+        expected, step = [], 1  # a member's block must be contiguous: row-major strides
+        for size in reversed(v.shape[1:]):
+            expected.insert(0, step)
+            step *= size
+        if list(v.stride())[1:] != expected or (m > 1 and v.stride(0) != width):
+            return None
+        offset += step
+    return base if offset - base.storage_offset() == width else None
 
 
 def unflatten(flat: torch.Tensor, like: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -145,13 +145,12 @@ class Stack:
 
     def forward_peak(self, x_shape: tuple, x_dtype: torch.dtype = torch.int64) -> int:
         """Largest buffer one member's forward makes on an input of ``x_shape`` (bytes),
-        probed once per shape on meta tensors: what a measure that runs forwards tells
+        probed once per shape (one forward on zeros): what a measure that runs forwards tells
         ``map``'s chunking rule (times the forwards it batches in one call)."""
         key = (tuple(x_shape), x_dtype)
         if key not in self._forward_peaks:
             first = {k: v[0] for k, v in self.params.items()}
             buffers = {k: v[0] for k, v in self.buffers.items()}
-            # real zeros: peak_buffer_bytes tries meta copies first and falls back to these
             x = torch.zeros(x_shape, dtype=x_dtype, device=self.device)
             self._forward_peaks[key] = peak_buffer_bytes(
                 lambda p, b, xx: self.apply(p, b, xx), (first, buffers, x), grad=False)
@@ -169,8 +168,8 @@ class Stack:
         cache-sized vmapped chunks, or a plain loop for members with large buffers), None (one
         vmap), or k (vmapped chunks of at most k members; 1 = a loop). ``peak_bytes`` (bytes,
         or a function returning them, e.g. from ``forward_peak``), when known, is the largest
-        buffer of ``fn`` on one member; otherwise the rule probes ``fn`` once on member 0 (on
-        meta tensors where it can). ``fn`` is forward-only work (the trainer maps its
+        buffer of ``fn`` on one member; otherwise the rule probes ``fn`` once on member 0.
+        ``fn`` is forward-only work (the trainer maps its
         gradient step with ``map_members`` itself).
         """
         dims = tuple(in_dims) if isinstance(in_dims, (tuple, list)) else (in_dims,) * len(args)
