@@ -79,5 +79,7 @@ print(json.dumps({"default": default, "tuned": tuned, "after": faults_per_step()
 """)
     if not got["tuned"]:
         pytest.skip("not glibc")
-    assert got["default"] > 1000  # 24 MiB faulted in per step: ~6,000 pages
-    assert got["after"] < got["default"] / 10
+    # glibc's defaults fault the freed buffers in again (measured 200-6,000 pages a step, its
+    # dynamic thresholds vary from process to process); tuned, the freed heap is reused and a
+    # step faults in (almost) nothing
+    assert got["after"] < 30, got

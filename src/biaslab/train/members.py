@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch.func import grad_and_value, vmap
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten
+from torch.utils._pytree import tree_flatten, tree_map
 
 from .optim import unflatten
 
@@ -166,7 +166,8 @@ class _PeakBuffer(TorchDispatchMode):
         return out
 
 
-def peak_buffer_bytes(loss_fn, member_args: tuple, grad: bool = True) -> int:
+def peak_buffer_bytes(loss_fn, member_args: tuple, grad: bool = True,
+                      shapes_only: bool = False) -> int:
     """Largest buffer one member's call makes (forward and backward with ``grad``; one probe
     call on the real arguments, no vmap).
 
@@ -174,12 +175,26 @@ def peak_buffer_bytes(loss_fn, member_args: tuple, grad: bool = True) -> int:
     costs one member-step of work, while the first op on a meta tensor runs torch's Python
     meta kernels, whose wrappers import torch._dynamo (measured: 2 s of CPU and ~200 MiB of
     resident memory added to every training process). Both give the same peak.
+
+    ``shapes_only``: the arguments are made-up stand-ins (``Stack.forward_peak``'s zeros) whose
+    values a model may reject (an all-padding row has no [CLS] position to read): when the call
+    on them raises, the probe runs again on meta copies (shapes only, values never read).
     """
     call = _autograd_value_and_grad(loss_fn) if grad else loss_fn
-    mode = _PeakBuffer()
-    with mode:
-        call(*member_args)
-    return mode.peak
+    attempts = [member_args]
+    if shapes_only:
+        attempts.append(tree_map(lambda t: t.to("meta") if isinstance(t, torch.Tensor) else t,
+                                 member_args))
+    for attempt in attempts:
+        mode = _PeakBuffer()
+        try:
+            with mode:
+                call(*attempt)
+            return mode.peak
+        except (RuntimeError, NotImplementedError, TypeError, IndexError):
+            if attempt is attempts[-1]:
+                raise
+    raise AssertionError("unreachable")
 
 
 def auto_chunk(device: torch.device, n_members: int, peak_bytes: int,

@@ -153,7 +153,8 @@ class Stack:
             buffers = {k: v[0] for k, v in self.buffers.items()}
             x = torch.zeros(x_shape, dtype=x_dtype, device=self.device)
             self._forward_peaks[key] = peak_buffer_bytes(
-                lambda p, b, xx: self.apply(p, b, xx), (first, buffers, x), grad=False)
+                lambda p, b, xx: self.apply(p, b, xx), (first, buffers, x), grad=False,
+                shapes_only=True)
         return self._forward_peaks[key]
 
     def map(self, fn, *args, in_dims=0, chunk=AUTO, peak_bytes=None):
