@@ -19,9 +19,7 @@ from ...measure.anatomy import eigen_predictors, eigen_property_errors, property
 from .. import rules
 from ..base import Experiment, register_experiment
 from ..claims import Bar, not_testable, register_claim
-from ..outcomes import member_outcomes
-from .protocol import (LinalgEntry, LinalgSpec, accuracy_metrics, correct_at, measure_group,
-                     plan_entries, test_arrays, tol_name, train_metrics)
+from .protocol import LinalgEntry, LinalgSpec, accuracy_outcomes, correct_at, plan_entries, tol_name
 
 #: the notebook's table rows (sheet section 5)
 ANATOMY_TOLERANCES = [0.005, 0.01, 0.02, 0.05, 0.25]
@@ -52,15 +50,7 @@ class FailureAnatomy(Experiment):
         return plan_entries(self, spec)
 
     def run_group(self, spec, plans, device, progress=False):
-        stack, task, result, tests = measure_group(spec, plans, device, progress)
-        test, evs = tests[""]
-        dissected = [dissect(test, ev) for ev in evs]  # (anatomy metrics, arrays) per member
-        return member_outcomes(
-            plans, lambda i: {**accuracy_metrics(evs[i]), **train_metrics(task, result, plans, i),
-                              **dissected[i][0]},
-            result.seconds, result=result, series=("train_loss",),
-            tensors=lambda i: {"model": stack.member_state(i)},
-            arrays=lambda i: {**test_arrays(test, evs[i]), **dissected[i][1]})
+        return accuracy_outcomes(spec, plans, device, progress, extra=dissect)
 
     def figures(self, table, artifacts=None):
         from .figures import success_failure_histograms

@@ -20,11 +20,9 @@ from pydantic import Field
 from ...measure.anatomy import accuracy_by_bins, condition_number
 from ..base import Experiment, register_experiment
 from ..claims import Bar, not_testable, register_claim
-from ..outcomes import member_outcomes
 from ..stats import spearman
 from .. import rules
-from .protocol import (LinalgEntry, LinalgSpec, accuracy_metrics, correct_at, measure_group,
-                       plan_entries, test_arrays, train_metrics)
+from .protocol import LinalgEntry, LinalgSpec, accuracy_outcomes, correct_at, plan_entries
 
 N_BINS = 10
 INVERSION_TASKS = ("invert_matrix", "syminverse")
@@ -70,15 +68,7 @@ class InversionConditioning(Experiment):
         return plan_entries(self, spec)
 
     def run_group(self, spec, plans, device, progress=False):
-        stack, task, result, tests = measure_group(spec, plans, device, progress)
-        test, evs = tests[""]
-        cond = [conditioning_metrics(test, ev) for ev in evs]
-        return member_outcomes(
-            plans, lambda i: {**accuracy_metrics(evs[i]), **train_metrics(task, result, plans, i),
-                              **cond[i][0]},
-            result.seconds, result=result, series=("train_loss",),
-            tensors=lambda i: {"model": stack.member_state(i)},
-            arrays=lambda i: {**test_arrays(test, evs[i]), **cond[i][1]})
+        return accuracy_outcomes(spec, plans, device, progress, extra=conditioning_metrics)
 
 
 #: The runs the claim reads have learned inversion to the notebook's regime (the reference's

@@ -337,14 +337,18 @@ def measure_group(spec, plans, device, progress=False, tests: dict | None = None
     return stack, task, result, out
 
 
-def accuracy_outcomes(spec, plans, device, progress=False, keep_model: bool = True) -> list:
+def accuracy_outcomes(spec, plans, device, progress=False, keep_model: bool = True,
+                      extra=None) -> list:
     """Train one group, test it on its fixed test set, and return one RunOutcome per member:
     accuracy rates (per task code for co-training), training cost, the loss curve, the test set
-    with every prediction, and (``keep_model``) the member's weights."""
+    with every prediction, and (``keep_model``) the member's weights. ``extra(test, ev)`` ->
+    (metrics, arrays): an experiment's own analysis of each member's evaluation, stored beside."""
     stack, task, result, tests = measure_group(spec, plans, device, progress)
     test, evs = tests[""]
+    added = [extra(test, ev) if extra else ({}, {}) for ev in evs]
     return member_outcomes(
-        plans, lambda i: {**accuracy_metrics(evs[i]), **train_metrics(task, result, plans, i)},
+        plans, lambda i: {**accuracy_metrics(evs[i]), **train_metrics(task, result, plans, i),
+                          **added[i][0]},
         result.seconds, result=result, series=("train_loss",),
         tensors=(lambda i: {"model": stack.member_state(i)}) if keep_model else None,
-        arrays=lambda i: test_arrays(test, evs[i]))
+        arrays=lambda i: {**test_arrays(test, evs[i]), **added[i][1]})
