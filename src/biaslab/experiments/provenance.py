@@ -65,11 +65,12 @@ def scale_diff(ours: dict, paper: dict) -> list[str]:
     a, b = _flat(ours), _flat(paper)
     entries_a, entries_b = _entries(a), _entries(b)
     alone = (entries_a - entries_b) | (entries_b - entries_a)
-    out = []
+    out, named = [], set()
     for key in sorted(set(a) | set(b)):
         owner = next((e for e in alone if key.startswith(e + ".")), None)
-        if owner is not None:
-            if key == min(k for k in set(a) | set(b) if k.startswith(owner + ".")):
+        if owner is not None:  # keys run sorted: an entry's first key names it, once
+            if owner not in named:
+                named.add(owner)
                 out.append(f"{owner} {'an entry' if owner in entries_a else '-'} vs "
                            f"{'an entry' if owner in entries_b else '-'}")
             continue
