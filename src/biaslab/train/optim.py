@@ -106,17 +106,26 @@ def adamw_step(
     beta2: float = 0.999,
     eps: float = 1e-8,
     grad_norm: torch.Tensor | None = None,
+    clips: bool = True,
 ):
     """One AdamW update of every active member; returns (params, state, grad_norm [M]).
 
     ``grads`` is a dict like ``params`` or already ``flatten``ed. ``clip_norm`` is +inf where a
-    member does not clip. Inactive members (converged, diverged) keep their parameters and
-    moments unchanged: their moment weights and step size are zero. ``grad_norm``, if the caller
-    has it already, saves a pass over the gradients.
+    member does not clip; ``clips=False`` promises that no member clips (all +inf), which skips
+    the scaling pass (a scale of exactly 1, so the values are the same). Inactive members
+    (converged, diverged) keep their parameters and moments unchanged: their moment weights and
+    step size are zero. ``grad_norm``, if the caller has it already, saves a pass over the
+    gradients.
+
+    Per element the arithmetic is fixed (tests/test_adamw_arithmetic.py checks it bit for bit
+    against the plain formula): g' = g * scale (0 where inactive), m = lerp(m, g', w1),
+    v = lerp(v, g'^2, w2), p = p * (1 - lr wd) - ((lr / bc1) m) / (sqrt(v / bc2) + eps). The
+    passes over [M, P] are arranged to write no more buffers than needed: the squared gradient
+    and the denominator reuse g''s buffer, and p's subtraction and division are one addcdiv
+    (p + (-1 * x) / d is exactly p - x / d).
     """
     g = grads if isinstance(grads, torch.Tensor) else flatten(grads)
     gnorm = flat_norm(g) if grad_norm is None else grad_norm
-    scale = torch.clamp(clip_norm / (gnorm + 1e-6), max=1.0)
     act = active.to(lr.dtype)
     t = state.t + act
     bc1 = 1 - beta1 ** t.clamp(min=1)
@@ -124,11 +133,17 @@ def adamw_step(
     # Per-member coefficients as [M, 1] columns of the flat buffer.
     col = lambda x: x.to(g.dtype).unsqueeze(1)  # noqa: E731
     # Zero the gradient of inactive members: a diverged member's NaNs must not leak into its
-    # (frozen) moments through 0 * NaN.
-    g = torch.where(active.unsqueeze(1), g * col(scale), 0)
+    # (frozen) moments through 0 * NaN. The result is a fresh buffer, ours to overwrite.
+    zero = g.new_zeros(())
+    if clips:
+        scale = torch.clamp(clip_norm / (gnorm + 1e-6), max=1.0)
+        g = g * col(scale)
+        g = torch.where(active.unsqueeze(1), g, zero, out=g)
+    else:
+        g = torch.where(active.unsqueeze(1), g, zero)
     m = torch.lerp(state.exp_avg, g, col(act * (1 - beta1)))  # lerp weight 0: frozen
-    v = torch.lerp(state.exp_avg_sq, g * g, col(act * (1 - beta2)))
-    denom = (v / col(bc2)).sqrt_().add_(eps)
-    p = flatten(params)
-    new_p = p * col(1 - act * lr * weight_decay) - col(act * lr / bc1) * m / denom
+    v = torch.lerp(state.exp_avg_sq, g.mul_(g), col(act * (1 - beta2)))
+    denom = torch.div(v, col(bc2), out=g).sqrt_().add_(eps)
+    new_p = flatten(params) * col(1 - act * lr * weight_decay)
+    new_p.addcdiv_(col(act * lr / bc1) * m, denom, value=-1)
     return unflatten(new_p, params), AdamWState(m, v, t), gnorm

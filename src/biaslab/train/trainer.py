@@ -185,7 +185,13 @@ def _step_key(stack: Stack, cfg: TrainConfig) -> tuple:
                     "member_chunk")
     return (stack.model_name, repr(sorted(stack.model_values.items())), stack.task.shape_key(),
             repr(stack.task.params), str(stack.device),
-            tuple(getattr(cfg, f) for f in graph_fields))
+            tuple(getattr(cfg, f) for f in graph_fields), _clips(stack))
+
+
+def _clips(stack: Stack) -> bool:
+    """Whether any member clips its gradient norm (known on the host from the members' settings;
+    a stack that never clips skips the update's scaling pass)."""
+    return any(m.clip_norm is not None and math.isfinite(m.clip_norm) for m in stack.members)
 
 
 def _allow_recompiles(limit: int = 1024) -> None:
@@ -211,6 +217,7 @@ def make_step(stack: Stack, cfg: TrainConfig):
         return _STEP_CACHE[key]
     member_loss = _member_loss_fn(stack, cfg)
     device = stack.device
+    clips = _clips(stack)
 
     def update(params, grads, losses, opt_state: AdamWState, step_t, lr, wd, clip, active):
         # A member's gradient norm is finite iff all its gradients are: no extra pass needed.
@@ -220,7 +227,7 @@ def make_step(stack: Stack, cfg: TrainConfig):
         params, opt_state, _ = adamw_step(
             params, flat_grads, opt_state, lr=lr * lr_multiplier(cfg, step_t, lr.dtype), weight_decay=wd,
             clip_norm=clip, active=active & ok, beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps,
-            grad_norm=gnorm)
+            grad_norm=gnorm, clips=clips)
         return params, opt_state, losses, ~ok
 
     def compiled(fn):
@@ -279,6 +286,12 @@ def train(stack: Stack, cfg: TrainConfig, progress: bool | Callable = False,
     import time
 
     t0 = time.perf_counter()
+    if stack.device.type == "cpu":
+        # What the CLI and the workers do at start-up, for library callers too: keep the step's
+        # freed buffers for the next step instead of page-faulting them in again (allocator.py).
+        from ..execute.allocator import tune_malloc
+
+        tune_malloc()
     if cfg.precision == "tf32":
         torch.backends.cuda.matmul.allow_tf32 = True
     dev, M = stack.device, stack.M
