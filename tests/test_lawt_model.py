@@ -176,6 +176,22 @@ def test_stack_member_equals_model_alone():
         assert torch.equal(stack_beam(stack, x[:, :5], 5, beam=1), g)
 
 
+def test_members_decoded_in_a_loop_give_the_vmapped_tokens():
+    """How the members are mapped changes the cost, not the tokens: a plain loop (the CPU rule;
+    greedy stops once every sequence has ended) and one vmap over the stack agree, greedy and
+    beam, and the early stop leaves the positions after <eos> as <pad>."""
+    task = ToySeq.from_dict({})
+    stack = Stack("lawt", TINY, task, [Member(seed=3), Member(seed=5), Member(seed=8)])
+    xe = batch(12, seed=6)[0][:, :5]
+    with torch.no_grad():
+        stack.params["out_bias"][1, EOS] = 50.0  # member 1 ends every sequence at once
+        looped, vmapped = stack_greedy(stack, xe, 5, chunk=1), stack_greedy(stack, xe, 5, chunk=None)
+        assert torch.equal(looped, vmapped)
+        assert (looped[1, :, 0] == EOS).all() and (looped[1, :, 1:] == stack.base.pad_id).all()
+        assert torch.equal(stack_beam(stack, xe, 5, beam=2, chunk=1),
+                           stack_beam(stack, xe, 5, beam=2, chunk=None))
+
+
 @pytest.mark.parametrize("parallel_cross", [False, True])
 def test_cached_decoding_gives_the_uncached_tokens(parallel_cross):
     """The key/value cache changes the cost, not the tokens: greedy and beam, a module and a

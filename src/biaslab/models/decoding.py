@@ -5,9 +5,14 @@ every step decodes the whole batch (and every beam) at once. By default a step f
 newest token and keeps every decoder layer's self-attention keys/values of the earlier positions
 (and the memory's, computed once), as the reference's ``generate`` does; ``cached=False`` reruns
 the decoder over the whole prefix at every step (quadratic; kept as the check of the cache:
-both give the same tokens, ``tests/test_lawt_model.py``). The loop has
-no data-dependent exit (no host read), so the same function runs under ``vmap`` over the members
-of a stack: ``stack_greedy`` / ``stack_beam`` map it over ``stack.params``.
+both give the same tokens, ``tests/test_lawt_model.py``). Under ``vmap`` the loop has no
+data-dependent exit (no host read) and writes no tensor in place; ``stack_greedy`` /
+``stack_beam`` map it over ``stack.params`` with the lab's one mapping rule (``Stack.map``): on
+an accelerator one vmap over the stack, on a CPU (where a decode step's buffers are far above
+the rule's threshold: a vmapped stack of 3 LAWT models decoded 390 examples/s against 570 for
+the same members one after another, docs/benchmarks.md) a plain loop over the members, in which
+greedy decoding writes each position in place and stops once every sequence has emitted
+``<eos>`` (the reference's ``generate`` does both; the tokens are the same either way).
 
 A model is seen through its two parts (``models/lawt.py``): ``encode(xe) -> memory`` and
 ``decode(xd, memory, src_keep)`` -> the logits of the prefix's last position, [B, 1, V];
@@ -27,7 +32,7 @@ from __future__ import annotations
 from typing import Callable, NamedTuple
 
 import torch
-from torch.func import functional_call, vmap
+from torch.func import functional_call
 
 
 class Parts(NamedTuple):
@@ -58,6 +63,20 @@ def functional_parts(base, params: dict, buffers: dict) -> Parts:
     return _parts(run, base.pad_id)
 
 
+def member_parts(stack, params: dict, buffers: dict) -> Parts:
+    """The parts of one member of ``stack`` through ``Stack.apply`` (in a plain loop without
+    autograd, a call of the stack's module with the member's tensors in place, no swap)."""
+    def run(x, **kw):
+        return stack.apply(params, buffers, x, **kw)
+    return _parts(run, stack.base.pad_id)
+
+
+def _eager(params: dict) -> bool:
+    """Not under vmap: the member's tensors are plain tensors."""
+    first = next(iter(params.values()))
+    return not torch._C._functorch.is_functorch_wrapped_tensor(first)
+
+
 class _Stepper:
     """Next-token logits [B, V] of a growing prefix, with or without the key/value cache."""
 
@@ -78,10 +97,12 @@ class _Stepper:
     def push(self, tokens: torch.Tensor, reorder=None):
         """Append ``tokens`` [B']; ``reorder(tensor)`` first moves the rows to their new beams."""
         if reorder is not None:
-            self.prefix = reorder(self.prefix)
             if self.cache is not None:
                 self.cache = [tuple(reorder(c) for c in kv) for kv in self.cache]
-        self.prefix = torch.cat([self.prefix, tokens[:, None]], 1)
+            else:
+                self.prefix = reorder(self.prefix)
+        # The cached step reads only the newest token; the uncached one the whole prefix.
+        self.prefix = tokens[:, None] if self.cached else torch.cat([self.prefix, tokens[:, None]], 1)
         self.t += 1
 
 
@@ -92,8 +113,13 @@ def _put(row: torch.Tensor, t: int, values: torch.Tensor) -> torch.Tensor:
 
 
 def greedy_decode(parts: Parts, xe: torch.Tensor, dec_len: int, eos_id: int = 0,
-                  cached: bool = True) -> torch.Tensor:
-    """xe [B, Le] encoder tokens -> [B, dec_len] predicted target tokens (argmax each step)."""
+                  cached: bool = True, eager: bool = False) -> torch.Tensor:
+    """xe [B, Le] encoder tokens -> [B, dec_len] predicted target tokens (argmax each step).
+
+    ``eager`` (never under vmap): write each position in place and stop as soon as every
+    sequence has emitted ``<eos>`` (a host read per step, as the reference's ``generate``;
+    on a CPU a read is no device sync); the positions left are ``<pad>``, as they would be.
+    """
     pad = parts.pad_id
     B = xe.shape[0]
     bos = torch.full((B, 1), eos_id, dtype=torch.long, device=xe.device)
@@ -103,8 +129,13 @@ def greedy_decode(parts: Parts, xe: torch.Tensor, dec_len: int, eos_id: int = 0,
     for t in range(dec_len):
         nxt = next_logits().argmax(-1)
         nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
-        out = _put(out, t, nxt)
         done = done | (nxt == eos_id)
+        if eager:
+            out[:, t] = nxt
+            if bool(done.all()):
+                break
+        else:
+            out = _put(out, t, nxt)
         next_logits.push(nxt)
     return out
 
@@ -156,24 +187,34 @@ def beam_decode(parts: Parts, xe: torch.Tensor, dec_len: int, beam: int, eos_id:
 
 
 def stack_greedy(stack, xe: torch.Tensor, dec_len: int, eos_id: int = 0,
-                 params: dict | None = None, cached: bool = True) -> torch.Tensor:
-    """Greedy decoding of every member: xe [M, B, Le] (or [B, Le] shared) -> [M, B, dec_len]."""
+                 params: dict | None = None, cached: bool = True, chunk="auto") -> torch.Tensor:
+    """Greedy decoding of every member: xe [M, B, Le] (or [B, Le] shared) -> [M, B, dec_len].
+    ``chunk``: how members are mapped (``Stack.map``; None = one vmap, 1 = a loop)."""
     p = stack.params if params is None else params
-    in_x = 0 if xe.dim() == 3 else None
 
     def one(pp, bb, x):
-        return greedy_decode(functional_parts(stack.base, pp, bb), x, dec_len, eos_id, cached)
-    return vmap(one, in_dims=(0, 0, in_x))(p, stack.buffers, xe)
+        return greedy_decode(member_parts(stack, pp, bb), x, dec_len, eos_id, cached,
+                             eager=_eager(pp))
+    return _map_decode(stack, one, p, xe, dec_len, chunk)
+
+
+def _map_decode(stack, one, params: dict, xe: torch.Tensor, dec_len: int, chunk) -> torch.Tensor:
+    """``one(member params, member buffers, member xe)`` over the stack by ``Stack.map``'s rule.
+    The largest buffers of a decode are its encoder's, which the teacher-forced forward of the
+    whole sequence also makes: that forward's probed peak stands for the decode's."""
+    in_x = 0 if xe.dim() == 3 else None
+    shape = (*xe.shape[-2:-1], xe.shape[-1] + dec_len)
+    return stack.map(one, params, stack.buffers, xe, in_dims=(0, 0, in_x), chunk=chunk,
+                     peak_bytes=lambda: stack.forward_peak(shape, xe.dtype))
 
 
 def stack_beam(stack, xe: torch.Tensor, dec_len: int, beam: int, eos_id: int = 0,
                length_penalty: float = 1.0, params: dict | None = None,
-               cached: bool = True) -> torch.Tensor:
+               cached: bool = True, chunk="auto") -> torch.Tensor:
     """Beam decoding of every member: xe [M, B, Le] (or shared) -> [M, B, dec_len]."""
     p = stack.params if params is None else params
-    in_x = 0 if xe.dim() == 3 else None
 
     def one(pp, bb, x):
-        return beam_decode(functional_parts(stack.base, pp, bb), x, dec_len, beam, eos_id,
+        return beam_decode(member_parts(stack, pp, bb), x, dec_len, beam, eos_id,
                            length_penalty, cached)
-    return vmap(one, in_dims=(0, 0, in_x))(p, stack.buffers, xe)
+    return _map_decode(stack, one, p, xe, dec_len, chunk)

@@ -73,12 +73,19 @@ class Attention(nn.Module):
         self.v = nn.Linear(d_src, d)
         self.out = nn.Linear(d, d)
 
-    def keys_values(self, kv):
+    def keys_values(self, kv, kept: bool = False):
         """Keys and values [B, heads, Lk, d_head] of sources ``kv`` [B, Lk, d_src] (what a decoding
-        cache keeps: the memory's once per sequence, a new position's once per step)."""
+        cache keeps: the memory's once per sequence, a new position's once per step).
+
+        ``kept``: values to be reused at every step (the memory's): laid out once the way each
+        step's matmuls copy them (keys as contiguous [B, heads, d_head, Lk] seen transposed,
+        values contiguous), so no step copies them again; the matmuls then read the very
+        layout they would have made, and give the same numbers."""
         B, Lk, _ = kv.shape
         k = self.k(kv).view(B, Lk, self.n_heads, self.d_head).transpose(1, 2)
         v = self.v(kv).view(B, Lk, self.n_heads, self.d_head).transpose(1, 2)
+        if kept:
+            return k.transpose(-1, -2).contiguous().transpose(-1, -2), v.contiguous()
         return k, v
 
     def attend(self, g, k, v, keep=None, causal: bool = False):
@@ -232,7 +239,7 @@ class LAWTModel(nn.Module):
         if part in ("decode", "decode_last"):
             return self.decode(x, memory, src_keep, last=part == "decode_last")
         if part == "cross_kv":  # x = memory
-            return [layer.cross.keys_values(x) for layer in self.decoder]
+            return [layer.cross.keys_values(x, kept=True) for layer in self.decoder]
         if part == "decode_step":
             return self.decode_step(x, t, cross_kv, src_keep, cache)
         xe, xd = x[:, :self.enc_len], x[:, self.enc_len:]

@@ -75,12 +75,18 @@ class Stack:
         # forward overhead); only a model that registers one tensor under two names needs it.
         self._tied = len(list(modules[0].named_parameters(remove_duplicate=False))) != \
             len(list(modules[0].named_parameters()))
-        # Where each parameter and buffer lives in ``base`` (see ``apply``).
+        # Where each parameter and buffer lives in ``base`` (see ``apply``): (the submodule's
+        # dict, the attribute, the index of the tensor among params then buffers). A tied
+        # tensor has one key in ``params`` and a slot under each of its names.
         self._param_keys, self._buffer_keys = list(self.params), list(self.buffers)
-        self._slots = [(self.base.get_submodule(k.rpartition(".")[0])._parameters, k.rpartition(".")[2])
-                       for k in self._param_keys]
-        self._slots += [(self.base.get_submodule(k.rpartition(".")[0])._buffers, k.rpartition(".")[2])
-                        for k in self._buffer_keys]
+        index = {k: i for i, k in enumerate(self._param_keys + self._buffer_keys)}
+        self._slots = []
+        for kind, named in (("_parameters", modules[0].named_parameters),
+                            ("_buffers", modules[0].named_buffers)):
+            first_name = {id(t): k for k, t in named()}
+            self._slots += [(getattr(self.base.get_submodule(k.rpartition(".")[0]), kind),
+                             k.rpartition(".")[2], index[first_name[id(t)]])
+                            for k, t in named(remove_duplicate=False)]
         self.task_states = stack_states(
             [t.make_state(m.task_seed if m.task_seed is not None else m.seed) for t, m in
              zip(tasks, members)],
@@ -113,22 +119,24 @@ class Stack:
                             dtype=self.metric_dtype, device=self.device)
 
     # -- functional forward -----------------------------------------------------------------
-    def apply(self, params: dict, buffers: dict, x: torch.Tensor, acts: bool = False):
-        """Forward of ONE member (call under vmap, or in ``map``'s loop, for the stack)."""
+    def apply(self, params: dict, buffers: dict, x: torch.Tensor, acts: bool = False, **kwargs):
+        """Forward of ONE member (call under vmap, or in ``map``'s loop, for the stack);
+        ``kwargs`` go to the model's forward (e.g. the parts of a seq2seq model's decoding)."""
         if self._plain_call_ok(params, buffers):
-            # The eager loop without autograd (measures, evaluation): place the tensors into the
-            # private meta module's slots and call it, instead of functional_call's swap and
-            # restore of every tensor (8% of a small model's forward).
-            for (slots, name), t in zip(self._slots, (*params.values(), *buffers.values())):
-                slots[name] = t
-            return self.base(x, acts=acts)
-        return functional_call(self.base, (params, buffers), (x,), {"acts": acts},
+            # The eager loop without autograd (measures, evaluation, decoding): place the
+            # tensors into the private meta module's slots and call it, instead of
+            # functional_call's swap and restore of every tensor (8% of a small model's forward).
+            tensors = (*params.values(), *buffers.values())
+            for slots, name, i in self._slots:
+                slots[name] = tensors[i]
+            return self.base(x, acts=acts, **kwargs)
+        return functional_call(self.base, (params, buffers), (x,), {"acts": acts, **kwargs},
                                tie_weights=self._tied)
 
     def _plain_call_ok(self, params: dict, buffers: dict) -> bool:
-        if self._tied or torch.is_grad_enabled() or torch.compiler.is_compiling():
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():
             return False
-        if len(params) + len(buffers) != len(self._slots) or \
+        if len(params) != len(self._param_keys) or len(buffers) != len(self._buffer_keys) or \
                 list(params) != self._param_keys or list(buffers) != self._buffer_keys:
             return False
         first = next(iter(params.values()), None)
