@@ -29,6 +29,12 @@ Pairs and the reference code each loop follows (read with `fetch`; none of it is
 - ``grokking-foreach``: the same loop with ``AdamW(foreach=True)``, the faster multi-tensor
   update a tuned loop would ask for (``bench_grokking.py``'s ``one_at_a_time``): stricter than
   the reference, shown beside it.
+- ``grokking-released``: the reference's training epoch as released, for what a researcher who
+  runs the authors' script pays: its ``SimpleTransformer`` (``nn.MultiheadAttention`` over the
+  three positions, the MLP on all three, the last read out: more FLOPs than the lab's module,
+  which runs the MLP on the one position it reads), the full-batch ``DataLoader`` of
+  ``ModAddDataset`` (two tensors made per pair, collated every epoch), the optimizer, loss and
+  accuracy as above; its per-epoch sensitivity forwards left out as before.
 
 The measurement phase and exact sensitivity (``bench_measure_speed.py``), LAWT training
 (``bench_lawt.py``) and LAWT greedy decoding against facebookresearch/LAWT ``src/model``'s
@@ -145,7 +151,66 @@ def reference_grokking(task, model_params: dict, seeds: list, epochs: int) -> No
             train_accuracies.append((predicted == y).sum().item() / y.size(0))
 
 
-def grokking_pair(p: int, epochs: int, members: int, foreach: bool = False):
+class ReleasedGrokkingModel(nn.Module):
+    """The structure of sens_addition.py's ``SimpleTransformer``: token and position
+    embeddings, ``nn.MultiheadAttention`` on [L, B, d], fc1-ReLU-fc2 on every position, the
+    unembedding of the last one."""
+
+    def __init__(self, vocab: int, seq_len: int, d: int, heads: int, d_ff: int, n_out: int):
+        super().__init__()
+        self.token_embed = nn.Embedding(vocab, d)
+        self.pos_embed = nn.Parameter(torch.zeros(seq_len, d))
+        self.attention = nn.MultiheadAttention(embed_dim=d, num_heads=heads, dropout=0.0)
+        self.fc1, self.relu, self.fc2 = nn.Linear(d, d_ff), nn.ReLU(), nn.Linear(d_ff, d)
+        self.fc_out = nn.Linear(d, n_out)
+
+    def forward(self, src):
+        e = (self.token_embed(src) + self.pos_embed).transpose(0, 1)
+        a, _ = self.attention(e, e, e)
+        x = self.fc2(self.relu(self.fc1(a.transpose(0, 1))))
+        return self.fc_out(x[:, -1, :])
+
+
+class PairDataset(torch.utils.data.Dataset):
+    """``ModAddDataset``: numpy rows, two tensors made per item."""
+
+    def __init__(self, inputs, targets):
+        self.inputs, self.targets = inputs, targets
+
+    def __len__(self):
+        return len(self.inputs)
+
+    def __getitem__(self, idx):
+        return (torch.tensor(self.inputs[idx], dtype=torch.long),
+                torch.tensor(self.targets[idx], dtype=torch.long))
+
+
+def released_grokking(task, model_params: dict, seeds: list, epochs: int) -> None:
+    """sens_addition.py's epochs as released (model, DataLoader), measurements left out."""
+    for seed in seeds:
+        torch.manual_seed(seed)
+        x, y = task.sample(task.make_state(seed), torch.tensor(0), task.n_train)
+        loader = torch.utils.data.DataLoader(PairDataset(x.numpy(), y.numpy()),
+                                             batch_size=len(x), shuffle=False)
+        model = ReleasedGrokkingModel(task.vocab_size, task.seq_len, model_params["d_model"],
+                                      model_params["n_heads"], model_params["d_ff"], task.n_outputs)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=0.001, weight_decay=1.0)
+        criterion = nn.CrossEntropyLoss()
+        train_losses, train_accuracies = [], []
+        for _ in range(epochs):
+            model.train()
+            for x_batch, y_batch in loader:
+                optimizer.zero_grad()
+                outputs = model(x_batch)
+                loss = criterion(outputs, y_batch)
+                loss.backward()
+                optimizer.step()
+            train_losses.append(loss.item())
+            _, predicted = torch.max(outputs.data, 1)
+            train_accuracies.append((predicted == y_batch).sum().item() / y_batch.size(0))
+
+
+def grokking_pair(p: int, epochs: int, members: int, foreach: bool = False, released: bool = False):
     from bench_grokking import one_at_a_time, stacked
 
     task = make_task("modular", {"p": p, "train_fraction": 0.4})
@@ -154,6 +219,8 @@ def grokking_pair(p: int, epochs: int, members: int, foreach: bool = False):
     lab = lambda: stacked(task, model, seeds, epochs, torch.device("cpu"))  # noqa: E731
     if foreach:
         return lab, lambda: one_at_a_time(task, model, seeds, epochs, torch.device("cpu"))
+    if released:
+        return lab, lambda: released_grokking(task, model, seeds, epochs)
     return lab, lambda: reference_grokking(task, model, seeds, epochs)
 
 
@@ -181,21 +248,24 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--quick", action="store_true", help="smoke test: tiny sizes, 2 rounds")
-    ap.add_argument("--pairs", nargs="*", choices=["train1", "train8", "grokking", "grokking-foreach"])
+    ap.add_argument("--pairs", nargs="*", choices=["train1", "train8", "grokking", "grokking-foreach",
+                                                     "grokking-released"])
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     if args.quick:
         size = {"d": 16, "heads": 2, "layers": 1, "n": 6, "batch": 32}
-        rounds, calls, p, epochs = 2, {"train1": 4, "train8": 1, "grokking": 1, "grokking-foreach": 1}, 7, 2
+        rounds, p, epochs = 2, 7, 2
+        calls = {"train1": 4, "train8": 1, "grokking": 1, "grokking-foreach": 1, "grokking-released": 1}
     else:
         size = {"d": 128, "heads": 2, "layers": 2, "n": 20, "batch": 1024}
-        rounds, calls, p, epochs = args.rounds, {"train1": 8, "train8": 1, "grokking": 1,
-                                                 "grokking-foreach": 1}, 31, 60
+        rounds, p, epochs = args.rounds, 31, 60
+        calls = {"train1": 8, "train8": 1, "grokking": 1, "grokking-foreach": 1, "grokking-released": 1}
     build = {
         "train1": lambda: (lab_steps(size, 1), reference_steps(size, 1)),
         "train8": lambda: (lab_steps(size, 8), reference_steps(size, 8)),
         "grokking": lambda: grokking_pair(p, epochs, 3),
         "grokking-foreach": lambda: grokking_pair(p, epochs, 3, foreach=True),
+        "grokking-released": lambda: grokking_pair(p, epochs, 3, released=True),
     }
     pairs = {name: build[name]() for name in (args.pairs or build)}
     print(f"# issue 26 reference benchmark on {platform.processor() or 'cpu'} "
