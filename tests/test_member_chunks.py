@@ -65,12 +65,13 @@ def test_auto_chunk_rule():
     assert auto_chunk(gpu, 64, 10**9) is None  # accelerators: one vmap over the stack
     assert auto_chunk(cpu, 64, 1024) is None  # small buffers: the whole stack fits
     assert auto_chunk(cpu, 1, 1024) == 1  # one member: no vmap at all
-    per = CPU_CHUNK_BYTES // 24  # 24 members fit, and 64 = 16 * 4: chunks of 16
-    assert per <= CPU_LOOP_ABOVE_BYTES
-    assert auto_chunk(cpu, 64, per) == 16
-    assert auto_chunk(cpu, 9, per) is None
-    assert auto_chunk(cpu, 25, per) == 5
-    assert auto_chunk(cpu, 29, per) == 1  # a prime M over the budget: a loop
+    per = CPU_LOOP_ABOVE_BYTES  # the largest member still vmapped: a chunk budget of 64 of them
+    fit = CPU_CHUNK_BYTES // per
+    assert fit == 64
+    assert auto_chunk(cpu, 128, per) == 64
+    assert auto_chunk(cpu, 64, per) is None
+    assert auto_chunk(cpu, 96, per) == 48
+    assert auto_chunk(cpu, 67, per) == 1  # a prime M over the budget: a loop
     assert auto_chunk(cpu, 64, CPU_LOOP_ABOVE_BYTES + 1) == 1  # big members: a loop
 
 

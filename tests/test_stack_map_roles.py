@@ -11,7 +11,7 @@ from biaslab.measure.sensitivity import average_sensitivity, bitflip_sensitivity
 from biaslab.models import build_model, parameter_roles
 from biaslab.tasks import make_task
 from biaslab.train import Member, Stack, TrainConfig, train
-from biaslab.train.members import CPU_FORWARD_LOOP_ABOVE_BYTES, resolve_chunk
+from biaslab.train.members import CPU_FORWARD_LOOP_ABOVE_BYTES, CPU_LOOP_ABOVE_BYTES, resolve_chunk
 from biaslab.train.optim import adamw_init
 
 SMALL = {"d_model": 16, "n_heads": 2, "n_layers": 2, "d_ff": 16}
@@ -70,12 +70,12 @@ def test_stack_map_forms_agree_with_shared_and_mapped_arguments():
         torch.testing.assert_close(ref["own"][i], stack.member(i)(x_own[i]), rtol=1e-12, atol=1e-12)
 
 
-def test_chunk_rule_loops_large_forward_only_members_on_a_cpu():
+def test_chunk_rule_loops_large_members_on_a_cpu():
     cpu = torch.device("cpu")
-    big = CPU_FORWARD_LOOP_ABOVE_BYTES + 1
-    assert resolve_chunk(cpu, 8, "auto", lambda: big, backward=False) == 1
-    assert resolve_chunk(cpu, 8, "auto", lambda: big, backward=True) is None  # training: vmap
-    assert resolve_chunk(torch.device("meta"), 8, "auto", lambda: big) is None
+    for backward, limit in ((False, CPU_FORWARD_LOOP_ABOVE_BYTES), (True, CPU_LOOP_ABOVE_BYTES)):
+        assert resolve_chunk(cpu, 8, "auto", lambda: limit + 1, backward=backward) == 1
+        assert resolve_chunk(cpu, 8, "auto", lambda: limit, backward=backward) is None
+    assert resolve_chunk(torch.device("meta"), 8, "auto", lambda: 10**9) is None
     assert resolve_chunk(cpu, 8, 3, lambda: 0) == 2 and resolve_chunk(cpu, 8, None, None) is None
 
 

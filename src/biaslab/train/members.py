@@ -26,11 +26,14 @@ CPU_CHUNK_BYTES = 16 * 2**20
 #: A member whose largest buffer is above this already does enough work per op to hide the
 #: per-op overhead that vmap amortizes, so on a CPU it runs in a plain loop: batched kernels
 #: gain nothing there and some are slower (this CPU's fp32 bmm for [5120 x 64] @ [64 x 256] runs
-#: at half the speed of a loop of mm). Measured (docs/benchmarks.md): d 16 models gain 3x from
-#: vmap; a d 64, batch 256 model (5 MiB buffers) ran at 0.9x vmapped and 0.98x looped.
-CPU_LOOP_ABOVE_BYTES = 2**20
-#: The same threshold for forward-only maps (measures, evaluation): without a backward pass and
-#: an optimizer update there is less per-op overhead to amortize, and this CPU's softmax over
+#: at half the speed of a loop of mm; a vmapped linear is a bmm and a separate bias add where the
+#: loop's is one addmm). Measured by benchmarks/bench_chunk_rule.py (docs/benchmarks.md, issue
+#: 26): the loop's time / the vmap's per member-step, stacks of 4 and 8, five model families —
+#: peaks of 3-80 KiB 1.06-2.34 (vmap faster), 108-256 KiB 0.92-1.14 (even), 288 KiB to 5 MiB
+#: 0.61-0.93 (the loop faster, every configuration). Was 1 MiB (an earlier, narrower measurement).
+CPU_LOOP_ABOVE_BYTES = 256 * 2**10
+#: The threshold for forward-only maps (measures, evaluation), measured on its own: without a
+#: backward pass and an optimizer update there is less per-op overhead to amortize, and this CPU's softmax over
 #: short rows runs 3x slower per element once its input outgrows ~600 KB (a vmapped stack of 8
 #: d 32 models at batch 256 makes 1.6 MB patterns). Measured on 8 members' forwards (ms per
 #: member, whole vmap / loop): 12 KB peak 2.1 / 3.3, 80 KB 3.7 / 8.7, 160 KB 11.4 / 11.7,

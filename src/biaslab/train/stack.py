@@ -123,9 +123,10 @@ class Stack:
         """Forward of ONE member (call under vmap, or in ``map``'s loop, for the stack);
         ``kwargs`` go to the model's forward (e.g. the parts of a seq2seq model's decoding)."""
         if self._plain_call_ok(params, buffers):
-            # The eager loop without autograd (measures, evaluation, decoding): place the
+            # Outside vmap (the looped training step, measures, evaluation, decoding): place the
             # tensors into the private meta module's slots and call it, instead of
-            # functional_call's swap and restore of every tensor (8% of a small model's forward).
+            # functional_call's swap and restore of every tensor (8% of a small model's forward);
+            # the same module code runs on the same tensors, so autograd sees the same graph.
             tensors = (*params.values(), *buffers.values())
             for slots, name, i in self._slots:
                 slots[name] = tensors[i]
@@ -134,7 +135,7 @@ class Stack:
                                tie_weights=self._tied)
 
     def _plain_call_ok(self, params: dict, buffers: dict) -> bool:
-        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+        if torch.compiler.is_compiling():
             return False
         if len(params) != len(self._param_keys) or len(buffers) != len(self._buffer_keys) or \
                 list(params) != self._param_keys or list(buffers) != self._buffer_keys:
