@@ -147,7 +147,8 @@ SHEET_E4 = "Vasudeva et al. §7 (sheet E4, target 5)"
 
 def _compare(low: list[float], high: list[float], what: str) -> Verdict:
     """PASS when mean(high) - mean(low) > 2 se (Welch), FAIL when below -2 se, a tie between;
-    fewer than 3 fitted runs a side: INCONCLUSIVE, too few runs."""
+    fewer than 3 fitted runs a side: INCONCLUSIVE, too few runs. ``what`` names the high side
+    first ("high vs low"): the verdict's text prints mean(high) - mean(low)."""
     part = rules.compare_means(high, low, label=what, direction="greater")
     return rules.verdict([part], {"low": part.numbers.get("mean_b"),
                                   "high": part.numbers.get("mean_a")})
@@ -167,7 +168,7 @@ def _compare(low: list[float], high: list[float], what: str) -> Verdict:
 def check_reg_sensitivity(table):
     col = claim_column(table)
     return _compare(_cell(table, "vit", "sensreg", col), _cell(table, "vit", "ce", col),
-                    f"ViT {col}, regularised vs plain")
+                    f"ViT {col}, plain vs regularised")
 
 
 @register_claim(
@@ -185,7 +186,7 @@ def check_reg_accuracy(table):
     # "higher accuracy": compare error rates, 1 - accuracy, so that lower is better
     plain = [1 - v for v in _cell(table, "vit", "ce", "acc_noise")]
     reg = [1 - v for v in _cell(table, "vit", "sensreg", "acc_noise")]
-    return _compare(reg, plain, "ViT error under noise corruptions, regularised vs plain")
+    return _compare(reg, plain, "ViT error under noise corruptions, plain vs regularised")
 
 
 @register_claim(
@@ -209,7 +210,7 @@ def check_vit_vs_cnn(table):
                 and r.get("acc_corrupt") is not None]
 
     return _compare(drops("vit"), drops(ROBUSTNESS_CNN), f"accuracy drop under corruptions, "
-                    f"ViT vs {ROBUSTNESS_CNN}")
+                    f"{ROBUSTNESS_CNN} vs ViT")
 
 
 @register_claim(
