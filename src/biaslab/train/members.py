@@ -29,8 +29,9 @@ CPU_CHUNK_BYTES = 16 * 2**20
 #: at half the speed of a loop of mm; a vmapped linear is a bmm and a separate bias add where the
 #: loop's is one addmm). Measured by benchmarks/bench_chunk_rule.py (docs/benchmarks.md, issue
 #: 26): the loop's time / the vmap's per member-step, stacks of 4 and 8, five model families —
-#: peaks of 3-80 KiB 1.06-2.34 (vmap faster), 108-256 KiB 0.92-1.14 (even), 288 KiB to 5 MiB
-#: 0.61-0.93 (the loop faster, every configuration). Was 1 MiB (an earlier, narrower measurement).
+#: peaks of 3-80 KiB 0.95-2.34 (vmap faster in all but one), 108-256 KiB 0.92-1.30 (even or
+#: vmap faster), 288 KiB to 5 MiB 0.61-1.01 (the loop faster, or even at 8 members up to
+#: 768 KiB). Was 1 MiB (an earlier, narrower measurement).
 CPU_LOOP_ABOVE_BYTES = 256 * 2**10
 #: The threshold for forward-only maps (measures, evaluation), measured on its own: without a
 #: backward pass and an optimizer update there is less per-op overhead to amortize, and this CPU's softmax over
