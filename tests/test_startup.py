@@ -63,7 +63,7 @@ def test_tuned_malloc_reuses_freed_step_buffers():
     # heap top is given back and page-faulted in again on every step; tuned, it is reused.
     got = _run("""
 import json, resource, torch
-from biaslab.execute.allocator import tune_malloc
+from biaslab.train.allocator import tune_malloc
 def faults_per_step(steps=10):
     for _ in range(2):
         bufs = [torch.ones(2 * 2**20) for _ in range(3)]

@@ -93,10 +93,10 @@ def say_warnings() -> None:
 
 def set_threads(n: int) -> None:
     """How a command that computes sets up its process: intra-op threads, and glibc's malloc
-    thresholds (``execute/allocator.py``: buffers reused across steps, not page-faulted anew)."""
+    thresholds (``train/allocator.py``: buffers reused across steps, not page-faulted anew)."""
     import torch
 
-    from ..execute.allocator import tune_malloc
+    from ..train.allocator import tune_malloc
 
     torch.set_num_threads(_clamped("threads", n))
     tune_malloc()

@@ -128,7 +128,7 @@ def completed(futures, log, t0: float, every: float = HEARTBEAT_S):
 
 
 def _worker_init(threads: int) -> None:
-    from .allocator import tune_malloc
+    from ..train.allocator import tune_malloc
 
     torch.set_num_threads(threads)
     tune_malloc()

@@ -75,7 +75,7 @@ def train_stack(fn, threads: int, *args):
     """A Ray task: train one stack with ``fn(*args)`` (the local executor's worker function)
     on ``threads`` intra-op threads; returns its outcomes. Named so, the worker's process title
     reads ``ray::train_stack`` while it runs."""
-    from .allocator import tune_malloc
+    from ..train.allocator import tune_malloc
 
     torch.set_num_threads(threads)
     tune_malloc()

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch.func import vmap
 
 from .. import rng
+from .allocator import tune_malloc
 from .losses import get_loss
 from .members import AUTO, map_members, peak_buffer_bytes, resolve_chunk
 from .optim import AdamWState, adamw_init, adamw_step, flat_norm, flatten
@@ -286,12 +287,8 @@ def train(stack: Stack, cfg: TrainConfig, progress: bool | Callable = False,
     import time
 
     t0 = time.perf_counter()
-    if stack.device.type == "cpu":
-        # What the CLI and the workers do at start-up, for library callers too: keep the step's
-        # freed buffers for the next step instead of page-faulting them in again (allocator.py).
-        from ..execute.allocator import tune_malloc
-
-        tune_malloc()
+    if stack.device.type == "cpu":  # as the CLI and workers do, for library callers too
+        tune_malloc()  # keep freed step buffers for the next step (allocator.py)
     if cfg.precision == "tf32":
         torch.backends.cuda.matmul.allow_tf32 = True
     dev, M = stack.device, stack.M
