@@ -129,26 +129,33 @@ def lab_steps(size: dict, models: int):
     return step
 
 
-def reference_grokking(task, model_params: dict, seeds: list, epochs: int) -> None:
-    """sens_addition.py's training epochs for each seed in turn (measurements left out)."""
-    for seed in seeds:
-        torch.manual_seed(seed)
-        state = task.make_state(seed)
-        x, y = task.sample(state, torch.tensor(0), task.n_train)
-        model = build_model("grokking", model_params, task, seed=seed)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=0.001, weight_decay=1.0)
-        criterion = nn.CrossEntropyLoss()
-        train_losses, train_accuracies = [], []
-        for _ in range(epochs):
-            model.train()
+def sens_addition_epochs(model: nn.Module, batches, epochs: int) -> None:
+    """The training epochs of sens_addition.py's ``train_and_evaluate`` on ``model``: its optimizer
+    and loss, every batch of ``batches`` once per epoch, then the ``loss.item()`` and accuracy it
+    records every epoch."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.001, weight_decay=1.0)
+    criterion = nn.CrossEntropyLoss()
+    train_losses, train_accuracies = [], []
+    for _ in range(epochs):
+        model.train()
+        for x_batch, y_batch in batches:
             optimizer.zero_grad()
-            outputs = model(x)
-            loss = criterion(outputs, y)
+            outputs = model(x_batch)
+            loss = criterion(outputs, y_batch)
             loss.backward()
             optimizer.step()
-            train_losses.append(loss.item())
-            _, predicted = torch.max(outputs.data, 1)
-            train_accuracies.append((predicted == y).sum().item() / y.size(0))
+        train_losses.append(loss.item())
+        _, predicted = torch.max(outputs.data, 1)
+        train_accuracies.append((predicted == y_batch).sum().item() / y_batch.size(0))
+
+
+def reference_grokking(task, model_params: dict, seeds: list, epochs: int) -> None:
+    """sens_addition.py's training epochs for each seed in turn on the lab's module, the batch
+    held as one tensor (measurements left out)."""
+    for seed in seeds:
+        torch.manual_seed(seed)
+        x, y = task.sample(task.make_state(seed), torch.tensor(0), task.n_train)
+        sens_addition_epochs(build_model("grokking", model_params, task, seed=seed), [(x, y)], epochs)
 
 
 class ReleasedGrokkingModel(nn.Module):
@@ -194,20 +201,7 @@ def released_grokking(task, model_params: dict, seeds: list, epochs: int) -> Non
                                              batch_size=len(x), shuffle=False)
         model = ReleasedGrokkingModel(task.vocab_size, task.seq_len, model_params["d_model"],
                                       model_params["n_heads"], model_params["d_ff"], task.n_outputs)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=0.001, weight_decay=1.0)
-        criterion = nn.CrossEntropyLoss()
-        train_losses, train_accuracies = [], []
-        for _ in range(epochs):
-            model.train()
-            for x_batch, y_batch in loader:
-                optimizer.zero_grad()
-                outputs = model(x_batch)
-                loss = criterion(outputs, y_batch)
-                loss.backward()
-                optimizer.step()
-            train_losses.append(loss.item())
-            _, predicted = torch.max(outputs.data, 1)
-            train_accuracies.append((predicted == y_batch).sum().item() / y_batch.size(0))
+        sens_addition_epochs(model, loader, epochs)
 
 
 def grokking_pair(p: int, epochs: int, members: int, foreach: bool = False, released: bool = False):

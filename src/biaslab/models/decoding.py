@@ -18,8 +18,8 @@ A model is seen through its two parts (``models/lawt.py``): ``encode(xe) -> memo
 ``decode(xd, memory, src_keep)`` -> the logits of the prefix's last position, [B, 1, V];
 ``start(memory)`` -> the memory's keys/values per layer and ``step(tok, t, cross_kv, src_keep,
 cache)`` -> (logits [B, 1, V], cache) for the cached loop.
-``module_parts(model)`` gives them for a plain module, ``functional_parts(base, params, buffers)``
-for one member of a stack (under vmap).
+``module_parts(model)`` gives them for a plain module, ``member_parts(stack, params, buffers)``
+for one member of a stack (under vmap or in a loop).
 
 Outputs follow the target layout of the tasks: [B, decoder_len] tokens, the prediction, then
 ``<eos>``, then ``<pad>``; a sequence that never emits ``<eos>`` just fills the row (a malformed
@@ -32,7 +32,6 @@ from __future__ import annotations
 from typing import Callable, NamedTuple
 
 import torch
-from torch.func import functional_call
 
 
 class Parts(NamedTuple):
@@ -56,16 +55,10 @@ def module_parts(model) -> Parts:
     return _parts(model, model.pad_id)
 
 
-def functional_parts(base, params: dict, buffers: dict) -> Parts:
-    """The parts of one member given its parameters (``base`` is the stack's meta module)."""
-    def run(x, **kw):
-        return functional_call(base, (params, buffers), (x,), kw)
-    return _parts(run, base.pad_id)
-
-
 def member_parts(stack, params: dict, buffers: dict) -> Parts:
-    """The parts of one member of ``stack`` through ``Stack.apply`` (in a plain loop without
-    autograd, a call of the stack's module with the member's tensors in place, no swap)."""
+    """The parts of one member of ``stack`` through ``Stack.apply`` (under vmap a
+    ``functional_call``; in a plain loop a call of the stack's module with the member's tensors
+    in place, no swap)."""
     def run(x, **kw):
         return stack.apply(params, buffers, x, **kw)
     return _parts(run, stack.base.pad_id)

@@ -137,8 +137,7 @@ class Stack:
     def _plain_call_ok(self, params: dict, buffers: dict) -> bool:
         if torch.compiler.is_compiling():
             return False
-        if len(params) != len(self._param_keys) or len(buffers) != len(self._buffer_keys) or \
-                list(params) != self._param_keys or list(buffers) != self._buffer_keys:
+        if list(params) != self._param_keys or list(buffers) != self._buffer_keys:
             return False
         first = next(iter(params.values()), None)
         return first is not None and not torch._C._functorch.is_functorch_wrapped_tensor(first)
