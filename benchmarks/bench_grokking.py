@@ -58,8 +58,8 @@ def stacked(task, model_params, seeds, epochs, device, chunk=None, compile_=Fals
     members = [Member(seed=s, lr=1e-3, weight_decay=1.0) for s in seeds]
     stack = Stack("grokking", model_params, task, members, device)
     cfg = TrainConfig(steps=epochs, batch=task.n_train, loss="ce",
-                      eval_every=10 if probe else epochs, converge="none", stop_on_converge=False,
-                      member_chunk=chunk, compile=compile_)
+                      eval_every=10 if probe else epochs, eval_batch=task.n_train,  # as the experiment
+                      converge="none", stop_on_converge=False, member_chunk=chunk, compile=compile_)
     kwargs = {}
     if probe:
         from biaslab.experiments.vasudeva.grokking_sensitivity import GrokkingSpec, Recorder

@@ -1,14 +1,15 @@
 """The one trainer: trains a Stack of M >= 1 members at once.
 
-The step is a pure function of (params, optimizer state, step number): each member samples its
-own batch on the device from a counter-based RNG keyed by (member seed, step), computes its
-loss, and takes an AdamW step with its own hyperparameters. Metrics stay on the device and are
-read once per evaluation boundary, where convergence and divergence flags are updated.
-"""
+The step is a function of (params, optimizer state, step number): each member samples its own
+batch on the device from a counter-based RNG keyed by (member seed, step), computes its loss,
+and takes an AdamW step with its own hyperparameters (pure on an accelerator or compiled; on an
+eager CPU in place, by torch's fused AdamW kernel: cpu_step.py). Metrics stay on the device and
+are read once per evaluation boundary, where convergence and divergence flags are updated."""
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Literal, Optional
 
@@ -18,6 +19,7 @@ from torch.func import vmap
 
 from .. import rng
 from .allocator import tune_malloc
+from .cpu_step import make_cpu_step
 from .losses import get_loss
 from .members import AUTO, map_members, peak_buffer_bytes, resolve_chunk
 from .optim import AdamWState, adamw_init, adamw_step, flat_norm, flatten
@@ -206,13 +208,10 @@ def _allow_recompiles(limit: int = 1024) -> None:
 
 
 def make_step(stack: Stack, cfg: TrainConfig):
-    """The pure training step of a stack shape.
-
-    ``step(params, opt, step_t, lr, wd, clip, active, buffers, task_states, seed_keys)`` ->
-    ``(params, opt, losses [M], bad [M])``. Everything that differs between stacks of one shape
-    (seeds, task states, hyperparameters) is an argument, so one compiled step serves every
-    stack of that shape: a sweep compiles once per architecture, not once per seed.
-    """
+    """The training step of a stack shape: ``step(params, opt, step_t, lr, wd, clip, active,
+    buffers, task_states, seed_keys)`` -> ``(params, opt, losses [M], bad [M])``. Everything that
+    differs between stacks of one shape (seeds, task states, hyperparameters) is an argument, so
+    one compiled step serves every stack of that shape: a sweep compiles once per architecture."""
     key = _step_key(stack, cfg)
     if key in _STEP_CACHE:
         return _STEP_CACHE[key]
@@ -237,6 +236,9 @@ def make_step(stack: Stack, cfg: TrainConfig):
         return torch.compile(fn, dynamic=False, mode=mode)
 
     def build(chunk):
+        if device.type == "cpu" and not cfg.compile:  # in place, torch's fused AdamW (cpu_step.py)
+            return make_cpu_step(member_loss, chunk, clips=clips, beta1=cfg.beta1, beta2=cfg.beta2,
+                                 eps=cfg.eps, lr_multiplier=lambda s: lr_multiplier(cfg, s, torch.float64))
         # One vmap over the stack: the whole step is one (compiled) graph. Chunked: a Python loop
         # over chunks of one shape, each a call of one compiled graph, then a compiled update.
         per_chunk = cfg.compile and chunk is not None
@@ -284,8 +286,6 @@ def train(stack: Stack, cfg: TrainConfig, progress: bool | Callable = False,
     ``check()`` returns an [M] bool that replaces ``cfg.converge`` as the convergence test
     (e.g. greedy decoding accuracy on a fixed batch).
     """
-    import time
-
     t0 = time.perf_counter()
     if stack.device.type == "cpu":  # as the CLI and workers do, for library callers too
         tune_malloc()  # keep freed step buffers for the next step (allocator.py)
