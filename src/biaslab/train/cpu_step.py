@@ -8,7 +8,8 @@ for ``torch.optim.AdamW``; docs/benchmarks.md, issue 26). Here each member's row
 buffers is updated in place by ``torch._fused_adamw_``, the kernel of
 ``torch.optim.AdamW(fused=True)``: one pass that reads the parameter, gradient and moments once
 and writes them back. So on a CPU a member's update is, bit for bit, what
-``torch.optim.AdamW(fused=True)`` does to that member alone (tests/test_cpu_step.py).
+``torch.optim.AdamW(fused=True)`` does to that member alone (tests/test_cpu_step.py, which
+would also catch a torch upgrade that changed this private op's signature or arithmetic).
 
 In the looped mapping (``chunk`` 1: members with large buffers) each member is updated right
 after its own backward pass, while its gradients are still in cache.
