@@ -6,7 +6,8 @@ idle (sheet ``math-transformer.md`` section 5). This script measures, side by si
 
   host-fed  one ``nn.Module``, ``torch.optim.Adam``, clip 5; every batch is generated and encoded
             on the host (the same linalg generator, run on the CPU), then copied to the device;
-  trainer   ``biaslab.train.train`` on a Stack (vmap over members, functional AdamW), the data
+  trainer   ``biaslab.train.train`` on a Stack (members mapped by the lab's rule; AdamW: torch's
+            fused kernel in place on a CPU, the functional flat update on a GPU), the data
             generated on the device inside the step; on GPU bf16 autocast and torch.compile.
 
 Both train the same model on the same task (default: 5x5 symmetric eigenvalues, FP15 -> FP15).

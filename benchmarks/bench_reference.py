@@ -266,7 +266,7 @@ def main(argv=None):
           f"({torch.get_num_threads()} thread), torch {torch.__version__}; {rounds} interleaved "
           f"rounds, CPU time; size {size}")
     for name, rs in interleaved(pairs, rounds, calls).items():
-        print(f"{name:<10} ratio {statistics.median(rs):.2f}x (min {min(rs):.2f}, max {max(rs):.2f}, "
+        print(f"{name:<10} ratio {statistics.median(rs):.3f}x (min {min(rs):.3f}, max {max(rs):.3f}, "
               f"{len(rs)} rounds)")
 
 
