@@ -120,3 +120,25 @@ def test_inactive_and_non_finite_members_stay_exactly_as_they_were(chunk):
     for kept, now in zip(moments, (opt.exp_avg, opt.exp_avg_sq, opt.t)):
         assert torch.equal(now[1], kept[1]) and torch.equal(now[2], kept[2])
         assert not torch.equal(now[0], kept[0]) and not torch.equal(now[3], kept[3])
+
+
+@pytest.mark.parametrize("chunk", [1, 4])
+def test_the_cached_step_keeps_no_buffers_alive(chunk):
+    """The step is cached per stack shape for the whole process; once the caller drops what it
+    returned (``train`` has finished), the buffers are freed, not held by the cache."""
+    import gc
+    import weakref
+
+    task = make_task("parity", {"n": 6})
+    stack = Stack("mlp", {"width": 8}, task, MEMBERS)
+    step = make_step(stack, TrainConfig(batch=16, member_chunk=chunk))
+    args = (stack.hyper("lr"), stack.hyper("weight_decay"), stack.hyper("clip_norm"),
+            torch.ones(len(MEMBERS), dtype=torch.bool), stack.buffers, stack.task_states,
+            stack.seed_keys)
+    params, opt = stack.params, adamw_init(stack.params)
+    for t in range(3):
+        params, opt, _, _ = step(params, opt, torch.tensor(t), *args)
+    buffers = [weakref.ref(flatten(params)), weakref.ref(opt.exp_avg), weakref.ref(opt.exp_avg_sq)]
+    del params, opt
+    gc.collect()
+    assert all(b() is None for b in buffers)

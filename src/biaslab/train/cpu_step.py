@@ -22,6 +22,7 @@ is not finite is skipped: its parameters, moments and step count stay as they we
 
 from __future__ import annotations
 
+import weakref
 from typing import Callable
 
 import torch
@@ -35,33 +36,41 @@ class InPlaceBuffers:
     """The flat parameter buffer and optimizer state a step may update in place: the ones it
     returned last. Anything else (the stack's own parameters, a state after compaction) is
     copied once first, so the caller's tensors are never changed behind its back. Also keeps,
-    per member, its parameters and moments as per-tensor views (made once per buffer)."""
+    per member, its parameters and moments as per-tensor views (made once per buffer).
+
+    Both are held weakly, and the views only as long as the state lives: the step is cached per
+    stack shape for the whole process, and must not keep a finished run's buffers (three copies
+    of every parameter) alive after ``train`` has dropped them."""
 
     def __init__(self):
-        self.flat_p: torch.Tensor | None = None
-        self.state: AdamWState | None = None
+        self._flat = self._state = _gone
         self._views: dict[int, tuple] = {}
 
     def own(self, params: dict, state: AdamWState) -> tuple[torch.Tensor, AdamWState]:
         flat = flatten(params)
-        if flat is not self.flat_p and next(iter(params.values()))._base is flat:
+        if flat is not self._flat() and next(iter(params.values()))._base is flat:
             flat = flat.clone()  # the caller's buffer (``flatten`` made no copy): copy it first
-        if state is not self.state:
+        if state is not self._state():
             state = AdamWState(state.exp_avg.clone(), state.exp_avg_sq.clone(), state.t.clone())
-        if flat is not self.flat_p or state is not self.state:
+        if flat is not self._flat() or state is not self._state():
             self._views = {}
-        self.flat_p, self.state = flat, state
+            weakref.finalize(state, self._views.clear)  # the views die with the state
+        self._flat, self._state = weakref.ref(flat), weakref.ref(state)
         return flat, state
 
-    def member_views(self, i: int, like: dict) -> tuple[dict, list, list, list]:
+    def member_views(self, i: int, flat: torch.Tensor, state: AdamWState,
+                     like: dict) -> tuple[dict, list, list, list]:
         """Member i's parameters (a dict shaped as one member of ``like``) and its parameter,
         first- and second-moment tensors as lists, all views of row i of the owned buffers."""
         if i not in self._views:
             shapes = {k: v.shape[1:] for k, v in like.items()}
-            rows = [self.flat_p[i], self.state.exp_avg[i], self.state.exp_avg_sq[i]]
-            split = [_split(r, shapes) for r in rows]
+            split = [_split(r, shapes) for r in (flat[i], state.exp_avg[i], state.exp_avg_sq[i])]
             self._views[i] = (split[0], *(list(d.values()) for d in split))
         return self._views[i]
+
+
+def _gone():
+    return None
 
 
 def _split(row: torch.Tensor, shapes: dict) -> dict:
@@ -94,12 +103,12 @@ def make_cpu_step(member_loss: Callable, chunk: int | None, *, clips: bool, beta
     grad_fn = None if chunk == 1 else map_members(member_loss, chunk, grad=True)
     adam = {"beta1": beta1, "beta2": beta2, "eps": eps}
 
-    def looped(params, state, keys, lrs, wds, live, clip, buffers, task_states):
+    def looped(flat_p, params, state, keys, lrs, wds, live, clip, buffers, task_states):
         """Each member's backward, then at once its update (its gradients still in cache),
         gradients passed per tensor as autograd made them: no copy into a flat buffer."""
         losses, ok = [], []
         for i in range(len(live)):
-            p, p_list, m_list, v_list = owned.member_views(i, params)
+            p, p_list, m_list, v_list = owned.member_views(i, flat_p, state, params)
             g, loss = one(p, *_member((buffers, task_states, keys), i))
             grads = list(g.values())
             gnorm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
@@ -114,7 +123,7 @@ def make_cpu_step(member_loss: Callable, chunk: int | None, *, clips: bool, beta
                             weight_decay=wds[i], **adam)
         return torch.stack(losses), ~torch.tensor(ok, device=state.t.device)
 
-    def vmapped(params, state, keys, lrs, wds, live, clip, buffers, task_states):
+    def vmapped(flat_p, params, state, keys, lrs, wds, live, clip, buffers, task_states):
         """The chunks' gradients as one [M, P] buffer, then one kernel call per distinct (lr,
         weight decay), every row of that group in its lists."""
         grads, losses = grad_fn(params, buffers, task_states, keys)
@@ -127,7 +136,6 @@ def make_cpu_step(member_loss: Callable, chunk: int | None, *, clips: bool, beta
         groups: dict[tuple[float, float], list[int]] = {}
         for i in rows:
             groups.setdefault((lrs[i], wds[i]), []).append(i)
-        flat_p = owned.flat_p
         for (lr, wd), idx in groups.items():
             state.t[idx] += 1
             fused_adamw([flat_p[i] for i in idx], [flat_g[i] for i in idx],
@@ -141,7 +149,7 @@ def make_cpu_step(member_loss: Callable, chunk: int | None, *, clips: bool, beta
         mult = float(lr_multiplier(step_t))
         lrs = [x * mult for x in lr.tolist()]
         run = looped if chunk == 1 else vmapped
-        losses, bad = run(params, state, rng.derive(seed_keys, step_t), lrs, wd.tolist(),
+        losses, bad = run(flat_p, params, state, rng.derive(seed_keys, step_t), lrs, wd.tolist(),
                           active.tolist(), clip, buffers, task_states)
         return params, state, losses, bad
     return step
