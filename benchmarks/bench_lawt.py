@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import time
 
 import torch
@@ -101,6 +102,9 @@ def main(argv=None):
     ap.add_argument("--configs", nargs="*", default=None,
                     help="trainer configs as MEMBERSxBATCH (default: cpu 1x64 4x64 1x256; "
                     "cuda 1x1024 1x4096 8x1024 16x1024)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="interleaved rounds (the order alternating); with more than one, the "
+                    "median of each config's per-round ratio with its min-max is printed last")
     ap.add_argument("--json", default=None, help="also write the numbers here")
     args = ap.parse_args(argv)
     load_all()
@@ -120,18 +124,32 @@ def main(argv=None):
           f"{model_name} {values}, vocabulary {task.vocab_size}, tokens {task.encoder_len}+"
           f"{task.decoder_len}; device {device} ({torch.cuda.get_device_name(device) if gpu else platform.processor() or platform.machine()}), "
           f"torch {torch.__version__}, {precision}")
-    rows = []
-    base = host_fed(task, values, device, 64, steps, precision)
-    rows.append({"config": "host-fed one model (reference-style)", "members": 1, "batch": 64,
-                 "examples_per_s": base})
-    print(f"host-fed, 1 model, batch 64: {base:,.0f} examples/s (1.00x)", flush=True)
-    for c in configs:
-        m, b = (int(v) for v in c.split("x"))
-        eps = stacked(task, values, device, m, b, steps, precision, compile_=gpu)
-        rows.append({"config": "trainer" + (" compiled" if gpu else ""), "members": m, "batch": b,
-                     "examples_per_s": eps})
-        print(f"trainer, {m} member(s) x batch {b}: {eps:,.0f} examples/s ({eps / base:.2f}x)",
-              flush=True)
+    rows, ratios = [], {c: [] for c in configs}
+    for r in range(args.rounds):
+        # alternate which side runs first, so a drift of the machine hits both alike
+        order = ["host"] + configs if r % 2 == 0 else configs + ["host"]
+        eps = {}
+        for c in order:
+            if c == "host":
+                eps[c] = host_fed(task, values, device, 64, steps, precision)
+            else:
+                m, b = (int(v) for v in c.split("x"))
+                eps[c] = stacked(task, values, device, m, b, steps, precision, compile_=gpu)
+        base = eps["host"]
+        rows.append({"round": r, "config": "host-fed one model (reference-style)", "members": 1,
+                     "batch": 64, "examples_per_s": base})
+        print(f"host-fed, 1 model, batch 64: {base:,.0f} examples/s (1.00x)", flush=True)
+        for c in configs:
+            m, b = (int(v) for v in c.split("x"))
+            ratios[c].append(eps[c] / base)
+            rows.append({"round": r, "config": "trainer" + (" compiled" if gpu else ""),
+                         "members": m, "batch": b, "examples_per_s": eps[c]})
+            print(f"trainer, {m} member(s) x batch {b}: {eps[c]:,.0f} examples/s "
+                  f"({eps[c] / base:.2f}x)", flush=True)
+    if args.rounds > 1:
+        for c, rs in ratios.items():
+            print(f"trainer {c}: median {statistics.median(rs):.2f}x the host-fed loop (min "
+                  f"{min(rs):.2f}, max {max(rs):.2f}, {len(rs)} rounds)")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"task": args.task, "dim": args.dim, "encoding": args.encoding,
