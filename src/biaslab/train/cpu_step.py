@@ -100,7 +100,7 @@ def make_cpu_step(member_loss: Callable, chunk: int | None, *, clips: bool, beta
     ``(params, opt, losses [M], bad [M])``, the parameters and state updated in place."""
     owned = InPlaceBuffers()
     one = _autograd_value_and_grad(member_loss)
-    grad_fn = None if chunk == 1 else map_members(member_loss, chunk, grad=True)
+    grad_fn = None if chunk == 1 else map_members(member_loss, chunk, grad=True, eager_grad=True)
     adam = {"beta1": beta1, "beta2": beta2, "eps": eps}
 
     def looped(flat_p, params, state, keys, lrs, wds, live, clip, buffers, task_states):

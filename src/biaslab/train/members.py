@@ -98,7 +98,8 @@ def _n_members(args, dims=None) -> int:
     return tree_flatten(mapped)[0][0].shape[0]
 
 
-def map_members(fn, chunk: int | None, in_dims=0, grad: bool = False, wrap=None):
+def map_members(fn, chunk: int | None, in_dims=0, grad: bool = False, wrap=None,
+                eager_grad: bool = False):
     """THE way a per-member function runs over a stack: ``fn(*member_args)`` for every member.
 
     Arguments are trees (dicts, tuples) of tensors whose dim 0 is the member dim (``in_dims``
@@ -108,8 +109,9 @@ def map_members(fn, chunk: int | None, in_dims=0, grad: bool = False, wrap=None)
     would make (no vmap at all). Results are stacked along a new dim 0.
 
     ``grad=True`` maps ``(grads, value)`` of a scalar ``fn(params, *rest)`` instead (plain
-    autograd in the loop, and of the summed losses of a vmapped chunk; ``grad_and_value`` under
-    vmap where ``wrap`` compiles). ``wrap`` (e.g. ``torch.compile``)
+    autograd in the loop; ``grad_and_value`` under vmap, which dynamo can trace when the step is
+    compiled, or with ``eager_grad`` plain autograd of a vmapped chunk's summed losses, for a
+    step that is never compiled: the eager CPU step). ``wrap`` (e.g. ``torch.compile``)
     wraps the per-chunk function, so a compiled chunk is compiled once and reused by every
     chunk; a wrapped chunk of 1 is a vmap of one.
     """
@@ -123,7 +125,7 @@ def map_members(fn, chunk: int | None, in_dims=0, grad: bool = False, wrap=None)
                 return _flat_rows([g for g, _ in outs]), torch.stack([v for _, v in outs])
             return _joined(outs, torch.stack)
         return looped
-    if grad and wrap is None:
+    if grad and eager_grad and wrap is None:
         whole = _vmapped_value_and_grad(fn, in_dims)
     else:
         whole = vmap(grad_and_value(fn) if grad else fn, in_dims=in_dims)
@@ -144,8 +146,9 @@ def _vmapped_value_and_grad(loss_fn, in_dims):
     autograd of the losses' sum. Members are independent, so d(sum)/d(member i's parameters) is
     member i's own gradient (each loss enters the sum with weight exactly 1). Not
     ``grad_and_value`` under vmap: its first call imports torch._dynamo (measured: 1 s of CPU and
-    ~100 MiB of resident memory in every training process), and its wrapping costs per op; a
-    compiled step (``wrap``) still uses it, as dynamo traces it."""
+    ~100 MiB of resident memory in every training process), and its wrapping costs per op.
+    Only for steps that are never compiled: dynamo breaks its graph at ``autograd.grad``, while
+    it traces ``grad_and_value``."""
     mapped = vmap(loss_fn, in_dims=in_dims)
 
     def both(params, *rest):
