@@ -221,6 +221,16 @@ def test_cotraining():
     assert "task" in task.describe_example(pr.x[0], pr.y[0])
 
 
+def test_cotraining_sequences_longer_than_max_len_are_refused():
+    """Every task alone fits in 20 tokens at 3x3 FP15 (the longest input is 20), but cotraining
+    puts the task code in front: 21 tokens, refused at construction, not at the first batch."""
+    assert max(make_task(name, {"dim": 3, "encoding": "fp15"}).encoder_len
+               for name in ("transpose", "matrix_sum", "matrix_product")) <= 20
+    with pytest.raises(InputError, match="max_len = 20"):
+        make_task("cotraining", {"dim": 3, "encoding": "fp15", "max_len": 20})
+    assert make_task("cotraining", {"dim": 3, "encoding": "fp15", "max_len": 21}).encoder_len == 21
+
+
 def test_correct_is_exact_match_ignoring_pad():
     task = make_task("transpose", {"dim": 2, "encoding": "p10"})
     _, y = task.sample({}, rng.key_of(0), 4)
