@@ -149,25 +149,18 @@ def _vmapped_value_and_grad(loss_fn, in_dims):
     ~100 MiB of resident memory in every training process), and its wrapping costs per op.
     Only for steps that are never compiled: dynamo breaks its graph at ``autograd.grad``, while
     it traces ``grad_and_value``."""
-    mapped = vmap(loss_fn, in_dims=in_dims)
-
-    def both(params, *rest):
-        with torch.enable_grad():
-            leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
-            losses = mapped(leaves, *rest)
-            grads = torch.autograd.grad(losses.sum(), list(leaves.values()), allow_unused=True)
-        grads = {k: torch.zeros_like(leaves[k]) if g is None else g for k, g in zip(leaves, grads)}
-        return grads, losses.detach()
-    return both
+    return _autograd_value_and_grad(vmap(loss_fn, in_dims=in_dims), summed=True)
 
 
-def _autograd_value_and_grad(loss_fn):
-    """(grads, loss) of one member with plain autograd: what a one-at-a-time loop does."""
+def _autograd_value_and_grad(loss_fn, summed: bool = False):
+    """(grads, loss) of one member with plain autograd: what a one-at-a-time loop does. With
+    ``summed``, ``loss_fn`` returns a vector of losses and the gradients are of their sum."""
     def one(params, *rest):
         with torch.enable_grad():
             leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
             loss = loss_fn(leaves, *rest)
-            grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
+            grads = torch.autograd.grad(loss.sum() if summed else loss, list(leaves.values()),
+                                        allow_unused=True)
         grads = {k: torch.zeros_like(leaves[k]) if g is None else g for k, g in zip(leaves, grads)}
         return grads, loss.detach()
     return one
