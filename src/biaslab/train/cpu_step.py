@@ -47,12 +47,12 @@ class InPlaceBuffers:
         self._views: dict[int, tuple] = {}
 
     def own(self, params: dict, state: AdamWState) -> tuple[torch.Tensor, AdamWState]:
-        flat = flatten(params)
-        if flat is not self._flat() and next(iter(params.values()))._base is flat:
+        flat, owned_flat, owned_state = flatten(params), self._flat(), self._state()
+        if flat is not owned_flat and next(iter(params.values()))._base is flat:
             flat = flat.clone()  # the caller's buffer (``flatten`` made no copy): copy it first
-        if state is not self._state():
+        if state is not owned_state:
             state = AdamWState(state.exp_avg.clone(), state.exp_avg_sq.clone(), state.t.clone())
-        if flat is not self._flat() or state is not self._state():
+        if flat is not owned_flat or state is not owned_state:
             self._views = {}
             weakref.finalize(state, self._views.clear)  # the views die with the state
         self._flat, self._state = weakref.ref(flat), weakref.ref(state)
@@ -63,19 +63,14 @@ class InPlaceBuffers:
         """Member i's parameters (a dict shaped as one member of ``like``) and its parameter,
         first- and second-moment tensors as lists, all views of row i of the owned buffers."""
         if i not in self._views:
-            shapes = {k: v.shape[1:] for k, v in like.items()}
-            split = [_split(r, shapes) for r in (flat[i], state.exp_avg[i], state.exp_avg_sq[i])]
-            self._views[i] = (split[0], *(list(d.values()) for d in split))
+            p, m, v = (unflatten(x, like) for x in (flat, state.exp_avg, state.exp_avg_sq))
+            self._views[i] = ({k: t[i] for k, t in p.items()}, *([t[i] for t in tree.values()]
+                                                                 for tree in (p, m, v)))
         return self._views[i]
 
 
 def _gone():
     return None
-
-
-def _split(row: torch.Tensor, shapes: dict) -> dict:
-    parts = torch.split(row, [torch.Size(s).numel() for s in shapes.values()])
-    return {k: part.view(s) for (k, s), part in zip(shapes.items(), parts)}
 
 
 def fused_adamw(params: list, grads: list, exp_avgs: list, exp_avg_sqs: list, steps: list, *,
