@@ -152,11 +152,15 @@ class LinalgTask(Task):
             if max(shape) > self.vocab.max_dim:
                 raise InputError("dim", f"a {shape[0]}x{shape[1]} matrix has no header tokens",
                                  f"at most {self.vocab.max_dim} rows and columns")
-        if max(self.encoder_len, self.decoder_len) > self.params.max_len:
-            raise InputError("dim", f"{self.rows}x{self.cols} needs sequences of "
-                             f"{max(self.encoder_len, self.decoder_len)} tokens in "
-                             f"{self.input_encoding}/{self.output_encoding}",
-                             f"at most max_len = {self.params.max_len} (a smaller dim or a "
+        self._check_length()
+
+    def _check_length(self, what: str = "", shorter: str = "a smaller dim") -> None:
+        """The longest sequence (input or BOS + answer) against ``max_len``."""
+        longest = max(self.encoder_len, self.decoder_len)
+        if longest > self.params.max_len:
+            raise InputError("dim", f"{what}{self.rows}x{self.cols} needs sequences of {longest} "
+                             f"tokens in {self.input_encoding}/{self.output_encoding}",
+                             f"at most max_len = {self.params.max_len} ({shorter} or a "
                              f"shorter encoding such as fp15)")
 
     @property

@@ -39,13 +39,8 @@ class Cotraining(LinalgTask):
             sub = self.subtask(code)
             sub._check_shapes()
         # each task alone fits; the task code in front (and its echo in the answer) may not
-        longest = max(self.encoder_len, self.decoder_len)
-        if longest > self.params.max_len:
-            raise InputError("dim", f"cotraining {self.params.tasks} at {self.rows}x{self.cols} "
-                             f"needs sequences of {longest} tokens (the task code included) in "
-                             f"{self.input_encoding}/{self.output_encoding}",
-                             f"at most max_len = {self.params.max_len} (a smaller dim, fewer "
-                             f"tasks or a shorter encoding such as fp15)")
+        self._check_length(f"cotraining {self.params.tasks} (the task code included) at ",
+                           "a smaller dim, fewer tasks")
 
     def subtask(self, code: str) -> LinalgTask:
         """The single task behind ``code`` with the same parameters."""
