@@ -124,6 +124,7 @@ def main(argv=None):
           f"{model_name} {values}, vocabulary {task.vocab_size}, tokens {task.encoder_len}+"
           f"{task.decoder_len}; device {device} ({torch.cuda.get_device_name(device) if gpu else platform.processor() or platform.machine()}), "
           f"torch {torch.__version__}, {precision}")
+    sizes = {c: tuple(int(v) for v in c.split("x")) for c in configs}  # members, batch
     rows, ratios = [], {c: [] for c in configs}
     for r in range(args.rounds):
         # alternate which side runs first, so a drift of the machine hits both alike
@@ -133,14 +134,13 @@ def main(argv=None):
             if c == "host":
                 eps[c] = host_fed(task, values, device, 64, steps, precision)
             else:
-                m, b = (int(v) for v in c.split("x"))
-                eps[c] = stacked(task, values, device, m, b, steps, precision, compile_=gpu)
+                eps[c] = stacked(task, values, device, *sizes[c], steps, precision, compile_=gpu)
         base = eps["host"]
         rows.append({"round": r, "config": "host-fed one model (reference-style)", "members": 1,
                      "batch": 64, "examples_per_s": base})
         print(f"host-fed, 1 model, batch 64: {base:,.0f} examples/s (1.00x)", flush=True)
         for c in configs:
-            m, b = (int(v) for v in c.split("x"))
+            m, b = sizes[c]
             ratios[c].append(eps[c] / base)
             rows.append({"round": r, "config": "trainer" + (" compiled" if gpu else ""),
                          "members": m, "batch": b, "examples_per_s": eps[c]})
